@@ -1,0 +1,123 @@
+"""The image transformation networks of Johnson et al. (ECCV 2016).
+
+Both nets take RGB in [0, 1] (sRGB working space), NCHW, and return RGB in [0, 1].
+Their width and depth come from the model's metadata (``architecture``), so a
+state dict plus that dict is all it takes to rebuild one: see :func:`build_net`.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection-padded convolution (no zero borders, so no dark frame)."""
+
+    def __init__(self, in_ch, out_ch, kernel, stride=1):
+        super().__init__(
+            nn.ReflectionPad2d(kernel // 2),
+            nn.Conv2d(in_ch, out_ch, kernel, stride),
+        )
+
+
+class UpsampleConv(nn.Sequential):
+    """x2 nearest-neighbour resize, then a convolution: upsampling without checkerboard."""
+
+    def __init__(self, in_ch, out_ch, kernel=3):
+        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvLayer(in_ch, out_ch, kernel))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convs with normalisation, added to the input (the paper's Fig. in the supplement)."""
+
+    def __init__(self, channels, norm):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvLayer(channels, channels, 3), norm(channels), nn.ReLU(inplace=True),
+            ConvLayer(channels, channels, 3), norm(channels),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def instance_norm(channels):
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+def to_pixel_range(x):
+    """Map the last layer's output to [0, 1] with a scaled tanh, as the paper does."""
+    return (torch.tanh(x) + 1) * 0.5
+
+
+class StyleNet(nn.Module):
+    """Style image transformation network: 9x9 conv, two stride-2 convs, residual blocks,
+    two x2 upsampling stages, 9x9 conv to RGB. Instance normalisation throughout."""
+
+    def __init__(self, channels=32, blocks=5):
+        super().__init__()
+        c = channels
+        self.encoder = nn.Sequential(
+            ConvLayer(3, c, 9), instance_norm(c), nn.ReLU(inplace=True),
+            ConvLayer(c, 2 * c, 3, stride=2), instance_norm(2 * c), nn.ReLU(inplace=True),
+            ConvLayer(2 * c, 4 * c, 3, stride=2), instance_norm(4 * c), nn.ReLU(inplace=True),
+        )
+        self.residuals = nn.Sequential(*[ResidualBlock(4 * c, instance_norm) for _ in range(blocks)])
+        self.decoder = nn.Sequential(
+            UpsampleConv(4 * c, 2 * c), instance_norm(2 * c), nn.ReLU(inplace=True),
+            UpsampleConv(2 * c, c), instance_norm(c), nn.ReLU(inplace=True),
+            ConvLayer(c, 3, 9),
+        )
+
+    def forward(self, x):
+        return to_pixel_range(self.decoder(self.residuals(self.encoder(x))))
+
+
+class SRNet(nn.Module):
+    """Super-resolution network working in low-resolution space: 9x9 conv, residual blocks,
+    log2(scale) learned x2 upsampling stages, 9x9 conv to RGB.
+
+    Batch normalisation as in the paper; at inference it is a fixed per-channel affine map,
+    so tiles of an image are processed exactly like the whole image.
+    """
+
+    def __init__(self, scale=4, channels=64, blocks=4):
+        super().__init__()
+        stages = int(round(math.log2(scale)))
+        if scale < 2 or 2 ** stages != scale:
+            raise ValueError(f"SR scale must be a power of two >= 2, got {scale}")
+        c = channels
+        self.head = nn.Sequential(ConvLayer(3, c, 9), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.residuals = nn.Sequential(*[ResidualBlock(c, nn.BatchNorm2d) for _ in range(blocks)])
+        self.upsample = nn.Sequential(*[
+            nn.Sequential(UpsampleConv(c, c), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+            for _ in range(stages)
+        ])
+        self.tail = ConvLayer(c, 3, 9)
+        self.scale = scale
+
+    def forward(self, x):
+        return to_pixel_range(self.tail(self.upsample(self.residuals(self.head(x)))))
+
+
+def build_net(architecture):
+    """Build an untrained net from a model's ``architecture`` metadata dict.
+
+    ``{"type": "style", "channels": 32, "blocks": 5}`` or
+    ``{"type": "sr", "scale": 4, "channels": 64, "blocks": 4}``.
+    """
+    kind = architecture.get("type")
+    if kind == "style":
+        return StyleNet(channels=int(architecture.get("channels", 32)), blocks=int(architecture.get("blocks", 5)))
+    if kind == "sr":
+        return SRNet(scale=int(architecture["scale"]), channels=int(architecture.get("channels", 64)),
+                     blocks=int(architecture.get("blocks", 4)))
+    raise ValueError(f"unknown architecture type {kind!r} (expected 'style' or 'sr')")
+
+
+def default_architecture(kind, scale=1):
+    """The paper's architecture for ``kind`` ('style' or 'sr')."""
+    if kind == "style":
+        return {"type": "style", "channels": 32, "blocks": 5}
+    return {"type": "sr", "scale": int(scale), "channels": 64, "blocks": 4}

@@ -1,0 +1,93 @@
+"""brushwork wire protocol: constants, error codes and pixel-format arithmetic.
+
+Pure standard library on purpose: the editor plug-ins vendor this file next to
+``client.py`` and run it inside Krita's or GIMP's own Python (3.10-3.13).
+See docs/protocol.md for the message layout.
+"""
+
+import os
+import sys
+import tempfile
+
+PROTOCOL_VERSION = 1
+DEFAULT_TCP_PORT = 5557
+
+DTYPE_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
+CHANNEL_ORDERS = ("RGBA", "BGRA", "RGB", "BGR")
+TRANSFERS = ("srgb", "linear")
+
+ERROR_CODES = (
+    "bad_request",     # malformed header, missing/invalid field
+    "unknown_kind",    # message kind the daemon does not know
+    "unknown_model",   # no model of that name (or none for that scale)
+    "bad_pixels",      # pixel frame does not match the declared size/format
+    "too_large",       # over the daemon's pixel or byte limits
+    "busy",            # queue full, try again later
+    "cancelled",       # the job was cancelled by its client
+    "model_error",     # a model file is corrupt or does not match its metadata
+    "out_of_memory",   # the device ran out of memory even with the smallest tiles
+    "timeout",         # the client gave up waiting
+    "unavailable",     # no daemon answering at the endpoint
+    "internal",        # a bug: the daemon logged a traceback
+)
+
+
+class BrushworkError(Exception):
+    """An error with a machine-readable ``code`` (one of ERROR_CODES) and a human ``message``."""
+
+    code = "internal"
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self):
+        return self.message
+
+
+def validate_format(fmt):
+    """Check a pixel-format dict and return it normalised; raise BrushworkError('bad_request')."""
+    if not isinstance(fmt, dict):
+        raise BrushworkError("format must be an object with dtype, channels and transfer", "bad_request")
+    dtype = fmt.get("dtype")
+    channels = fmt.get("channels", "RGBA")
+    transfer = fmt.get("transfer", "srgb")
+    if dtype not in DTYPE_SIZES:
+        raise BrushworkError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_SIZES)}", "bad_request")
+    if channels not in CHANNEL_ORDERS:
+        raise BrushworkError(f"unknown channel order {channels!r}; expected one of {list(CHANNEL_ORDERS)}",
+                             "bad_request")
+    if transfer not in TRANSFERS:
+        raise BrushworkError(f"unknown transfer {transfer!r}; expected one of {list(TRANSFERS)}", "bad_request")
+    return {"dtype": dtype, "channels": channels, "transfer": transfer}
+
+
+def frame_size(width, height, fmt):
+    """Number of bytes of a ``width`` x ``height`` image in pixel format ``fmt``."""
+    fmt = validate_format(fmt)
+    return int(width) * int(height) * len(fmt["channels"]) * DTYPE_SIZES[fmt["dtype"]]
+
+
+def runtime_dir():
+    """Per-user directory for the daemon's socket (owner-only)."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isdir(base):
+        return os.path.join(base, "brushwork")
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return os.path.join(tempfile.gettempdir(), f"brushwork-{uid}")
+
+
+def default_endpoint():
+    """The endpoint a local daemon listens on unless told otherwise.
+
+    ``BRUSHWORK_ENDPOINT`` overrides it; otherwise an IPC socket in the user's runtime
+    dir on Linux/macOS and loopback TCP elsewhere (Windows has no IPC transport).
+    """
+    env = os.environ.get("BRUSHWORK_ENDPOINT")
+    if env:
+        return env
+    if sys.platform.startswith("win"):
+        return f"tcp://127.0.0.1:{DEFAULT_TCP_PORT}"
+    return "ipc://" + os.path.join(runtime_dir(), "daemon.sock")
