@@ -5,8 +5,6 @@ Their width and depth come from the model's metadata (``architecture``), so a
 state dict plus that dict is all it takes to rebuild one: see :func:`build_net`.
 """
 
-import math
-
 import torch
 from torch import nn
 
@@ -84,9 +82,9 @@ class SRNet(nn.Module):
 
     def __init__(self, scale=4, channels=64, blocks=4):
         super().__init__()
-        stages = int(round(math.log2(scale)))
-        if scale < 2 or 2 ** stages != scale:
-            raise ValueError(f"SR scale must be a power of two >= 2, got {scale}")
+        if not isinstance(scale, int) or scale < 2 or scale & (scale - 1):
+            raise ValueError(f"SR scale must be a power of two >= 2, got {scale!r}")
+        stages = scale.bit_length() - 1
         c = channels
         self.head = nn.Sequential(ConvLayer(3, c, 9), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.residuals = nn.Sequential(*[ResidualBlock(c, nn.BatchNorm2d) for _ in range(blocks)])

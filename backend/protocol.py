@@ -5,12 +5,24 @@ Pure standard library on purpose: the editor plug-ins vendor this file next to
 See docs/protocol.md for the message layout.
 """
 
+import json
 import os
 import sys
 import tempfile
+import uuid
 
 PROTOCOL_VERSION = 1
 DEFAULT_TCP_PORT = 5557
+
+# Message kinds. Requests go client -> daemon, replies daemon -> client.
+REQUEST_KINDS = ("ping", "info", "stylize", "upscale", "echo", "cancel", "train_style")
+REPLY_KINDS = ("pong", "info", "progress", "result", "error", "ok")
+
+# Default daemon limits (configurable with `brushwork serve --max-pixels/--max-bytes/--queue`).
+DEFAULT_MAX_PIXELS = 64 * 1024 * 1024     # per image, input and output
+DEFAULT_MAX_BYTES = 1024 * 1024 * 1024    # all frames of one request together
+DEFAULT_QUEUE = 16                        # jobs waiting for the worker, all clients together
+MAX_HEADER_BYTES = 64 * 1024
 
 DTYPE_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 CHANNEL_ORDERS = ("RGBA", "BGRA", "RGB", "BGR")
@@ -45,6 +57,90 @@ class BrushworkError(Exception):
 
     def __str__(self):
         return self.message
+
+
+class BadRequest(BrushworkError):
+    code = "bad_request"
+
+
+class UnknownKind(BrushworkError):
+    code = "unknown_kind"
+
+
+class UnknownModel(BrushworkError):
+    code = "unknown_model"
+
+
+class BadPixels(BrushworkError):
+    code = "bad_pixels"
+
+
+class TooLarge(BrushworkError):
+    code = "too_large"
+
+
+class Busy(BrushworkError):
+    code = "busy"
+
+
+class Cancelled(BrushworkError):
+    code = "cancelled"
+
+
+class ModelError(BrushworkError):
+    code = "model_error"
+
+
+class OutOfMemory(BrushworkError):
+    code = "out_of_memory"
+
+
+class Unavailable(BrushworkError):
+    """No daemon answered (code ``unavailable``) or it went silent mid-job (``timeout``)."""
+
+    code = "unavailable"
+
+
+class TimedOut(Unavailable):
+    code = "timeout"
+
+
+_ERROR_CLASSES = {cls.code: cls for cls in (BadRequest, UnknownKind, UnknownModel, BadPixels, TooLarge, Busy,
+                                            Cancelled, ModelError, OutOfMemory, Unavailable, TimedOut)}
+
+
+def error_from_code(code, message):
+    """The exception for an ``error`` reply: the matching subclass, else a plain BrushworkError."""
+    cls = _ERROR_CLASSES.get(code)
+    if cls is None:
+        return BrushworkError(message, code if code in ERROR_CODES else "internal")
+    return cls(message)
+
+
+def new_request_id():
+    """A fresh request id, unique enough that stale replies can never be mistaken for current ones."""
+    return uuid.uuid4().hex
+
+
+def encode_header(header):
+    """A header dict as the UTF-8 JSON bytes of frame 0 (``v`` is added when missing)."""
+    header = dict(header)
+    header.setdefault("v", PROTOCOL_VERSION)
+    return json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_header(data):
+    """Parse frame 0 into a dict; raise BrushworkError('bad_request') if it is not a JSON object."""
+    data = bytes(data)
+    if len(data) > MAX_HEADER_BYTES:
+        raise BadRequest(f"header frame is {len(data)} bytes; at most {MAX_HEADER_BYTES} allowed")
+    try:
+        header = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("header frame is not UTF-8 JSON") from None
+    if not isinstance(header, dict):
+        raise BadRequest("header frame must be a JSON object")
+    return header
 
 
 def validate_format(fmt):

@@ -1,0 +1,396 @@
+"""The ``brushwork`` command: run the daemon, list models, stylize and upscale image files.
+
+``stylize`` and ``upscale`` talk to a running daemon when one answers at the endpoint and
+otherwise run the same Engine in this process (``--local`` forces that). Heavy modules
+(torch, the engine, the trainer, the plug-in installers) are imported only when used.
+"""
+
+import argparse
+import glob
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from backend import __version__, image_io, protocol
+from backend.protocol import BrushworkError
+
+EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+def _trainer_cli():
+    """The trainer's CLI hooks, or None while the trainer is not installed."""
+    try:
+        import trainer.cli
+    except ImportError:
+        return None
+    return trainer.cli
+
+
+def _make_store(args):
+    from backend.model_store import ModelStore
+    return ModelStore(args.models or ())
+
+
+def _make_engine(args, store):
+    from backend.engine import Engine
+    return Engine(store, device=args.device, precision=args.precision, tile_size=args.tile_size)
+
+
+class CancelOnSignal:
+    """While active, Ctrl-C / SIGTERM set ``requested`` (a second Ctrl-C aborts at once)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def __call__(self):
+        return self.requested
+
+
+# ---- serve ------------------------------------------------------------------------------
+
+def _serve_endpoint(args):
+    from backend.server import tcp_endpoint
+    if args.tcp is not None:
+        return tcp_endpoint(args.tcp)
+    return args.endpoint or protocol.default_endpoint()
+
+
+def cmd_serve(args):
+    from backend.model_store import user_models_dir
+    import zmq
+
+    from backend.server import Daemon, check_endpoint, refuse_if_running
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    endpoint = _serve_endpoint(args)
+    check_endpoint(endpoint)  # these two before the slow engine start
+    refuse_if_running(zmq.Context.instance(), endpoint)
+    store = _make_store(args)
+    engine = _make_engine(args, store)
+    daemon = Daemon(engine, store, endpoint, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
+                    queue=args.queue)
+    daemon.bind()
+    print(f"brushwork {__version__} daemon listening on {endpoint}", flush=True)
+    print(f"device {engine.device}, precision {engine.precision}", flush=True)
+    models = store.list()
+    if models:
+        print("models: " + ", ".join(f"{m.name} ({m.kind}{'' if m.kind == 'style' else f' x{m.scale}'})"
+                                     for m in models), flush=True)
+    else:
+        print("no models installed: train one with `brushwork train style ...`, or put a model's .safetensors "
+              f"and .json files into {user_models_dir()}", flush=True)
+    for problem in store.problems:
+        print(f"skipped model {problem}", flush=True)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: daemon.stop())
+    daemon.serve()
+    print("brushwork daemon stopped", flush=True)
+    return 0
+
+
+# ---- models -----------------------------------------------------------------------------
+
+def cmd_models(args):
+    store = _make_store(args)
+    rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, str(m.json_path.parent)) for m in store.list()]
+    if rows:
+        titles = ("NAME", "KIND", "SCALE", "DISPLAY NAME", "DIRECTORY")
+        widths = [max(len(r[i]) for r in [titles, *rows]) for i in range(len(titles))]
+        for row in [titles, *rows]:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    else:
+        print("no models installed; searched: " + ", ".join(str(d) for d in store.dirs))
+    for problem in store.problems:
+        print(f"problem: {problem}")
+    return 0
+
+
+# ---- stylize / upscale ------------------------------------------------------------------
+
+def _expand_inputs(patterns):
+    paths = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(os.path.expanduser(pattern)))
+            if not matches:
+                raise BrushworkError(f"no files match {pattern!r}", "bad_request")
+            paths.extend(Path(m) for m in matches)
+        else:
+            paths.append(Path(pattern))
+    for path in paths:
+        if not path.is_file():
+            raise BrushworkError(f"{path}: no such file", "bad_request")
+    return paths
+
+
+def _output_paths(args, inputs, tag):
+    if args.output and len(inputs) > 1:
+        raise BrushworkError("-o/--output names one file; use --out-dir for several inputs", "bad_request")
+    if args.output:
+        outputs = [Path(args.output)]
+    else:
+        directory = Path(args.out_dir) if args.out_dir else None
+        outputs = [(directory or p.parent) / f"{p.stem}-{tag}{p.suffix}" for p in inputs]
+    for src, dst in zip(inputs, outputs):
+        if dst.resolve() == src.resolve():
+            raise BrushworkError(f"output {dst} would overwrite its input", "bad_request")
+        image_io.check_writable(dst)
+    if args.out_dir:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    return outputs
+
+
+class DaemonRunner:
+    """Runs jobs on a daemon through the client."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def __call__(self, kind, array, fmt, mask, options, progress, cancel):
+        height, width = array.shape[:2]
+        call = self.client.stylize if kind == "stylize" else self.client.upscale
+        result = call(array, width, height, fmt, mask=mask,
+                      progress=lambda done, total, _message: progress(done, total), should_cancel=cancel,
+                      **options)
+        return np.frombuffer(result.pixels, array.dtype).reshape(result.height, result.width, array.shape[2])
+
+
+class LocalRunner:
+    """Runs jobs on an Engine in this process."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __call__(self, kind, array, fmt, mask, options, progress, cancel):
+        from backend import pixels
+        height, width = array.shape[:2]
+        rgb, alpha = pixels.decode(array, width, height, fmt)
+        mask = pixels.decode_mask(mask, width, height) if mask is not None else None
+        run = self.engine.stylize if kind == "stylize" else self.engine.upscale
+        rgb, alpha = run(rgb, alpha, mask=mask, progress=progress, is_cancelled=cancel, **options)
+        return pixels.encode(rgb, alpha, fmt)
+
+
+def _runner(args):
+    """A DaemonRunner when a daemon answers (and --local is not given), else a LocalRunner."""
+    if not args.local:
+        from backend.client import Client
+        client = Client(args.endpoint, timeout=1.0)  # a short ping: is a daemon there?
+        try:
+            client.ping()
+        except protocol.Unavailable:
+            client.close()
+        else:
+            client.timeout = args.timeout
+            return DaemonRunner(client), f"daemon at {client.endpoint}"
+    engine = _make_engine(args, _make_store(args))
+    return LocalRunner(engine), f"in-process engine on {engine.device}"
+
+
+def _process_files(args, kind, options, tag):
+    from tqdm import tqdm
+
+    inputs = _expand_inputs(args.inputs)
+    outputs = _output_paths(args, inputs, tag)
+    runner, where = _runner(args)
+    if args.verbose:
+        print(f"using the {where}", file=sys.stderr)
+    # disable=None: no bar unless stderr is a terminal; leave=False: an error message starts on a clean line
+    with CancelOnSignal() as cancel, tqdm(total=len(inputs), unit="image", disable=True if args.quiet else None,
+                                          leave=False) as bar:
+        for src, dst in zip(inputs, outputs):
+            bar.set_description(src.name)
+            array, fmt = image_io.read_image(src)
+            height, width = array.shape[:2]
+            mask = image_io.read_mask(args.mask, width, height) if args.mask else None
+
+            def progress(done, total):
+                bar.set_postfix_str(f"tile {done}/{total}")
+
+            result = runner(kind, array, fmt, mask, options, progress, cancel)
+            image_io.write_image(dst, result)
+            bar.update(1)
+    return 0
+
+
+def cmd_stylize(args):
+    if getattr(args, "optimize", False):
+        return _trainer_cli().run_optimize(args)
+    if not args.style:
+        raise BrushworkError("stylize needs --style NAME (see `brushwork models`)", "bad_request")
+    if not 0.0 <= args.strength <= 1.0:
+        raise BrushworkError(f"--strength must be between 0 and 1, got {args.strength}", "bad_request")
+    options = {"model": args.style, "strength": args.strength, "preserve_colors": args.preserve_colors}
+    return _process_files(args, "stylize", options, args.style)
+
+
+def cmd_upscale(args):
+    options = {"model": args.model, "scale": args.scale, "histogram_match": args.histogram_match}
+    return _process_files(args, "upscale", options, f"x{args.scale}")
+
+
+# ---- plug-ins ---------------------------------------------------------------------------
+
+def _installer(editor):
+    try:
+        if editor == "krita":
+            from plugin_krita import installer
+        else:
+            from plugin_gimp import installer
+    except ImportError as exc:
+        raise BrushworkError(f"the {editor} plug-in is not part of this installation ({exc})", "internal") from None
+    return installer
+
+
+def cmd_install_plugin(args):
+    installer = _installer(args.editor)
+    try:
+        print(installer.install(uninstall=args.uninstall, home=args.home))
+    except (RuntimeError, OSError) as exc:  # the installers explain what to do in the message
+        raise BrushworkError(str(exc), "internal") from None
+    return 0
+
+
+def cmd_package_plugin(args):
+    installer = _installer(args.editor)
+    try:
+        print(installer.package(args.output))
+    except (RuntimeError, OSError) as exc:
+        raise BrushworkError(str(exc), "internal") from None
+    return 0
+
+
+# ---- argument parsing -------------------------------------------------------------------
+
+def _add_engine_arguments(p, note=""):
+    p.add_argument("--models", action="append", metavar="DIR",
+                   help="extra model directory (repeatable; later ones override earlier ones by name)" + note)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)" + note)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="compute precision (default: auto)" + note)
+    p.add_argument("--tile-size", type=int, metavar="PX",
+                   help="tile size in pixels (default: from free memory)" + note)
+
+
+def _add_file_arguments(p):
+    p.add_argument("inputs", nargs="+", metavar="IN", help="input image files or glob patterns")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", metavar="OUT", help="output file (one input only; type from its extension)")
+    out.add_argument("--out-dir", metavar="DIR", help="directory for the outputs (default: beside each input)")
+    p.add_argument("--mask", metavar="PNG", help="selection mask image (white = apply), same size as the input")
+    p.add_argument("--endpoint", help="daemon endpoint (default: the local daemon's IPC socket)")
+    p.add_argument("--local", action="store_true", help="run in this process even if a daemon is running")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds of daemon silence before giving up")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="say whether the daemon or this process runs the job")
+    _add_engine_arguments(p, note="; in-process runs only, a daemon uses its own settings")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="brushwork", description="Fast neural style transfer and "
+                                     "super-resolution (Johnson et al., ECCV 2016) for Krita and GIMP.")
+    parser.add_argument("--version", action="version", version=f"brushwork {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the daemon the editor plug-ins talk to",
+                       description="Run the brushwork daemon (ZeroMQ) until SIGINT/SIGTERM.")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--endpoint", help=f"ZeroMQ endpoint to bind (default: {protocol.default_endpoint()})")
+    where.add_argument("--tcp", nargs="?", const="", metavar="[HOST:]PORT",
+                       help=f"listen on loopback TCP instead (default 127.0.0.1:{protocol.DEFAULT_TCP_PORT})")
+    _add_engine_arguments(p)
+    p.add_argument("--max-pixels", type=int, default=protocol.DEFAULT_MAX_PIXELS,
+                   help="largest image (input or output) in pixels (default: %(default)s)")
+    p.add_argument("--max-bytes", type=int, default=protocol.DEFAULT_MAX_BYTES,
+                   help="largest request in bytes (default: %(default)s)")
+    p.add_argument("--queue", type=int, default=protocol.DEFAULT_QUEUE,
+                   help="jobs that may wait for the worker (default: %(default)s)")
+    p.add_argument("--verbose", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("models", help="list installed models and problems with model files",
+                       description="List the models found in the model directories.")
+    p.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("stylize", help="apply a style model to image files",
+                       description="Apply a style model to image files (via the daemon when one runs).")
+    _add_file_arguments(p)
+    p.add_argument("--style", metavar="NAME", help="style model name (see `brushwork models`)")
+    p.add_argument("--strength", type=float, default=1.0, help="0 = original, 1 = full style (default: 1)")
+    p.add_argument("--preserve-colors", action="store_true", help="keep the input's colours, take only luminance")
+    trainer_cli = _trainer_cli()
+    if trainer_cli is not None:
+        trainer_cli.add_optimize_arguments(p)
+    p.set_defaults(func=cmd_stylize)
+
+    p = sub.add_parser("upscale", help="super-resolve image files",
+                       description="Upscale image files with a super-resolution model.")
+    _add_file_arguments(p)
+    p.add_argument("--scale", type=int, default=4, choices=(2, 4, 8), help="upscaling factor (default: 4)")
+    p.add_argument("--model", metavar="NAME", help="SR model (default: the first one for --scale)")
+    p.add_argument("--histogram-match", action="store_true", help="match the output's colour histogram to the input")
+    p.set_defaults(func=cmd_upscale)
+
+    p = sub.add_parser("install-plugin", help="install (or remove) the Krita or GIMP plug-in",
+                       description="Install the editor plug-in into the user's editor profile.")
+    p.add_argument("editor", choices=("krita", "gimp"))
+    p.add_argument("--uninstall", action="store_true", help="remove the plug-in instead")
+    p.add_argument("--home", metavar="DIR", help="home directory to install under (default: yours)")
+    p.set_defaults(func=cmd_install_plugin)
+
+    p = sub.add_parser("package-plugin", help="build the Krita plug-in ZIP for Krita's importer",
+                       description="Build a ZIP for Tools > Scripts > Import Python Plugin from File.")
+    p.add_argument("editor", choices=("krita",))
+    p.add_argument("-o", "--output", metavar="ZIP", help="output file (default: in the current directory)")
+    p.set_defaults(func=cmd_package_plugin)
+
+    if trainer_cli is not None:
+        trainer_cli.register(sub)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``brushwork`` command line; return the exit status."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        return args.func(args) or 0
+    except BrushworkError as exc:
+        if exc.code == "cancelled":
+            print("brushwork: cancelled", file=sys.stderr)
+            return EXIT_CANCELLED
+        print(f"brushwork: error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("brushwork: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,391 @@
+"""Model files on disk: find, validate, load and save style / super-resolution nets.
+
+A model is three files in one directory:
+
+- ``<name>.safetensors``: the net's state dict (safetensors, so loading runs no code),
+- ``<name>.json``: metadata (see :func:`validate_metadata` and docs/CONTRACT-dev.md),
+- ``<name>.png``: optional thumbnail, at most 128 px on its long side.
+
+:class:`ModelStore` searches the bundled ``backend/models/`` dir, then the user's dir,
+then any extra dirs; a later dir overrides an earlier one by model name. It re-scans by
+itself when files appear, change or disappear, so new models show up without a restart.
+Broken models are skipped and described in ``store.problems``.
+"""
+
+import copy
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from backend.nets import SRNet, StyleNet, build_net
+from backend.protocol import BrushworkError
+
+FORMAT_VERSION = 1
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "models"
+THUMBNAIL_SIZE = 128
+
+# key -> allowed types; every key is required (null allowed where NoneType is listed).
+_METADATA_TYPES = {
+    "format": (int,),
+    "name": (str,),
+    "display_name": (str,),
+    "kind": (str,),
+    "scale": (int,),
+    "architecture": (dict,),
+    "weights": (str,),
+    "sha256": (str,),
+    "vgg": (str, type(None)),
+    "loss": (str,),
+    "recipe": (dict,),
+    "data": (dict,),
+    "created": (str,),
+}
+_SR_SCALES = (2, 4, 8)
+
+
+def user_models_dir():
+    """The per-user model directory of this platform (it need not exist yet)."""
+    home = Path.home()
+    if sys.platform.startswith("win"):
+        base = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
+        return base / "brushwork" / "models"
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / "brushwork" / "models"
+    base = os.environ.get("XDG_DATA_HOME") or str(home / ".local" / "share")
+    return Path(base) / "brushwork" / "models"
+
+
+def validate_metadata(meta):
+    """Check a model's metadata dict; return it or raise BrushworkError('model_error').
+
+    Checks required keys and their types, the name pattern, kind/scale/architecture
+    consistency and that ``weights`` is a plain file name (no directories).
+    """
+    if not isinstance(meta, dict):
+        raise BrushworkError("metadata must be a JSON object", "model_error")
+    missing = [key for key in _METADATA_TYPES if key not in meta]
+    if missing:
+        raise BrushworkError(f"metadata lacks required keys: {', '.join(missing)}", "model_error")
+    for key, types in _METADATA_TYPES.items():
+        value = meta[key]
+        # bool is an int subclass; a JSON true is never a valid number here.
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise BrushworkError(f"metadata key {key!r} has the wrong type ({type(value).__name__})", "model_error")
+    if meta["format"] != FORMAT_VERSION:
+        raise BrushworkError(f"unsupported metadata format {meta['format']} (expected {FORMAT_VERSION})",
+                             "model_error")
+    if not NAME_PATTERN.match(meta["name"]):
+        raise BrushworkError(f"invalid model name {meta['name']!r}: use lower-case letters, digits, '_', '.', '-' "
+                             "(at most 64, starting with a letter or digit)", "model_error")
+    kind, scale, arch = meta["kind"], meta["scale"], meta["architecture"]
+    if kind not in ("style", "sr"):
+        raise BrushworkError(f"unknown model kind {kind!r} (expected 'style' or 'sr')", "model_error")
+    if arch.get("type") != kind:
+        raise BrushworkError(f"architecture type {arch.get('type')!r} does not match kind {kind!r}", "model_error")
+    if kind == "style" and scale != 1:
+        raise BrushworkError(f"a style model must have scale 1, not {scale}", "model_error")
+    if kind == "sr" and (scale not in _SR_SCALES or arch.get("scale") != scale):
+        raise BrushworkError(f"SR scale {scale} must be one of {_SR_SCALES} and equal architecture scale "
+                             f"{arch.get('scale')!r}", "model_error")
+    for key in ("channels", "blocks"):
+        value = arch.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024):
+            raise BrushworkError(f"architecture {key} must be a positive integer, not {value!r}", "model_error")
+    weights = meta["weights"]
+    if weights in ("", ".", "..") or "/" in weights or "\\" in weights or weights != os.path.basename(weights):
+        raise BrushworkError(f"weights must be a plain file name in the model's directory, not {weights!r}",
+                             "model_error")
+    if not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
+        raise BrushworkError("sha256 must be 64 lower-case hex digits", "model_error")
+    return meta
+
+
+@dataclass
+class ModelInfo:
+    """One valid model found on disk."""
+
+    name: str
+    display_name: str
+    kind: str
+    scale: int
+    metadata: dict
+    json_path: Path
+    weights_path: Path
+    thumbnail_path: Path | None = None
+    weights_stat: tuple = field(default=(), repr=False)  # (mtime_ns, size) when validated
+
+    def summary(self):
+        """A JSON-friendly description (what the daemon's ``info`` reply lists)."""
+        return {"name": self.name, "display_name": self.display_name, "kind": self.kind, "scale": self.scale,
+                "architecture": self.metadata["architecture"], "loss": self.metadata["loss"],
+                "vgg": self.metadata["vgg"], "created": self.metadata["created"],
+                "recipe": self.metadata["recipe"], "data": self.metadata["data"],
+                "path": str(self.json_path)}
+
+
+def _file_stat(path):
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+def _read_weights(path, meta):
+    """Read, hash-check and decode a weights file; return its state dict (CPU tensors)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BrushworkError(f"cannot read weights {path.name}: {exc.strerror or exc}", "model_error") from None
+    try:
+        state = safetensors.torch.load(data)
+    except Exception as exc:  # safetensors raises its own error types for truncated/garbled files
+        raise BrushworkError(f"weights {path.name} are not a valid safetensors file ({exc})", "model_error") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta["sha256"]:
+        raise BrushworkError(f"weights {path.name} do not match the sha256 in the metadata "
+                             f"(file {digest[:12]}..., metadata {meta['sha256'][:12]}...)", "model_error")
+    return state
+
+
+def _net_from_state(meta, state, weights_name):
+    """Build the metadata's architecture and load ``state`` into it, strictly."""
+    try:
+        net = build_net(meta["architecture"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BrushworkError(f"bad architecture {meta['architecture']}: {exc}", "model_error") from None
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise BrushworkError(f"weights {weights_name} do not fit architecture {meta['architecture']}: "
+                             f"missing {missing[:3]}, unexpected {unexpected[:3]}", "model_error")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise BrushworkError(f"weights {weights_name}: tensor {key} has shape {tuple(state[key].shape)}, "
+                                 f"architecture needs {tuple(tensor.shape)}", "model_error")
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+def _load_model_files(json_path):
+    """Parse, validate and load one model; return (ModelInfo, net). Raises BrushworkError."""
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BrushworkError(f"cannot read metadata: {exc}", "model_error") from None
+    validate_metadata(meta)
+    if meta["name"] != json_path.stem:
+        raise BrushworkError(f"model name {meta['name']!r} does not match the file name {json_path.name}",
+                             "model_error")
+    weights_path = json_path.with_name(meta["weights"])
+    if not weights_path.is_file():
+        raise BrushworkError(f"weights file {meta['weights']} is missing", "model_error")
+    stat = _file_stat(weights_path)
+    net = _net_from_state(meta, _read_weights(weights_path, meta), meta["weights"])
+    thumbnail = json_path.with_suffix(".png")
+    info = ModelInfo(name=meta["name"], display_name=meta["display_name"], kind=meta["kind"], scale=meta["scale"],
+                     metadata=meta, json_path=json_path, weights_path=weights_path,
+                     thumbnail_path=thumbnail if thumbnail.is_file() else None, weights_stat=stat)
+    return info, net
+
+
+def _sort_key(info):
+    return (info.kind != "style", info.scale, info.name)
+
+
+class ModelStore:
+    """All models in the search path, re-scanned whenever the files change.
+
+    ``ModelStore(extra_dirs)``: bundled models, then the user's dir, then ``extra_dirs``
+    (a path or a list of paths); later dirs override earlier ones by name.
+    Thread-safe: ``list()`` may run in one thread while another loads a net.
+    """
+
+    def __init__(self, extra_dirs=(), include_bundled=True, include_user=True):
+        if isinstance(extra_dirs, (str, os.PathLike)):
+            extra_dirs = [extra_dirs]
+        dirs = ([BUNDLED_MODELS_DIR] if include_bundled else []) + ([user_models_dir()] if include_user else [])
+        self.dirs = dirs + [Path(d).expanduser() for d in extra_dirs]
+        self.problems = []          # "path: message" for each model that was skipped
+        self._lock = threading.RLock()
+        self._signature = None
+        self._models = {}           # name -> ModelInfo
+        self._checked = {}          # (json stat, weights stat) cache: json path -> (key, info or error)
+        self._nets = {}             # (weights path, mtime_ns, size) -> net
+
+    def _dir_signature(self):
+        """Cheap fingerprint of the search path: dir mtimes and (name, mtime, size) of model files."""
+        parts = []
+        for directory in self.dirs:
+            try:
+                entries = sorted((e for e in os.scandir(directory)
+                                  if e.name.endswith((".json", ".safetensors", ".png"))), key=lambda e: e.name)
+                parts.append((str(directory), os.stat(directory).st_mtime_ns,
+                              tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries)))
+            except OSError:
+                parts.append((str(directory), None, ()))
+        return tuple(parts)
+
+    def refresh(self):
+        """Re-scan the search path if anything in it changed (stat calls only when nothing did)."""
+        with self._lock:
+            signature = self._dir_signature()
+            if signature == self._signature:
+                return
+            models, problems, checked = {}, [], {}
+            for directory in self.dirs:
+                if not directory.is_dir():
+                    continue
+                for json_path in sorted(directory.glob("*.json")):
+                    info, error = self._check(json_path, checked)
+                    if error is not None:
+                        problems.append(f"{json_path}: {error}")
+                    else:
+                        models[info.name] = info
+            live = {info.weights_path for info in models.values()}
+            self._nets = {k: v for k, v in self._nets.items() if k[0] in live}
+            self._models, self.problems, self._checked = models, problems, checked
+            self._signature = signature
+
+    def _check(self, json_path, checked):
+        """Validate one model, reusing the last result while its files are unchanged."""
+        try:
+            key = (_file_stat(json_path), _named_weights_stat(json_path))
+        except OSError as exc:
+            return None, str(exc)
+        cached = self._checked.get(json_path)
+        if cached is not None and cached[0] == key:
+            checked[json_path] = cached
+            return cached[1]
+        try:
+            info, net = _load_model_files(json_path)
+            self._nets[(info.weights_path, *info.weights_stat)] = net
+            result = (info, None)
+        except BrushworkError as exc:
+            result = (None, exc.message)
+        checked[json_path] = (key, result)
+        return result
+
+    def list(self):
+        """Valid models, style first, then SR by scale, each by name. Never raises for bad files."""
+        self.refresh()
+        with self._lock:
+            return sorted(self._models.values(), key=_sort_key)
+
+    def get(self, name):
+        """The ModelInfo called ``name``; BrushworkError('unknown_model') if there is none."""
+        self.refresh()
+        with self._lock:
+            info = self._models.get(name)
+        if info is None:
+            known = ", ".join(sorted(self._models)) or "none"
+            raise BrushworkError(f"no model named {name!r} (available: {known})", "unknown_model")
+        return info
+
+    def find_sr(self, scale):
+        """The first SR model (by name) for ``scale``; BrushworkError('unknown_model') if none."""
+        for info in self.list():
+            if info.kind == "sr" and info.scale == scale:
+                return info
+        raise BrushworkError(f"no super-resolution model for scale x{scale}", "unknown_model")
+
+    def load(self, model):
+        """The eval-mode CPU float32 net of ``model`` (a name or ModelInfo), cached while its file is unchanged.
+
+        Callers must not modify the returned net (copy it first if they need to)."""
+        info = self.get(model) if isinstance(model, str) else model
+        with self._lock:
+            try:
+                key = (info.weights_path, *_file_stat(info.weights_path))
+            except OSError as exc:
+                raise BrushworkError(f"{info.weights_path}: cannot read weights ({exc})", "model_error") from None
+            net = self._nets.get(key)
+            if net is None:
+                try:
+                    _, net = _load_model_files(info.json_path)
+                except BrushworkError as exc:
+                    raise BrushworkError(f"{info.json_path}: {exc.message}", "model_error") from None
+                self._nets = {k: v for k, v in self._nets.items() if k[0] != info.weights_path}
+                self._nets[key] = net
+            return net
+
+
+def _named_weights_stat(json_path):
+    """Stat of the weights file the JSON names, or None if it cannot be found (cache key only)."""
+    try:
+        weights = json.loads(json_path.read_text(encoding="utf-8"))["weights"]
+        return _file_stat(json_path.with_name(os.path.basename(weights)))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def architecture_of(net):
+    """The ``architecture`` metadata dict describing ``net`` (a StyleNet or SRNet)."""
+    if isinstance(net, StyleNet):
+        return {"type": "style", "channels": net.encoder[0][1].out_channels, "blocks": len(net.residuals)}
+    if isinstance(net, SRNet):
+        return {"type": "sr", "scale": net.scale, "channels": net.head[0][1].out_channels,
+                "blocks": len(net.residuals)}
+    raise TypeError(f"not a brushwork net: {type(net).__name__}")
+
+
+def _write_atomic(path, data):
+    """Write bytes to ``path`` via a synced temp file in the same dir and os.replace."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(directory, name, net, metadata, thumbnail=None):
+    """Save ``net`` as model ``name`` in ``directory``; return the JSON path.
+
+    ``metadata`` supplies at least what the files cannot tell (display_name, loss, vgg,
+    recipe, data); ``format``, ``name``, ``kind``, ``scale``, ``architecture``,
+    ``weights``, ``sha256`` and ``created`` are filled in. ``thumbnail`` is an optional
+    PIL image, shrunk to 128 px. Files are written atomically: weights, thumbnail, JSON last.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arch = architecture_of(net)
+    meta = copy.deepcopy(dict(metadata))
+    meta.update(format=FORMAT_VERSION, name=name, kind=arch["type"], architecture=arch,
+                scale=arch.get("scale", 1), weights=f"{name}.safetensors")
+    meta.setdefault("display_name", name.replace("_", " ").title())
+    meta.setdefault("vgg", None)
+    meta.setdefault("loss", "style" if arch["type"] == "style" else "feat")
+    meta.setdefault("recipe", {})
+    meta.setdefault("data", {})
+    meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in net.state_dict().items()}
+    data = safetensors.torch.save(state)
+    meta["sha256"] = hashlib.sha256(data).hexdigest()
+    validate_metadata(meta)
+    _write_atomic(directory / meta["weights"], data)
+    if thumbnail is not None:
+        thumb = thumbnail.convert("RGB")
+        thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        buf = io.BytesIO()
+        thumb.save(buf, format="PNG")
+        _write_atomic(directory / f"{name}.png", buf.getvalue())
+    json_path = directory / f"{name}.json"
+    _write_atomic(json_path, json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
+    return json_path

@@ -1,0 +1,541 @@
+"""The brushwork daemon: a ZeroMQ ROUTER socket in front of one compute worker thread.
+
+The main loop owns every socket. It answers ``ping``, ``info``, ``echo`` and ``cancel``
+at once and puts image jobs into a bounded queue that is fair across clients (round-robin
+by ZeroMQ identity). One worker thread runs the jobs one at a time (the GPU or CPU is one
+resource) and hands its replies back to the loop over an inproc PUSH/PULL pair, because
+ZeroMQ sockets must not be shared between threads. See docs/protocol.md.
+"""
+
+import base64
+import collections
+import ipaddress
+import logging
+import os
+import threading
+import time
+
+import zmq
+
+from backend import __version__, pixels, protocol
+from backend.protocol import BrushworkError
+
+log = logging.getLogger("brushwork.daemon")
+
+HEARTBEAT_S = 2.0          # keep-alive progress to waiting clients, so their timeouts mean "daemon dead"
+LOOP_POLL_MS = 200         # how often the loop looks at the stop flag
+MAX_MESSAGE_SLACK = 1 << 20  # ZMQ_MAXMSGSIZE hard cap = max_bytes + this
+
+
+class Job:
+    """One queued image job: who asked, what, and a flag the worker polls per tile."""
+
+    def __init__(self, identity, header, frames):
+        self.identity = identity
+        self.id = header["id"]
+        self.kind = header["kind"]
+        self.header = header
+        self.frames = frames
+        self.cancelled = threading.Event()
+        self.done = 0
+        self.total = 0
+
+
+class FairQueue:
+    """Bounded job queue served round-robin across client identities. Thread-safe."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self._by_client = collections.OrderedDict()  # identity -> deque of jobs, in serving order
+        self._size = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self.running = None  # the job the worker is on
+
+    def put(self, job):
+        """Queue ``job``; return how many jobs are ahead of it. Raises Busy when full."""
+        with self._cond:
+            if self._size >= self.limit:
+                raise protocol.Busy(f"the daemon's queue is full ({self.limit} jobs waiting); try again later")
+            self._by_client.setdefault(job.identity, collections.deque()).append(job)
+            self._size += 1
+            self._cond.notify()
+            return self._size - 1 + (self.running is not None)
+
+    def take(self):
+        """Block until a job is available (then mark it running) or the queue is closed (None)."""
+        with self._cond:
+            while not self._size and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            identity, jobs = next(iter(self._by_client.items()))
+            job = jobs.popleft()
+            del self._by_client[identity]
+            if jobs:  # this client goes to the back of the line
+                self._by_client[identity] = jobs
+            self._size -= 1
+            self.running = job
+            return job
+
+    def finish(self, job):
+        with self._cond:
+            if self.running is job:
+                self.running = None
+
+    def remove(self, identity, job_id):
+        """Take a queued (not yet running) job out; return it or None."""
+        with self._cond:
+            jobs = self._by_client.get(identity, ())
+            for job in jobs:
+                if job.id == job_id:
+                    jobs.remove(job)
+                    if not jobs:
+                        del self._by_client[identity]
+                    self._size -= 1
+                    return job
+            return None
+
+    def snapshot(self):
+        """(running job or None, queued jobs in no particular order)."""
+        with self._cond:
+            return self.running, [job for jobs in self._by_client.values() for job in jobs]
+
+    def close(self):
+        """Stop the worker after its current job; return the jobs that were still waiting."""
+        with self._cond:
+            self._closed = True
+            waiting = [job for jobs in self._by_client.values() for job in jobs]
+            self._by_client.clear()
+            self._size = 0
+            self._cond.notify_all()
+            return waiting
+
+
+# ---- request validation -------------------------------------------------------------
+
+def _positive_int(header, key):
+    value = header.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise protocol.BadRequest(f"{key!r} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_image_request(header, frames, max_pixels, allow_mask=True):
+    """Validate width/height/format/mask against the binary frames; raise the fitting error."""
+    width, height = _positive_int(header, "width"), _positive_int(header, "height")
+    if width * height > max_pixels:
+        raise protocol.TooLarge(f"{width}x{height} is {width * height} pixels; this daemon accepts at most "
+                                f"{max_pixels} (brushwork serve --max-pixels)")
+    fmt = protocol.validate_format(header.get("format"))
+    has_mask = header.get("mask", False)
+    if not isinstance(has_mask, bool) or (has_mask and not allow_mask):
+        raise protocol.BadRequest(f"'mask' must be true or false{'' if allow_mask else ' (false here)'}")
+    wanted = 2 if has_mask else 1
+    if len(frames) != wanted:
+        raise protocol.BadRequest(f"expected {wanted} binary frame(s) after the header "
+                                  f"({'pixels, mask' if has_mask else 'pixels'}), got {len(frames)}")
+    expected = protocol.frame_size(width, height, fmt)
+    if len(frames[0]) != expected:
+        raise protocol.BadPixels(f"pixel frame has {len(frames[0])} bytes; a {width}x{height} {fmt['dtype']} "
+                                 f"{fmt['channels']} image needs {expected}")
+    if has_mask and len(frames[1]) != width * height:
+        raise protocol.BadPixels(f"mask frame has {len(frames[1])} bytes; a {width}x{height} u8 mask needs "
+                                 f"{width * height}")
+    header["format"] = fmt
+    return width, height, fmt
+
+
+def _check_stylize(header, frames, limits):
+    check_image_request(header, frames, limits["max_pixels"])
+    if not isinstance(header.get("model"), str):
+        raise protocol.BadRequest("'model' (the style model's name) must be a string")
+    strength = header.get("strength", 1.0)
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+        raise protocol.BadRequest(f"'strength' must be a number from 0 to 1, got {strength!r}")
+
+
+def _check_upscale(header, frames, limits):
+    width, height, _ = check_image_request(header, frames, limits["max_pixels"])
+    scale = _positive_int(header, "scale") if "scale" in header else 4
+    header["scale"] = scale
+    if width * height * scale * scale > limits["max_pixels"]:
+        raise protocol.TooLarge(f"x{scale} of {width}x{height} would be {width * height * scale * scale} pixels; "
+                                f"this daemon makes at most {limits['max_pixels']} (brushwork serve --max-pixels)")
+    if header.get("model") is not None and not isinstance(header["model"], str):
+        raise protocol.BadRequest("'model' must be a string or null")
+
+
+# ---- job kinds: each is a check (loop thread) and a run function (worker thread) ------
+
+def _decode_job_image(job):
+    header = job.header
+    width, height = header["width"], header["height"]
+    rgb, alpha = pixels.decode(job.frames[0].buffer, width, height, header["format"])
+    mask = pixels.decode_mask(job.frames[1].buffer, width, height) if header.get("mask") else None
+    return rgb, alpha, mask
+
+
+def _image_result(rgb, alpha, fmt):
+    out = pixels.encode(rgb, alpha, fmt)
+    height, width = out.shape[:2]
+    return {"kind": "result", "width": width, "height": height, "format": fmt}, [out]
+
+
+def run_stylize(engine, job, progress, is_cancelled):
+    rgb, alpha, mask = _decode_job_image(job)
+    h = job.header
+    rgb, alpha = engine.stylize(rgb, alpha, model=h["model"], strength=float(h.get("strength", 1.0)),
+                                preserve_colors=bool(h.get("preserve_colors", False)), mask=mask,
+                                progress=progress, is_cancelled=is_cancelled)
+    return _image_result(rgb, alpha, h["format"])
+
+
+def run_upscale(engine, job, progress, is_cancelled):
+    rgb, alpha, mask = _decode_job_image(job)
+    h = job.header
+    rgb, alpha = engine.upscale(rgb, alpha, model=h.get("model"), scale=h["scale"],
+                                histogram_match=bool(h.get("histogram_match", False)), mask=mask,
+                                progress=progress, is_cancelled=is_cancelled)
+    return _image_result(rgb, alpha, h["format"])
+
+
+# kind -> (check(header, frames, limits) in the loop, run(engine, job, progress, is_cancelled) in the worker).
+# Adding a job kind (the trainer's "train_style") means adding one entry here.
+JOB_KINDS = {
+    "stylize": (_check_stylize, run_stylize),
+    "upscale": (_check_upscale, run_upscale),
+}
+
+
+# ---- endpoints ------------------------------------------------------------------------
+
+def tcp_endpoint(spec):
+    """``--tcp`` value ``[HOST:]PORT`` (or empty) -> ``tcp://HOST:PORT`` (default 127.0.0.1:5557)."""
+    spec = (spec or "").strip()
+    if ":" in spec and not spec.endswith("]"):
+        host, _, port = spec.rpartition(":")
+    else:  # a port alone, or a host alone
+        host, port = ("", spec) if spec.isdigit() else (spec, "")
+    host = host.strip("[]")
+    host = "127.0.0.1" if host in ("", "localhost") else host
+    port = port or str(protocol.DEFAULT_TCP_PORT)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise BrushworkError(f"bad TCP port {port!r} in --tcp {spec!r}; expected [HOST:]PORT", "bad_request")
+    return f"tcp://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def check_endpoint(endpoint):
+    """Refuse endpoints other than IPC and loopback TCP (no authentication exists yet)."""
+    if endpoint.startswith("ipc://"):
+        if len(endpoint) <= len("ipc://"):
+            raise BrushworkError("IPC endpoint needs a socket path: ipc:///path/to/daemon.sock", "bad_request")
+        return
+    if not endpoint.startswith("tcp://"):
+        raise BrushworkError(f"unsupported endpoint {endpoint!r}: use ipc://PATH or tcp://127.0.0.1:PORT",
+                             "bad_request")
+    host = endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise BrushworkError(f"refusing to listen on {endpoint}: only loopback addresses (127.0.0.1, ::1, localhost) "
+                             "are allowed, because the daemon has no authentication yet; to reach it from another "
+                             "machine use an SSH tunnel to a loopback port", "bad_request")
+
+
+def refuse_if_running(context, endpoint):
+    """Raise BrushworkError if a daemon already answers at ``endpoint`` (never steal its socket)."""
+    other = daemon_answering(context, endpoint)
+    if other is not None:
+        raise BrushworkError(f"a brushwork daemon (version {other.get('version', '?')}) is already running at "
+                             f"{endpoint}; stop it first or choose another --endpoint", "unavailable")
+
+
+def daemon_answering(context, endpoint, timeout=0.5):
+    """The ``pong`` header of a daemon already answering at ``endpoint``, or None."""
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    try:
+        socket.connect(endpoint)
+        socket.send(protocol.encode_header({"kind": "ping", "id": "startup-check"}), zmq.NOBLOCK)
+        if socket.poll(timeout * 1000):
+            return protocol.decode_header(socket.recv())
+    except (zmq.ZMQError, BrushworkError):
+        pass
+    finally:
+        socket.close()
+    return None
+
+
+# ---- the daemon -----------------------------------------------------------------------
+
+class Daemon:
+    """Serve ``engine`` (with its ``store``) at ``endpoint`` until :meth:`stop` is called."""
+
+    def __init__(self, engine, store, endpoint, max_pixels=protocol.DEFAULT_MAX_PIXELS,
+                 max_bytes=protocol.DEFAULT_MAX_BYTES, queue=protocol.DEFAULT_QUEUE):
+        check_endpoint(endpoint)
+        for name, value in (("max_pixels", max_pixels), ("max_bytes", max_bytes), ("queue", queue)):
+            if int(value) < 1:
+                raise BrushworkError(f"{name} must be at least 1, got {value}", "bad_request")
+        self.engine = engine
+        self.store = store
+        self.endpoint = endpoint
+        self.limits = {"max_pixels": int(max_pixels), "max_bytes": int(max_bytes), "queue": int(queue)}
+        self.queue = FairQueue(int(queue))
+        self._context = zmq.Context()
+        self._stop = threading.Event()
+        self._router = self._replies = None
+        self._socket_file = None   # (path, inode) of our IPC socket, removed on exit
+        self._reply_endpoint = f"inproc://brushwork-replies-{id(self)}"
+
+    # -- lifecycle
+
+    def bind(self):
+        """Open the listening socket; raise BrushworkError if another daemon is already there."""
+        refuse_if_running(self._context, self.endpoint)
+        router = self._context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.MAXMSGSIZE, self.limits["max_bytes"] + MAX_MESSAGE_SLACK)
+        router.setsockopt(zmq.IPV6, self.endpoint.startswith("tcp://["))
+        try:
+            if self.endpoint.startswith("ipc://"):
+                self._bind_ipc(router)
+            else:
+                router.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            router.close()
+            raise BrushworkError(f"cannot listen on {self.endpoint}: {exc}", "unavailable") from None
+        except BaseException:
+            router.close()
+            raise
+        self._router = router
+        self._replies = self._context.socket(zmq.PULL)
+        self._replies.bind(self._reply_endpoint)
+
+    def _bind_ipc(self, router):
+        path = self.endpoint[len("ipc://"):]
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            os.makedirs(directory, mode=0o700)
+        if directory == os.path.abspath(protocol.runtime_dir()):
+            if os.stat(directory).st_uid != os.getuid():
+                raise BrushworkError(f"{directory} belongs to another user; refusing to put the socket there",
+                                     "unavailable")
+            os.chmod(directory, 0o700)
+        old_umask = os.umask(0o177)  # the socket file is created 0600
+        try:
+            router.bind(self.endpoint)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        self._socket_file = (path, os.stat(path).st_ino)
+
+    def stop(self):
+        """Ask the loop to shut down (safe from signal handlers and other threads)."""
+        self._stop.set()
+
+    def serve(self):
+        """Run until stop(): bind if needed, start the worker, route messages, then clean up."""
+        if self._router is None:
+            self.bind()
+        worker = threading.Thread(target=self._work, name="brushwork-worker", daemon=True)
+        worker.start()
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._replies, zmq.POLLIN)
+        next_heartbeat = time.monotonic() + HEARTBEAT_S
+        try:
+            while not self._stop.is_set():
+                events = dict(poller.poll(LOOP_POLL_MS))
+                if self._replies in events:
+                    self._forward_replies()
+                if self._router in events:
+                    self._receive_requests()
+                if time.monotonic() >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = time.monotonic() + HEARTBEAT_S
+        finally:
+            self._shut_down(worker)
+
+    def _shut_down(self, worker):
+        log.info("shutting down")
+        for job in self.queue.close():
+            self._send_error(job.identity, job.id, protocol.Unavailable("the daemon is shutting down"))
+        running = self.queue.running
+        if running is not None:
+            running.cancelled.set()
+        worker.join(timeout=30)
+        self._forward_replies()  # the cancelled job's error reply
+        self._router.close()
+        self._replies.close()
+        if worker.is_alive():
+            log.warning("the running job did not stop within 30 s; exiting without waiting for it")
+        else:
+            self._context.term()
+        if self._socket_file is not None:
+            path, inode = self._socket_file
+            try:
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+            except OSError:
+                pass
+
+    # -- loop side
+
+    def _send(self, identity, header, frames=()):
+        self._router.send_multipart([identity, protocol.encode_header(header), *frames], copy=False)
+
+    def _send_error(self, identity, request_id, error):
+        self._send(identity, {"kind": "error", "id": request_id, "code": error.code, "message": error.message})
+
+    def _forward_replies(self):
+        while True:
+            try:
+                message = self._replies.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._router.send_multipart(message, copy=False)
+
+    def _receive_requests(self):
+        while True:
+            try:
+                message = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            identity, frames = message[0].bytes, message[1:]
+            request_id = None
+            try:
+                if not frames:
+                    raise protocol.BadRequest("empty message: expected a JSON header frame")
+                header = protocol.decode_header(frames[0].bytes)
+                if isinstance(header.get("id"), str) and header["id"]:
+                    request_id = header["id"]
+                total = sum(len(frame) for frame in frames)
+                if total > self.limits["max_bytes"]:
+                    raise protocol.TooLarge(f"request is {total} bytes; this daemon accepts at most "
+                                            f"{self.limits['max_bytes']} (brushwork serve --max-bytes)")
+                self._handle(identity, header, frames[1:])
+            except BrushworkError as exc:
+                log.debug("request %s refused: %s: %s", request_id, exc.code, exc.message)
+                self._send_error(identity, request_id, exc)
+            except Exception:
+                log.exception("internal error handling request %s", request_id)
+                self._send_error(identity, request_id,
+                                 BrushworkError("internal error in the daemon; see its log", "internal"))
+
+    def _handle(self, identity, header, frames):
+        request_id, kind = header.get("id"), header.get("kind")
+        if not isinstance(request_id, str) or not request_id:
+            raise protocol.BadRequest("the header needs an 'id' string chosen by the client")
+        if header.get("v", protocol.PROTOCOL_VERSION) != protocol.PROTOCOL_VERSION:
+            raise protocol.BadRequest(f"protocol version {header.get('v')!r} not supported; this daemon speaks "
+                                      f"version {protocol.PROTOCOL_VERSION}")
+        log.debug("request %s: %s", request_id, kind)
+        immediate = {"ping": self._ping, "info": self._info, "echo": self._echo, "cancel": self._cancel}
+        if kind in immediate:
+            immediate[kind](identity, header, frames)
+        elif kind in JOB_KINDS:
+            check, _ = JOB_KINDS[kind]
+            check(header, frames, self.limits)
+            job = Job(identity, header, frames)
+            ahead = self.queue.put(job)
+            self._send(identity, {"kind": "progress", "id": request_id, "done": 0, "total": 0,
+                                  "message": f"queued ({ahead} ahead)" if ahead else "starting"})
+        else:
+            raise protocol.UnknownKind(f"unknown message kind {kind!r}; this daemon handles "
+                                       f"{', '.join(['ping', 'info', 'echo', 'cancel', *JOB_KINDS])}")
+
+    def _ping(self, identity, header, frames):
+        self._send(identity, {"kind": "pong", "id": header["id"], "version": __version__,
+                              "protocol": protocol.PROTOCOL_VERSION})
+
+    def _info(self, identity, header, frames):
+        models = []
+        for model in self.store.list():
+            entry = model.summary()
+            if header.get("thumbnails") and model.thumbnail_path is not None:
+                try:
+                    entry["thumbnail_png"] = base64.b64encode(model.thumbnail_path.read_bytes()).decode("ascii")
+                except OSError:
+                    pass
+            models.append(entry)
+        self._send(identity, {"kind": "info", "id": header["id"], "version": __version__,
+                              "protocol": protocol.PROTOCOL_VERSION, "device": self.engine.device,
+                              "precision": self.engine.precision, "models": models,
+                              "problems": list(self.store.problems), "limits": self.limits})
+
+    def _echo(self, identity, header, frames):
+        width, height, fmt = check_image_request(header, frames, self.limits["max_pixels"], allow_mask=False)
+        self._send(identity, {"kind": "result", "id": header["id"], "width": width, "height": height,
+                              "format": fmt}, frames)
+
+    def _cancel(self, identity, header, frames):
+        target = header.get("target")
+        if not isinstance(target, str):
+            raise protocol.BadRequest("cancel needs a 'target' string: the id of the request to cancel")
+        queued = self.queue.remove(identity, target)
+        running = self.queue.running
+        found = queued is not None
+        if queued is not None:
+            self._send_error(identity, target, protocol.Cancelled("cancelled before it started"))
+        elif running is not None and running.identity == identity and running.id == target:
+            running.cancelled.set()
+            found = True
+        self._send(identity, {"kind": "ok", "id": header["id"], "found": found})
+
+    def _heartbeat(self):
+        running, queued = self.queue.snapshot()
+        if running is not None and not running.cancelled.is_set():
+            self._send(running.identity, {"kind": "progress", "id": running.id, "done": running.done,
+                                          "total": running.total, "message": "working"})
+        for job in queued:
+            self._send(job.identity, {"kind": "progress", "id": job.id, "done": 0, "total": 0,
+                                      "message": "queued"})
+
+    # -- worker side
+
+    def _work(self):
+        replies = self._context.socket(zmq.PUSH)
+        replies.connect(self._reply_endpoint)
+        try:
+            while True:
+                job = self.queue.take()
+                if job is None:
+                    return
+                try:
+                    self._run(job, replies)
+                finally:
+                    self.queue.finish(job)
+        finally:
+            replies.close(linger=-1)
+
+    def _run(self, job, replies):
+        def send(header, frames=()):
+            header = dict(header, id=job.id)
+            replies.send_multipart([job.identity, protocol.encode_header(header), *frames], copy=False)
+
+        def progress(done, total):
+            job.done, job.total = int(done), int(total)
+            send({"kind": "progress", "done": job.done, "total": job.total})
+
+        def is_cancelled():
+            return job.cancelled.is_set()
+
+        started = time.monotonic()
+        try:
+            if job.cancelled.is_set():
+                raise protocol.Cancelled("cancelled")
+            header, frames = JOB_KINDS[job.kind][1](self.engine, job, progress, is_cancelled)
+            send(header, frames)
+            log.info("%s %s done in %.2f s", job.kind, job.id, time.monotonic() - started)
+        except BrushworkError as exc:
+            log.info("%s %s failed: %s: %s", job.kind, job.id, exc.code, exc.message)
+            send({"kind": "error", "code": exc.code, "message": exc.message})
+        except Exception:
+            log.exception("internal error in %s job %s", job.kind, job.id)
+            send({"kind": "error", "code": "internal", "message": "internal error in the daemon; see its log"})
+        finally:
+            job.frames = None  # release the request's buffers

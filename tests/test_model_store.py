@@ -1,0 +1,234 @@
+"""Model store: saving, loading, listing, overriding, hot reload, and rejecting broken files."""
+
+import json
+import os
+import sys
+
+import pytest
+import safetensors.torch
+import torch
+from PIL import Image
+
+from backend import model_store
+from backend.model_store import ModelStore, save_model, user_models_dir, validate_metadata
+from backend.nets import StyleNet
+from backend.protocol import BrushworkError
+from helpers import make_model
+
+
+def store_of(*dirs):
+    return ModelStore(list(dirs), include_bundled=False, include_user=False)
+
+
+def test_save_writes_weights_metadata_and_thumbnail(tmp_path):
+    json_path = make_model(tmp_path, "wave", thumbnail=Image.new("RGB", (512, 256), "red"))
+    meta = json.loads(json_path.read_text())
+    assert meta["name"] == "wave" and meta["kind"] == "style" and meta["scale"] == 1
+    assert meta["architecture"] == {"type": "style", "channels": 32, "blocks": 5}
+    assert meta["weights"] == "wave.safetensors"
+    assert len(meta["sha256"]) == 64
+    with Image.open(tmp_path / "wave.png") as thumb:
+        assert thumb.size == (128, 64)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_loaded_net_computes_what_was_saved(tmp_path):
+    torch.manual_seed(3)
+    net = StyleNet().eval()
+    save_model(tmp_path, "saved", net, {"display_name": "Saved"})
+    loaded = store_of(tmp_path).load("saved")
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(net(x), loaded(x))
+
+
+def test_listing_is_style_first_then_sr_by_scale(models_dir):
+    names = [info.name for info in store_of(models_dir).list()]
+    assert names == ["mosaic", "starry_night", "sr_x2", "sr_x4", "sr_x8"]
+
+
+def test_get_unknown_model_names_the_available_ones(models_dir):
+    with pytest.raises(BrushworkError) as err:
+        store_of(models_dir).get("nope")
+    assert err.value.code == "unknown_model"
+    assert "mosaic" in err.value.message
+
+
+def test_find_sr_by_scale(models_dir):
+    store = store_of(models_dir)
+    assert store.find_sr(4).name == "sr_x4"
+    with pytest.raises(BrushworkError) as err:
+        store.find_sr(16)
+    assert err.value.code == "unknown_model"
+
+
+def test_later_directories_override_earlier_ones(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    make_model(first, "mosaic", seed=1, display_name="First")
+    make_model(first, "only_first", seed=2)
+    make_model(second, "mosaic", seed=3, display_name="Second")
+    store = store_of(first, second)
+    assert {i.name: i.display_name for i in store.list()} == {"mosaic": "Second", "only_first": "Only First"}
+    assert store.get("mosaic").json_path.parent == second
+
+
+def test_models_appear_change_and_disappear_without_restart(tmp_path):
+    store = store_of(tmp_path)
+    assert store.list() == []
+    make_model(tmp_path, "fresh", seed=1)
+    assert [i.name for i in store.list()] == ["fresh"]
+    first_net = store.load("fresh")
+    make_model(tmp_path, "fresh", seed=2, display_name="Retrained")
+    assert store.get("fresh").display_name == "Retrained"
+    second_net = store.load("fresh")
+    assert second_net is not first_net
+    assert not torch.equal(first_net.encoder[0][1].weight, second_net.encoder[0][1].weight)
+    for suffix in (".json", ".safetensors"):
+        (tmp_path / f"fresh{suffix}").unlink()
+    assert store.list() == []
+
+
+def test_unchanged_models_are_not_reloaded(tmp_path):
+    make_model(tmp_path, "steady")
+    store = store_of(tmp_path)
+    assert store.load("steady") is store.load("steady")
+
+
+def _corrupt_bad_json(path):
+    path.with_suffix(".json").write_text("{not json")
+
+
+def _corrupt_missing_weights(path):
+    path.with_suffix(".safetensors").unlink()
+
+
+def _corrupt_truncated(path):
+    weights = path.with_suffix(".safetensors")
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+def _corrupt_sha(path):
+    weights = path.with_suffix(".safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+
+
+def _resave(path, state):
+    """Write ``state`` as the weights and update the sha so only the tensors are wrong."""
+    import hashlib
+    data = safetensors.torch.save(state)
+    path.with_suffix(".safetensors").write_bytes(data)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["sha256"] = hashlib.sha256(data).hexdigest()
+    path.with_suffix(".json").write_text(json.dumps(meta))
+
+
+def _corrupt_shapes(path):
+    state = safetensors.torch.load_file(path.with_suffix(".safetensors"))
+    state["encoder.0.1.weight"] = torch.zeros(16, 3, 9, 9)
+    _resave(path, state)
+
+
+def _corrupt_keys(path):
+    state = safetensors.torch.load_file(path.with_suffix(".safetensors"))
+    state["extra.weight"] = state.pop("encoder.0.1.weight")
+    _resave(path, state)
+
+
+def _edit_meta(**changes):
+    def corrupt(path):
+        meta = json.loads(path.with_suffix(".json").read_text())
+        meta.update(changes)
+        path.with_suffix(".json").write_text(json.dumps(meta))
+    return corrupt
+
+
+def _drop_key(path):
+    meta = json.loads(path.with_suffix(".json").read_text())
+    del meta["kind"]
+    path.with_suffix(".json").write_text(json.dumps(meta))
+
+
+CORRUPTIONS = {
+    "bad json": (_corrupt_bad_json, "cannot read metadata"),
+    "missing weights": (_corrupt_missing_weights, "missing"),
+    "truncated weights": (_corrupt_truncated, "not a valid safetensors"),
+    "sha mismatch": (_corrupt_sha, "sha256"),
+    "wrong shapes": (_corrupt_shapes, "shape"),
+    "wrong keys": (_corrupt_keys, "do not fit"),
+    "missing key": (_drop_key, "required keys: kind"),
+    "wrong type": (_edit_meta(scale="1"), "'scale' has the wrong type"),
+    "bad kind": (_edit_meta(kind="gan"), "kind"),
+    "scale vs kind": (_edit_meta(scale=4), "scale"),
+    "weights path": (_edit_meta(weights="../elsewhere.safetensors"), "plain file name"),
+    "bad name": (_edit_meta(name="Bad Name"), "invalid model name"),
+    "name vs file": (_edit_meta(name="other"), "does not match the file name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_broken_models_are_skipped_with_a_message_naming_the_file(tmp_path, case):
+    corrupt, expected = CORRUPTIONS[case]
+    make_model(tmp_path, "good", seed=1)
+    broken = make_model(tmp_path, "broken", seed=2)
+    corrupt(broken)
+    store = store_of(tmp_path)
+    assert [i.name for i in store.list()] == ["good"]
+    assert len(store.problems) == 1
+    assert str(broken) in store.problems[0]
+    assert expected in store.problems[0]
+
+
+def test_a_broken_override_leaves_the_earlier_model_visible(tmp_path):
+    make_model(tmp_path / "a", "mosaic", display_name="Bundled")
+    _corrupt_bad_json(make_model(tmp_path / "b", "mosaic"))
+    store = store_of(tmp_path / "a", tmp_path / "b")
+    assert store.get("mosaic").display_name == "Bundled"
+    assert len(store.problems) == 1
+
+
+def test_weights_corrupted_after_listing_fail_to_load_with_model_error(tmp_path):
+    path = make_model(tmp_path, "fragile")
+    store = store_of(tmp_path)
+    info = store.get("fragile")
+    store._nets.clear()   # as if the cache had been evicted
+    _corrupt_sha(path)
+    os.utime(path.with_suffix(".safetensors"), ns=(1, 1))
+    with pytest.raises(BrushworkError) as err:
+        store.load(info)
+    assert err.value.code == "model_error"
+    assert "fragile" in err.value.message
+
+
+def test_validate_metadata_accepts_what_save_model_writes(tmp_path):
+    meta = json.loads(make_model(tmp_path, "sr_thing", "sr", 8).read_text())
+    assert validate_metadata(meta) is meta
+    assert meta["scale"] == 8 and meta["architecture"]["scale"] == 8
+
+
+def test_save_model_rejects_bad_names(tmp_path):
+    with pytest.raises(BrushworkError, match="invalid model name"):
+        save_model(tmp_path, "../escape", StyleNet(), {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_user_models_dir_follows_the_platform(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert user_models_dir() == tmp_path / "brushwork" / "models"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert user_models_dir() == tmp_path / ".local" / "share" / "brushwork" / "models"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert user_models_dir() == tmp_path / "Library" / "Application Support" / "brushwork" / "models"
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("APPDATA", str(tmp_path / "Roaming"))
+    assert user_models_dir() == tmp_path / "Roaming" / "brushwork" / "models"
+
+
+def test_store_searches_bundled_then_user_then_extra(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    store = ModelStore([tmp_path / "extra"])
+    assert store.dirs == [model_store.BUNDLED_MODELS_DIR, tmp_path / "data" / "brushwork" / "models",
+                          tmp_path / "extra"]

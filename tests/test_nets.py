@@ -1,0 +1,81 @@
+"""The image transformation networks: output shapes, sizes, and state-dict round trips."""
+
+import pytest
+import torch
+
+from backend.nets import SRNet, StyleNet, build_net, default_architecture
+
+
+def parameter_count(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_style_net_keeps_size_and_range():
+    net = StyleNet().eval()
+    with torch.no_grad():
+        y = net(torch.rand(2, 3, 64, 48))
+    assert y.shape == (2, 3, 64, 48)
+    assert 0 <= y.min() and y.max() <= 1
+
+
+def test_style_net_has_the_papers_size():
+    # Johnson et al. report about 1.68M parameters for this network.
+    assert parameter_count(StyleNet(channels=32, blocks=5)) == pytest.approx(1.68e6, rel=0.01)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_sr_net_upscales_by_its_scale(scale):
+    net = SRNet(scale=scale).eval()
+    with torch.no_grad():
+        y = net(torch.rand(1, 3, 20, 12))
+    assert y.shape == (1, 3, 20 * scale, 12 * scale)
+    assert 0 <= y.min() and y.max() <= 1
+
+
+def test_sr_net_grows_by_one_upsampling_stage_per_doubling():
+    # Each x2 stage is a 64->64 3x3 conv plus batch norm: 36,864 + 64 + 128 parameters.
+    assert parameter_count(SRNet(scale=8)) - parameter_count(SRNet(scale=4)) == 64 * 64 * 9 + 64 + 128
+
+
+@pytest.mark.parametrize("scale", [0, 3, 6])
+def test_sr_net_rejects_scales_that_are_not_powers_of_two(scale):
+    with pytest.raises(ValueError, match="power of two"):
+        SRNet(scale=scale)
+
+
+@pytest.mark.parametrize("kind,scale", [("style", 1), ("sr", 2), ("sr", 4)])
+def test_state_dict_round_trip_gives_the_same_function(kind, scale):
+    torch.manual_seed(0)
+    original = build_net(default_architecture(kind, scale)).eval()
+    torch.manual_seed(1)
+    copy = build_net(default_architecture(kind, scale)).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.equal(original(x), copy(x))
+        copy.load_state_dict(original.state_dict())
+        assert torch.equal(original(x), copy(x))
+
+
+def test_build_net_rejects_unknown_types():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_net({"type": "gan"})
+
+
+def test_build_net_honours_width_and_depth():
+    net = build_net({"type": "style", "channels": 16, "blocks": 3})
+    assert len(net.residuals) == 3
+    assert net.encoder[0][1].out_channels == 16
+
+
+@pytest.mark.parametrize("kind,scale", [("style", 1), ("sr", 4)])
+def test_subpixel_rewrite_computes_the_same_function(kind, scale):
+    import copy
+
+    from backend.fastnet import SubpixelUpsampleConv, with_subpixel_upsampling
+    torch.manual_seed(2)
+    net = build_net(default_architecture(kind, scale)).eval()
+    fast = with_subpixel_upsampling(copy.deepcopy(net))
+    assert any(isinstance(m, SubpixelUpsampleConv) for m in fast.modules())
+    x = torch.rand(1, 3, 36, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=0)
