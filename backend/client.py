@@ -174,7 +174,7 @@ class Client:
             if socket.poll(POLL_INTERVAL_S * 1000):
                 message = socket.recv_multipart(copy=False)
                 try:
-                    reply = protocol.decode_header(message[0].bytes)
+                    reply = protocol.decode_header(message[0].bytes, protocol.MAX_REPLY_HEADER_BYTES)
                 except protocol.BrushworkError:
                     continue
                 if reply.get("id") != request_id:

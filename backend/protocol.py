@@ -22,7 +22,8 @@ REPLY_KINDS = ("pong", "info", "progress", "result", "error", "ok")
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024     # per image, input and output
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024    # all frames of one request together
 DEFAULT_QUEUE = 16                        # jobs waiting for the worker, all clients together
-MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 64 * 1024              # request headers (the daemon's limit)
+MAX_REPLY_HEADER_BYTES = 16 * 1024 * 1024  # reply headers: `info` with thumbnails can be large
 
 DTYPE_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 CHANNEL_ORDERS = ("RGBA", "BGRA", "RGB", "BGR")
@@ -129,11 +130,12 @@ def encode_header(header):
     return json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def decode_header(data):
-    """Parse frame 0 into a dict; raise BrushworkError('bad_request') if it is not a JSON object."""
+def decode_header(data, limit=MAX_HEADER_BYTES):
+    """Parse frame 0 into a dict; raise BrushworkError('bad_request') if it is not a JSON object
+    or is longer than ``limit`` bytes."""
     data = bytes(data)
-    if len(data) > MAX_HEADER_BYTES:
-        raise BadRequest(f"header frame is {len(data)} bytes; at most {MAX_HEADER_BYTES} allowed")
+    if len(data) > limit:
+        raise BadRequest(f"header frame is {len(data)} bytes; at most {limit} allowed")
     try:
         header = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
