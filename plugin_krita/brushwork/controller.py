@@ -1,0 +1,239 @@
+"""What the actions and the docker do: capture pixels, run the daemon call in the worker, write back.
+
+Krita is reached only through ``host`` (the ``krita_host`` module in Krita). The document is
+changed only after the complete result arrived and was checked, in the GUI thread, so an
+error or a cancel leaves it untouched. Every outcome is reported through the signals; the
+docker shows them (never a traceback).
+"""
+
+import base64
+import dataclasses
+import json
+import os
+
+from PyQt5.QtCore import QObject, pyqtSignal
+
+from . import settings as settings_io
+from .connection import Connection
+from .jobs import JobRunner
+from .pixels import UnsupportedImage, check_result
+
+
+class Controller(QObject):
+    connection_changed = pyqtSignal(bool, str)   # connected, human description
+    models_changed = pyqtSignal(list)            # info()["models"] (with thumbnail_png when present)
+    progress = pyqtSignal(int, int, str)
+    message = pyqtSignal(str)                    # a finished job's summary
+    error = pyqtSignal(str)                      # what went wrong, for the user
+    busy_changed = pyqtSignal(bool)
+
+    def __init__(self, host, settings_path, install_record_path=None, parent=None):
+        super().__init__(parent)
+        self.host = host
+        self.settings_path = settings_path
+        self.settings = settings_io.load(settings_path)
+        self.models = []
+        self.last_error = ""
+        log_path = os.path.join(os.path.dirname(settings_path), "daemon.log")
+        self.connection = Connection(self.settings, read_recorded_executable(install_record_path), log_path)
+        self.runner = JobRunner(self)
+        self.runner.progress.connect(self.progress)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.busy_changed.connect(self.busy_changed)
+        self.runner.busy_changed.connect(lambda busy: busy or self.connection.reconfigure(self.settings))
+
+    @property
+    def busy(self):
+        return self.runner.busy
+
+    # ---- settings and connection -------------------------------------------------------
+
+    def update_settings(self, **changes):
+        """Change some settings, save them, and use them from the next job on."""
+        values = {**dataclasses.asdict(self.settings), **changes}
+        self.settings = settings_io.from_dict(values)
+        settings_io.save(self.settings, self.settings_path)
+        if not self.runner.busy:
+            self.connection.reconfigure(self.settings)
+
+    def refresh(self, start_daemon=True):
+        """Connect (starting the managed daemon if allowed) and fetch the model list with thumbnails."""
+        def work(progress, should_cancel):
+            client = self.connection.client(lambda text: progress(0, 0, text), should_cancel, start=start_daemon)
+            return client.info(thumbnails=True)
+        self._start(work, self._on_info)
+
+    def _on_info(self, info):
+        self.models = list(info.get("models", []))
+        description = (f"connected to brushwork {info.get('version', '?')} at {self.connection.endpoint} "
+                       f"({info.get('device', '?')}, {info.get('precision', '?')})")
+        self.connection_changed.emit(True, description)
+        self.models_changed.emit(self.models)
+
+    def shutdown(self):
+        """Krita is quitting: cancel a running job and stop the daemon we started."""
+        self.runner.cancel()
+        self.connection.stop_daemon()
+
+    def cancel(self):
+        """Cancel the running job (the document stays unchanged)."""
+        if self.runner.busy:
+            self.runner.cancel()
+            self.progress.emit(0, 0, "cancelling…")
+
+    # ---- actions ----------------------------------------------------------------------------
+
+    def stylize(self):
+        """Stylize the active layer (inside the selection, if any) with the chosen style."""
+        s = self.settings
+        if not s.style:
+            self._report_error("choose a style in the brushwork docker first")
+            return
+        snapshot = self._capture(self.host.snapshot_active_layer)
+        if snapshot is None:
+            return
+        region = snapshot.region
+
+        def work(progress, should_cancel):
+            client = self._client(progress, should_cancel)
+            result = client.stylize(snapshot.pixels, region.width, region.height, snapshot.format, s.style,
+                                    strength=s.strength, preserve_colors=s.preserve_colors, mask=snapshot.mask,
+                                    progress=progress, should_cancel=should_cancel)
+            check_result(result.pixels, result.width, result.height, snapshot.format, region.width, region.height)
+            return result.pixels
+
+        def apply(pixels):
+            if s.output == "replace":
+                self.host.replace_layer_pixels(snapshot, pixels)
+            else:
+                self.host.add_layer_above(snapshot, pixels, f"{snapshot.node.name()} ({self._model_label(s.style)})")
+            self.message.emit(f"stylized {region.width}x{region.height} px with {self._model_label(s.style)}")
+        self._run_job(work, apply)
+
+    def upscale(self):
+        """Scale the image by the chosen factor, running the paint layers through the SR net."""
+        s = self.settings
+        snapshots = self._capture(self.host.snapshot_layers, s.upscale_layers == "active")
+        if snapshots is None:
+            return
+        factor = s.upscale_factor
+
+        def work(progress, should_cancel):
+            client = self._client(progress, should_cancel)
+            results = []
+            for index, snap in enumerate(snapshots):
+                label = f"layer {index + 1} of {len(snapshots)}"
+                progress(0, 0, label)
+                result = client.upscale(snap.pixels, snap.region.width, snap.region.height, snap.format,
+                                        scale=factor, progress=lambda d, t, m: progress(d, t, f"{label}: {m}"),
+                                        should_cancel=should_cancel)
+                check_result(result.pixels, result.width, result.height, snap.format,
+                             snap.region.width * factor, snap.region.height * factor)
+                results.append(result.pixels)
+            return results
+
+        def apply(results):
+            self.host.check_documents_alive(snapshots)
+            self.host.scale_image(snapshots[0].document, factor)
+            for snap, pixels in zip(snapshots, results):
+                self.host.replace_layer_pixels(snap, pixels, scale=factor)
+            self.message.emit(f"upscaled x{factor}: {len(snapshots)} layer(s)")
+        self._run_job(work, apply)
+
+    def train_style(self):
+        """Train a new style model on the daemon from the selected part of the image."""
+        s = self.settings
+        snapshot = self._capture(self.host.snapshot_selection)
+        if snapshot is None:
+            return
+        region = snapshot.region
+        name = s.train_name or "my_style"
+
+        def work(progress, should_cancel):
+            client = self._client(progress, should_cancel)
+            model = client.train_style(snapshot.pixels, region.width, region.height, snapshot.format, name,
+                                       iterations=s.train_iterations, progress=progress,
+                                       should_cancel=should_cancel)
+            return model, client.info(thumbnails=True)
+
+        def apply(outcome):
+            model, info = outcome
+            self._on_info(info)
+            self.message.emit(f"trained the style {model.get('display_name') or name!r}")
+        self._start(work, apply)
+
+    # ---- plumbing ---------------------------------------------------------------------------
+
+    def _client(self, progress, should_cancel):
+        return self.connection.client(lambda text: progress(0, 0, text), should_cancel)
+
+    def _capture(self, function, *args):
+        if self.runner.busy:
+            self._report_error("brushwork is busy: wait for the running job or cancel it")
+            return None
+        try:
+            return function(*args)
+        except UnsupportedImage as exc:
+            self._report_error(str(exc))
+            return None
+
+    def _run_job(self, work, apply):
+        """Start an action's job; when the model list is still unknown, fetch it on the same connection."""
+        need_info = not self.models
+
+        def run(progress, should_cancel):
+            result = work(progress, should_cancel)
+            return result, (self._client(progress, should_cancel).info(thumbnails=True) if need_info else None)
+
+        def finish(outcome):
+            result, info = outcome
+            if info is not None:
+                self._on_info(info)
+            apply(result)
+        self._start(run, finish)
+
+    def _start(self, work, on_success):
+        self.last_error = ""
+        try:
+            self.runner.start(work, on_success)
+        except RuntimeError as exc:
+            self._report_error(str(exc))
+
+    def _on_failed(self, code, message):
+        if code == "cancelled":
+            message = "cancelled: the image was not changed"
+        elif code in ("unavailable", "timeout"):
+            self.connection_changed.emit(False, message)
+        elif code == "unknown_kind":
+            message = f"this brushwork daemon cannot do that yet ({message})"
+        self._report_error(message)
+
+    def _report_error(self, message):
+        self.last_error = message
+        self.error.emit(message)
+
+    def _model_label(self, name):
+        for model in self.models:
+            if model.get("name") == name:
+                return model.get("display_name") or name
+        return name
+
+
+def read_recorded_executable(path):
+    """The ``brushwork`` path the installer recorded in install.json, or None."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("brushwork_executable")
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def thumbnail_bytes(model):
+    """The PNG bytes of a model's thumbnail from ``info(thumbnails=True)``, or None."""
+    data = model.get("thumbnail_png")
+    if not data:
+        return None
+    try:
+        return base64.b64decode(data)
+    except ValueError:
+        return None

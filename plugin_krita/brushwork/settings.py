@@ -1,0 +1,87 @@
+"""The plug-in's settings: one dataclass of defaults, stored as JSON.
+
+The file lives in Krita's app-data folder (``QStandardPaths.AppDataLocation``), e.g.
+``~/.local/share/krita/brushwork/settings.json``. Unknown keys and values of the wrong
+type are ignored (the default is used), so an old or hand-edited file never breaks Krita.
+"""
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+OUTPUT_MODES = ("new_layer", "replace")
+UPSCALE_LAYERS = ("all", "active")
+UPSCALE_FACTORS = (2, 4, 8)
+
+
+@dataclass
+class Settings:
+    endpoint: str = ""                  # "" = the local daemon at the default endpoint
+    manage_daemon: bool = True          # start `brushwork serve` on demand, stop it with Krita
+    brushwork_executable: str = ""      # "" = the one recorded by the installer, else `brushwork` on PATH
+    daemon_args: list = field(default_factory=list)   # extra `brushwork serve` arguments, e.g. ["--models", DIR]
+    timeout_s: float = 60.0             # seconds of daemon silence before giving up
+    style: str = ""                     # selected style model name
+    strength: float = 1.0               # 0 = original, 1 = full style
+    preserve_colors: bool = False
+    upscale_factor: int = 4
+    output: str = "new_layer"           # "new_layer" above the active one, or "replace" its pixels
+    upscale_layers: str = "all"         # "all" paint layers or only the "active" one
+    train_name: str = ""                # name of the next style trained from a selection
+    train_iterations: int = 2000
+
+    def validated(self):
+        """A copy with out-of-range values replaced by their defaults."""
+        defaults = Settings()
+        fixed = dataclasses.replace(self, strength=min(1.0, max(0.0, float(self.strength))))
+        if fixed.output not in OUTPUT_MODES:
+            fixed.output = defaults.output
+        if fixed.upscale_layers not in UPSCALE_LAYERS:
+            fixed.upscale_layers = defaults.upscale_layers
+        if fixed.upscale_factor not in UPSCALE_FACTORS:
+            fixed.upscale_factor = defaults.upscale_factor
+        if fixed.timeout_s <= 0:
+            fixed.timeout_s = defaults.timeout_s
+        return fixed
+
+
+def from_dict(data):
+    """Settings from a JSON object, keeping defaults for missing, unknown or mistyped keys."""
+    settings = Settings()
+    if not isinstance(data, dict):
+        return settings
+    for f in dataclasses.fields(Settings):
+        if f.name not in data:
+            continue
+        value, default = data[f.name], getattr(settings, f.name)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is type(default):
+            setattr(settings, f.name, value)
+    return settings.validated()
+
+
+def load(path):
+    """Read settings from ``path``; a missing or unreadable file gives the defaults."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return from_dict(json.load(f))
+    except (OSError, ValueError):
+        return Settings()
+
+
+def save(settings, path):
+    """Write settings to ``path`` atomically (temp file + rename)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(dataclasses.asdict(settings), f, indent=2)
+    os.replace(tmp, path)
+
+
+def default_path():
+    """``<Krita app data>/brushwork/settings.json`` (needs a running QApplication)."""
+    from PyQt5.QtCore import QStandardPaths
+    base = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)
+    return os.path.join(base, "brushwork", "settings.json")

@@ -1,0 +1,75 @@
+"""Fixtures for the GIMP 3 end-to-end tests: the trixie chroot, a TCP daemon, a job folder.
+
+The chroot comes from ``tools/gimp-chroot.sh`` (default /var/cache/brushwork/trixie, or
+``BRUSHWORK_GIMP_CHROOT``). Without it the tests skip, unless ``BRUSHWORK_REQUIRE_EDITORS=1``.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import gimp_harness`
+
+from gimp_harness import DEFAULT_CHROOT, free_port  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def gimp_chroot():
+    """Path of a chroot with gimp-console-3.0 and python3-zmq, else skip (or fail when required)."""
+    root = Path(os.environ.get("BRUSHWORK_GIMP_CHROOT", DEFAULT_CHROOT))
+    if not (root / "usr/bin/gimp-console-3.0").exists():
+        reason = f"no GIMP 3 chroot at {root}; build it with `sudo tools/gimp-chroot.sh {root}`"
+        if os.environ.get("BRUSHWORK_REQUIRE_EDITORS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    if os.geteuid() != 0 and shutil.which("unshare") is None:
+        pytest.skip("chroot needs root or `unshare -r`")
+    return root
+
+
+@pytest.fixture(scope="session")
+def gimp_daemon(models_dir, tmp_path_factory):
+    """A brushwork daemon on loopback TCP serving the test models (fp32, CPU); yields its endpoint."""
+    from backend.client import Client
+    from backend.protocol import Unavailable
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path_factory.mktemp("xdg")), BRUSHWORK_ENDPOINT="")
+    log = open(tmp_path_factory.mktemp("daemon") / "daemon.log", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--endpoint", endpoint,
+                                "--models", str(models_dir), "--device", "cpu", "--precision", "fp32"],
+                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    client = Client(endpoint, timeout=2.0)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            client.ping()
+            break
+        except Unavailable:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                log.seek(0)
+                pytest.fail(f"test daemon did not start:\n{log.read()}")
+    client.close()
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def gimp_job_dir(gimp_chroot):
+    """A fresh folder inside the chroot (as host path, chroot path) holding HOME and the job files."""
+    host = Path(tempfile.mkdtemp(prefix="brushwork-gimp-", dir=gimp_chroot / "tmp"))
+    os.chmod(host, 0o755)
+    yield host, "/" + str(host.relative_to(gimp_chroot))
+    shutil.rmtree(host, ignore_errors=True)
+

@@ -1,0 +1,259 @@
+"""End-to-end: the brushwork procedures run NON-INTERACTIVELY in a real GIMP 3 (trixie chroot).
+
+One gimp-console-3.0 batch run executes every case (see gimp_driver.py); the tests compare
+GIMP's pixels with what the same daemon returns when called directly with the same pixels.
+Run with: ``.venv/bin/python -m pytest -m gimp tests/gimp``.
+"""
+
+import time
+
+import numpy as np
+import pytest
+from gimp_harness import chroot_command, free_port, run_cases
+from helpers import random_image
+
+from backend.client import Client
+from backend.pixels import srgb_to_linear
+from plugin_gimp.installer import install
+
+pytestmark = pytest.mark.gimp
+
+# dump/read format per precision: numpy dtype, babl type, linear?, wire dtype, comparison tolerance
+PRECISIONS = {
+    "U8_NON_LINEAR": (np.uint8, "u8", False, "u8", 1),
+    "U16_NON_LINEAR": (np.uint16, "u16", False, "u16", 1),
+    "HALF_LINEAR": (np.float16, "half", True, "f16", 1e-3),
+    "FLOAT_LINEAR": (np.float32, "float", True, "f32", 1e-5),
+}
+DEAD_ENDPOINT = f"tcp://127.0.0.1:{free_port()}"
+
+
+def make_pixels(precision, width, height, alpha, seed):
+    """Test pixels in a precision's own type: smooth colours, alpha ramp (1 at the left edge)."""
+    dtype, _, linear, _, _ = PRECISIONS[precision]
+    rgb = random_image(height, width, seed)
+    if linear:
+        rgb = srgb_to_linear(rgb)
+    if alpha:
+        ramp = np.broadcast_to(np.linspace(1.0, 0.2, width, dtype=np.float32), (height, width))[..., None]
+        rgb = np.concatenate([rgb, ramp], axis=-1)
+    if np.dtype(dtype).kind == "u":
+        return np.round(rgb * np.iinfo(dtype).max).astype(dtype)
+    return rgb.astype(dtype)
+
+
+def wire_format(precision, alpha):
+    _, _, linear, wire, _ = PRECISIONS[precision]
+    return {"dtype": wire, "channels": "RGBA" if alpha else "RGB", "transfer": "linear" if linear else "srgb"}
+
+
+class Case:
+    """One image + one procedure call; knows its inputs and builds the driver's JSON."""
+
+    def __init__(self, name, precision, procedure, args, layers, size, active=(0,), selection=None,
+                 settings=None, gray=False):
+        self.name, self.precision, self.selection = name, precision, selection
+        self.size = size
+        self.layers = []  # (pixels array, offset)
+        for i, (w, h, alpha, offset) in enumerate(layers):
+            self.layers.append((make_pixels(precision, w, h, alpha, seed=len(name) + i), offset))
+        _, babl_type, linear, _, _ = PRECISIONS[precision]
+        self.spec = {
+            "name": name, "precision": precision, "width": size[0], "height": size[1],
+            "dump": {"type": babl_type, "linear": linear}, "procedure": "plug-in-brushwork-" + procedure,
+            "args": args, "active": list(active), "selection": selection, "settings": settings, "gray": gray,
+            "layers": [{"name": f"layer{i}", "file": f"{name}-in{i}.raw", "width": p.shape[1], "height": p.shape[0],
+                        "alpha": p.shape[2] == 4, "offset": list(offset)} for i, (p, offset) in enumerate(self.layers)],
+        }
+
+    def inputs(self):
+        return {f"{self.name}-in{i}.raw": p.tobytes() for i, (p, _) in enumerate(self.layers)}
+
+
+def build_cases():
+    u8, u16, half, f32 = "U8_NON_LINEAR", "U16_NON_LINEAR", "HALF_LINEAR", "FLOAT_LINEAR"
+    style = {"style": "mosaic"}
+    return [
+        Case("stylize_u8", u8, "stylize", style, [(40, 32, True, (0, 0))], (40, 32)),
+        Case("stylize_u8_sel", u8, "stylize", style, [(40, 32, True, (0, 0))], (40, 32), selection=(8, 6, 20, 14)),
+        Case("stylize_u16", u16, "stylize", {"style": "starry_night", "strength": 0.7, "preserve-colors": True},
+             [(36, 28, False, (0, 0))], (36, 28)),
+        Case("stylize_f32", f32, "stylize", style, [(32, 24, True, (0, 0))], (32, 24)),
+        Case("stylize_half_sel", half, "stylize", style, [(32, 24, True, (0, 0))], (32, 24), selection=(4, 4, 16, 12)),
+        Case("stylize_gray_u8", u8, "stylize", style, [(32, 24, True, (0, 0))], (32, 24), gray=True),
+        Case("upscale_all_u8", u8, "upscale-image", {"scale": "2", "layers": "all"},
+             [(24, 20, True, (0, 0)), (16, 12, False, (4, 6))], (24, 20), selection=(2, 2, 5, 5)),
+        Case("upscale_active_u16", u16, "upscale-image", {"scale": "4", "layers": "active"},
+             [(20, 16, True, (0, 0)), (12, 10, True, (3, 2))], (20, 16), active=(1,)),
+        Case("upscale_sel_image_u8", u8, "upscale-selection", {"scale": "2", "output": "new-image"},
+             [(32, 24, True, (0, 0))], (32, 24), selection=(4, 4, 12, 10)),
+        Case("upscale_sel_layer_f32", f32, "upscale-selection", {"scale": "2", "output": "new-layer"},
+             [(32, 24, True, (0, 0))], (32, 24), selection=(4, 4, 12, 10)),
+        Case("unknown_style", u8, "stylize", {"style": "no_such_style"}, [(16, 16, True, (0, 0))], (16, 16)),
+        Case("train_style", u8, "train-style", {"name": "gimp_test_style", "iterations": 2},
+             [(32, 32, False, (0, 0))], (32, 32)),
+        # last: it points the plug-in's settings at a port nobody listens on. The job timeout is an
+        # hour, so were the plug-in to wait for it the GIMP run would be killed and the test fail.
+        Case("daemon_down", u8, "stylize", style, [(16, 16, True, (0, 0))], (16, 16),
+             settings={"endpoint": DEAD_ENDPOINT, "manage-daemon": False, "timeout": 3600.0}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def gimp_run(gimp_chroot, gimp_daemon, gimp_job_dir):
+    host, _ = gimp_job_dir
+    install(home=host / "home", python=chroot_command(gimp_chroot, "python3"))
+    cases = build_cases()
+    inputs = {}
+    for case in cases:
+        inputs.update(case.inputs())
+    start = time.monotonic()
+    results = run_cases(gimp_chroot, gimp_job_dir, gimp_daemon, [c.spec for c in cases], inputs)
+    print(f"\nGIMP batch run: {time.monotonic() - start:.1f} s; per procedure call (s): "
+          + ", ".join(f"{name} {r['seconds']:.2f}" for name, r in results.items() if "seconds" in r))
+    return {c.name: c for c in cases}, results, host, Client(gimp_daemon, timeout=60)
+
+
+def read_layer(host, precision, layer):
+    dtype = PRECISIONS[precision][0]
+    channels = 4 if layer["alpha"] else 3
+    data = np.frombuffer((host / layer["file"]).read_bytes(), dtype=dtype)
+    return data.reshape(layer["height"], layer["width"], channels)
+
+
+def from_daemon(result, dtype):
+    channels = len(result.format["channels"])
+    return np.frombuffer(bytes(result.pixels), dtype=dtype).reshape(result.height, result.width, channels)
+
+
+def assert_close(actual, expected, tolerance):
+    assert actual.shape == expected.shape
+    difference = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+    assert difference.max() <= tolerance, f"max difference {difference.max()} > {tolerance}"
+
+
+def outcome(gimp_run, name):
+    cases, results, host, client = gimp_run
+    result = results[name]
+    assert result["status"] == "SUCCESS", f"{name}: {result['status']} {result.get('error')}"
+    return cases[name], result, host, client
+
+
+@pytest.mark.parametrize("name", ["stylize_u8", "stylize_u16", "stylize_f32"])
+def test_stylize_whole_layer_matches_daemon(gimp_run, name):
+    case, result, host, client = outcome(gimp_run, name)
+    dtype, _, _, _, tolerance = PRECISIONS[case.precision]
+    pixels = case.layers[0][0]
+    args = case.spec["args"]
+    expected = client.stylize(pixels.tobytes(), pixels.shape[1], pixels.shape[0],
+                              wire_format(case.precision, pixels.shape[2] == 4), args["style"],
+                              strength=args.get("strength", 1.0), preserve_colors=args.get("preserve-colors", False))
+    got = read_layer(host, case.precision, result["image"]["layers"][0])
+    assert_close(got, from_daemon(expected, dtype), tolerance)
+    assert not np.array_equal(got, pixels), "the layer did not change"
+    assert result["image"]["precision"] == case.precision
+
+
+def test_stylize_u16_keeps_16_bit_detail(gimp_run):
+    case, result, host, _ = outcome(gimp_run, "stylize_u16")
+    got = read_layer(host, case.precision, result["image"]["layers"][0])
+    assert np.count_nonzero(got % 257) > got.size // 2, "16-bit result looks like 8-bit values"
+
+
+def test_stylize_grayscale_image(gimp_run):
+    case, result, host, _ = outcome(gimp_run, "stylize_gray_u8")
+    got = read_layer(host, case.precision, result["image"]["layers"][0])
+    assert np.array_equal(got[..., 0], got[..., 1]) and np.array_equal(got[..., 1], got[..., 2]), "not grey"
+    grey_in = case.layers[0][0][..., :3].astype(float).mean(axis=-1)
+    assert np.abs(got[..., 0] - grey_in).mean() > 5, "the grey layer hardly changed"
+    assert np.array_equal(got[..., 3], case.layers[0][0][..., 3]), "alpha changed"
+
+
+@pytest.mark.parametrize("name", ["stylize_u8_sel", "stylize_half_sel"])
+def test_stylize_selection_changes_only_the_selection(gimp_run, name):
+    case, result, host, client = outcome(gimp_run, name)
+    dtype, _, _, _, tolerance = PRECISIONS[case.precision]
+    pixels = case.layers[0][0]
+    x, y, w, h = case.selection
+    crop = np.ascontiguousarray(pixels[y:y + h, x:x + w])
+    expected = from_daemon(client.stylize(crop.tobytes(), w, h, wire_format(case.precision, True), "mosaic"), dtype)
+    got = read_layer(host, case.precision, result["image"]["layers"][0])
+    assert_close(got[y:y + h, x:x + w], expected, tolerance)
+    outside = np.ones(pixels.shape[:2], bool)
+    outside[y:y + h, x:x + w] = False
+    assert np.array_equal(got[outside], pixels[outside])
+
+
+def test_upscale_every_layer(gimp_run):
+    case, result, host, client = outcome(gimp_run, "upscale_all_u8")
+    image = result["image"]
+    assert (image["width"], image["height"]) == (48, 40)
+    assert len(image["layers"]) == 2
+    assert not image["selection_empty"], "the user's selection was not restored"
+    for layer, (pixels, offset) in zip(image["layers"], case.layers):
+        h, w, channels = pixels.shape
+        expected = from_daemon(client.upscale(pixels.tobytes(), w, h, wire_format(case.precision, channels == 4),
+                                              scale=2), np.uint8)
+        assert layer["offsets"] == [2 * offset[0], 2 * offset[1]]
+        assert layer["alpha"] == (channels == 4)
+        assert_close(read_layer(host, case.precision, layer), expected, 1)
+
+
+def test_upscale_active_layer_only(gimp_run):
+    case, result, host, client = outcome(gimp_run, "upscale_active_u16")
+    image = result["image"]
+    assert (image["width"], image["height"]) == (80, 64)
+    untouched, active = image["layers"]
+    assert (untouched["width"], untouched["height"]) == (80, 64)  # scaled by GIMP, not the network
+    pixels = case.layers[1][0]
+    expected = from_daemon(client.upscale(pixels.tobytes(), 12, 10, wire_format(case.precision, True), scale=4),
+                           np.uint16)
+    got = read_layer(host, case.precision, active)
+    assert active["offsets"] == [12, 8]
+    assert_close(got, expected, 1)
+    assert got[..., 3].min() < 0.5 * 65535, "alpha was lost"
+
+
+def test_upscale_selection_into_new_image(gimp_run):
+    case, result, host, client = outcome(gimp_run, "upscale_sel_image_u8")
+    assert len(result["new_images"]) == 1
+    new = result["new_images"][0]
+    assert (new["width"], new["height"]) == (24, 20) and len(new["layers"]) == 1
+    x, y, w, h = case.selection
+    crop = np.ascontiguousarray(case.layers[0][0][y:y + h, x:x + w])
+    expected = from_daemon(client.upscale(crop.tobytes(), w, h, wire_format(case.precision, True), scale=2), np.uint8)
+    assert_close(read_layer(host, case.precision, new["layers"][0]), expected, 1)
+    assert result["returned"] == [new["id"], new["layers"][0]["id"]], "PDB return values (image, layer)"
+    assert np.array_equal(read_layer(host, case.precision, result["image"]["layers"][0]), case.layers[0][0])
+
+
+def test_upscale_selection_into_new_layer(gimp_run):
+    case, result, host, client = outcome(gimp_run, "upscale_sel_layer_f32")
+    layers = result["image"]["layers"]
+    assert len(layers) == 2 and result["new_images"] == []
+    top = layers[0]
+    x, y, w, h = case.selection
+    assert (top["width"], top["height"], top["offsets"]) == (2 * w, 2 * h, [x, y])
+    crop = np.ascontiguousarray(case.layers[0][0][y:y + h, x:x + w])
+    expected = from_daemon(client.upscale(crop.tobytes(), w, h, wire_format(case.precision, True), scale=2),
+                           np.float32)
+    assert_close(read_layer(host, case.precision, top), expected, 1e-5)
+    assert result["returned"] == [result["image"]["id"], top["id"]], "PDB return values (image, layer)"
+
+
+@pytest.mark.parametrize("name, message", [("unknown_style", "no_such_style"),
+                                           ("daemon_down", "No brushwork daemon answers")])
+def test_errors_leave_the_image_unchanged(gimp_run, name, message):
+    cases, results, host, _ = gimp_run
+    result, case = results[name], cases[name]
+    assert result["status"] == "EXECUTION_ERROR", result
+    assert message in result["error"]
+    assert np.array_equal(read_layer(host, case.precision, result["image"]["layers"][0]), case.layers[0][0])
+
+
+def test_train_style_reports_the_daemon_answer(gimp_run):
+    _, results, _, _ = gimp_run
+    result = results["train_style"]
+    if result["status"] != "SUCCESS":  # daemons without training support answer with an error
+        assert result["status"] == "EXECUTION_ERROR"
+        assert result["error"].startswith("brushwork: ") and "train_style" in result["error"], result

@@ -1,0 +1,110 @@
+"""Take docs/img/krita-docker.png: real Krita under Xvfb, the brushwork docker after a stylize.
+
+    .venv/bin/python tests/krita/screenshot.py [docs/img/krita-docker.png]
+
+Uses random-weight demo models (thumbnails from the shared style paintings), so the stylized
+result shows the docker working, not a trained style.
+"""
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import harness  # noqa: E402
+from helpers import make_model, shared_dir  # noqa: E402
+from PIL import Image  # noqa: E402
+
+STYLES = {"starry_night": "The Starry Night", "wave": "The Great Wave", "the_scream": "The Scream",
+          "udnie": "Udnie", "composition_vii": "Composition VII"}
+
+SCRIPT = """
+import brushwork
+from PyQt5.QtCore import Qt
+controller = brushwork.controller
+window = app.activeWindow()
+window.qwindow().setGeometry(0, 0, 1280, 960)
+doc = app.openDocument(PHOTO)
+window.addView(doc)
+docker = next(d for d in app.dockers() if d.objectName() == "brushwork_docker")
+docker.show()
+docker.raise_()
+
+def stylize(tries=0):
+    if tries > 150:
+        fail(f"no models: busy={controller.busy} error={controller.last_error!r}")
+    if controller.busy or not controller.models:
+        after(200, lambda: stylize(tries + 1))
+        return
+    panel = docker.widget()
+    panel.gallery.setCurrentRow(0)
+    app.action("brushwork_stylize").trigger()
+    after(500, wait)
+
+def wait():
+    if controller.busy:
+        after(200, wait)
+        return
+    after(1500, shoot)
+
+def shoot():
+    window.qwindow().grab().save(OUTPUT)
+    finish()
+
+controller.refresh(start_daemon=False)
+after(500, stylize)
+"""
+
+
+def wait_for_daemon(endpoint):
+    from backend.client import Client
+    from backend.protocol import Unavailable
+    for _ in range(60):
+        try:
+            return Client(endpoint, timeout=1.0).ping()
+        except Unavailable:
+            pass
+    raise SystemExit("the daemon did not start")
+
+
+def main(output):
+    output = Path(output).resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        models = tmp / "models"
+        for seed, (name, title) in enumerate(STYLES.items()):
+            with Image.open(shared_dir() / "data" / "styles" / f"{name}.jpg") as painting:
+                thumbnail = painting.convert("RGB")
+            thumbnail.thumbnail((64, 64))   # five 128-px PNGs would overflow the 64 KiB reply header
+            make_model(models, name, "style", 1, seed=seed, thumbnail=thumbnail, display_name=title)
+        photo = tmp / "chicago.png"
+        with Image.open(shared_dir() / "data" / "content" / "chicago.jpg") as img:
+            img.convert("RGB").resize((480, 320), Image.Resampling.LANCZOS).save(photo)
+        endpoint = f"ipc://{tmp}/daemon.sock"
+        daemon = subprocess.Popen([str(Path(sys.executable).parent / "brushwork"), "serve", "--endpoint", endpoint,
+                                   "--models", str(models), "--device", "cpu"])
+        try:
+            wait_for_daemon(endpoint)
+            home = harness.build_template_home(tmp / "template" / "home")
+            harness.write_settings(home, endpoint=endpoint, manage_daemon=False, strength=0.8)
+            script = tmp / "script.py"
+            script.write_text(f"PHOTO = {str(photo)!r}\nOUTPUT = {str(output)!r}\n{SCRIPT}", encoding="utf-8")
+            run = harness.run_krita(home, tmp / "run", script, copy_home=False)
+            error = tmp / "run" / "out" / "driver_error.txt"
+            if not output.exists():
+                details = error.read_text() if error.exists() else run.stdout[-3000:]
+                raise SystemExit(f"no screenshot (Krita exit {run.returncode}):\n{details}")
+        finally:
+            daemon.terminate()
+            daemon.wait()
+    print(output)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else HERE.parents[1] / "docs" / "img" / "krita-docker.png")

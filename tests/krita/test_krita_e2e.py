@@ -1,0 +1,250 @@
+"""End-to-end: the installed plug-in in a real Krita 5 GUI (Xvfb) against a real brushwork daemon.
+
+Each test builds a small document, triggers one of the plug-in's own actions from a driver
+script, and compares the layers Krita ends up with against what the daemon returns for the
+same pixels when asked directly. Run with ``pytest -m krita tests/krita``.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend import protocol
+from backend.client import Client
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+pytestmark = [pytest.mark.krita,
+              pytest.mark.skipif(not harness.krita_available(), reason="krita and xvfb-run are not installed")]
+
+SCRIPT = harness.HERE / "scripts" / "run_action.py"
+BRUSHWORK = Path(sys.executable).parent / "brushwork"
+U8_FORMAT = {"dtype": "u8", "channels": "BGRA", "transfer": "srgb"}
+U16_LINEAR_FORMAT = {"dtype": "u16", "channels": "BGRA", "transfer": "linear"}
+
+
+@pytest.fixture(scope="session")
+def krita_home(tmp_path_factory):
+    return harness.build_template_home(tmp_path_factory.mktemp("krita-template") / "home")
+
+
+def start_daemon(endpoint, models_dir, log_path):
+    """`brushwork serve` on ``endpoint``; returns the process once it answers a ping."""
+    log = open(log_path, "wb")
+    process = subprocess.Popen([str(BRUSHWORK), "serve", "--endpoint", endpoint, "--models", str(models_dir),
+                                "--device", "cpu", "--precision", "fp32"], stdout=log, stderr=subprocess.STDOUT)
+    client = Client(endpoint, timeout=1.0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+            return process
+        except protocol.Unavailable:
+            if process.poll() is not None:
+                break
+    process.kill()
+    raise RuntimeError(f"the daemon did not start: {Path(log_path).read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory, models_dir):
+    directory = tmp_path_factory.mktemp("daemon")
+    endpoint = f"ipc://{directory}/daemon.sock"
+    process = start_daemon(endpoint, models_dir, directory / "daemon.log")
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def image_bytes(height, width, dtype, seed, alpha=None):
+    """A smooth random BGRA image as Krita stores it (u8 or u16), alpha opaque unless given."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([x / width, y / height, 0.5 + 0.4 * np.sin(x / 7.0)], -1) + rng.normal(0, 0.05, (height, width, 3))
+    a = np.ones((height, width, 1), np.float32) if alpha is None else alpha[..., None]
+    bgra = np.concatenate([np.clip(rgb, 0, 1)[..., ::-1], a], -1)
+    peak = 255 if dtype == "u8" else 65535
+    return np.round(bgra * peak).astype(np.uint8 if dtype == "u8" else "<u2").tobytes()
+
+
+def run_in_krita(krita_home, tmp_path, params, **settings):
+    """Run the driver script with ``params`` and plug-in ``settings``; return (result, undone) states."""
+    work = tmp_path / "krita"
+    work.mkdir()
+    script = work / "script.py"
+    script.write_text(f"PARAMS = {json.dumps(params)!r}\nimport json as _j\nPARAMS = _j.loads(PARAMS)\n"
+                      + SCRIPT.read_text(encoding="utf-8"), encoding="utf-8")
+    shutil.copytree(krita_home, work / "home", symlinks=True)
+    harness.write_settings(work / "home", **settings)
+    run = harness.run_krita(work / "home", work, script, copy_home=False)
+    error = work / "out" / "driver_error.txt"
+    assert not error.exists(), error.read_text() + run.stdout[-3000:]
+    assert (work / "out" / "result.json").exists(), f"Krita exited {run.returncode}:\n{run.stdout[-3000:]}"
+    result = json.loads((work / "out" / "result.json").read_text())
+    undone = work / "out" / "undone.json"
+    return result, json.loads(undone.read_text()) if undone.exists() else None
+
+
+def layer_pixels(layer):
+    return Path(layer["file"]).read_bytes()
+
+
+def assert_close(actual, expected, dtype):
+    """Byte buffers equal within 1/255 of full range."""
+    kind = np.uint8 if dtype == "u8" else np.dtype("<u2")
+    a, b = np.frombuffer(actual, kind).astype(np.int64), np.frombuffer(expected, kind).astype(np.int64)
+    assert a.shape == b.shape
+    tolerance = 1 if dtype == "u8" else 257
+    assert np.abs(a - b).max() <= tolerance
+
+
+def crop(buf, width, rect, bpp):
+    x, y, w, h = rect
+    rows = [buf[((y + r) * width + x) * bpp:((y + r) * width + x + w) * bpp] for r in range(h)]
+    return b"".join(rows)
+
+
+@pytest.mark.parametrize("depth, profile, fmt", [("U8", "sRGB-elle-V2-srgbtrc.icc", U8_FORMAT),
+                                                  ("U16", "sRGB-elle-V2-g10.icc", U16_LINEAR_FORMAT)])
+@pytest.mark.parametrize("soft_selection", [False, True])
+def test_stylize_active_layer(krita_home, daemon, tmp_path, depth, profile, fmt, soft_selection):
+    """Stylize the active layer; with a selection whose left half is half-selected (soft edge)."""
+    width, height = 40, 28
+    region = [8, 4, 20, 16] if soft_selection else [0, 0, width, height]
+    selection = [region + [255], [8, 4, 10, 16, 128]] if soft_selection else None
+    pixels = image_bytes(height, width, fmt["dtype"], seed=1)
+    (tmp_path / "layer.raw").write_bytes(pixels)
+    params = {"width": width, "height": height, "depth": depth, "profile": profile, "action": "brushwork_stylize",
+              "layers": [{"name": "Photo", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}],
+              "selection": selection, "undo": 1}
+    result, undone = run_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False,
+                                  style="mosaic", strength=1.0)
+
+    assert result["error"] == ""
+    names = [layer["name"] for layer in result["layers"]]
+    assert names == ["Photo", "Photo (Mosaic)"]
+    assert result["active"] == "Photo (Mosaic)"
+    original, styled = result["layers"]
+    assert layer_pixels(original) == pixels            # the source layer is untouched
+    assert styled["bounds"] == region and styled["depth"] == depth
+    bpp = 4 * (1 if fmt["dtype"] == "u8" else 2)
+    mask = bytes(([128] * 10 + [255] * 10) * 16) if soft_selection else None
+    expected = Client(daemon).stylize(crop(pixels, width, region, bpp), region[2], region[3], fmt, "mosaic",
+                                      mask=mask).pixels
+    assert_close(layer_pixels(styled), bytes(expected), fmt["dtype"])
+    assert bytes(expected) != crop(pixels, width, region, bpp)   # the style really changed the pixels
+    # one undo step removes the new layer
+    assert [layer["name"] for layer in undone["layers"]] == ["Photo"]
+
+
+def test_upscale_two_layers_x4(krita_home, daemon, tmp_path):
+    width, height = 24, 16
+    bottom = image_bytes(height, width, "u8", seed=2)
+    top_rect = [4, 4, 12, 8]
+    alpha = np.linspace(0.2, 1.0, top_rect[2] * top_rect[3], dtype=np.float32).reshape(top_rect[3], top_rect[2])
+    top = image_bytes(top_rect[3], top_rect[2], "u8", seed=3, alpha=alpha)
+    (tmp_path / "bottom.raw").write_bytes(bottom)
+    (tmp_path / "top.raw").write_bytes(top)
+    params = {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
+              "action": "brushwork_upscale", "active": 1,
+              "layers": [{"name": "Bottom", "file": str(tmp_path / "bottom.raw"), "rect": [0, 0, width, height]},
+                         {"name": "Top", "file": str(tmp_path / "top.raw"), "rect": top_rect}], "undo": 5}
+    result, undone = run_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False,
+                                  upscale_factor=4, upscale_layers="all")
+
+    assert result["error"] == ""
+    assert (result["width"], result["height"]) == (width * 4, height * 4)
+    assert [(layer["name"], layer["type"]) for layer in result["layers"]] == [("Bottom", "paintlayer"),
+                                                                            ("Top", "paintlayer")]
+    assert result["active"] == "Top"
+    client = Client(daemon)
+    for layer, data, rect in ((result["layers"][0], bottom, [0, 0, width, height]),
+                              (result["layers"][1], top, top_rect)):
+        expected = client.upscale(data, rect[2], rect[3], U8_FORMAT, scale=4).pixels
+        assert layer["bounds"] == [v * 4 for v in rect]
+        assert_close(layer_pixels(layer), bytes(expected), "u8")
+    alpha_out = np.frombuffer(layer_pixels(result["layers"][1]), np.uint8)[3::4]
+    assert alpha_out.min() < 128 < alpha_out.max()     # the top layer's soft alpha survived
+    # 1 (scale) + 2 per layer undo steps bring the original image back
+    assert (undone["width"], undone["height"]) == (width, height)
+    assert [layer_pixels(layer) for layer in undone["layers"]] == [bottom, top]
+
+
+def test_daemon_down_leaves_document_unchanged(krita_home, tmp_path):
+    width, height = 16, 16
+    pixels = image_bytes(height, width, "u8", seed=4)
+    (tmp_path / "layer.raw").write_bytes(pixels)
+    params = {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
+              "action": "brushwork_stylize",
+              "layers": [{"name": "Photo", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}]}
+    result, _ = run_in_krita(krita_home, tmp_path, params, endpoint=f"ipc://{tmp_path}/nobody.sock",
+                             manage_daemon=False, style="mosaic", timeout_s=2.0)
+
+    assert "no brushwork daemon answering" in result["error"]
+    assert result["status"] == result["error"]          # shown in the docker
+    assert [layer["name"] for layer in result["layers"]] == ["Photo"]
+    assert layer_pixels(result["layers"][0]) == pixels
+
+
+def test_managed_daemon_started_on_demand_and_stopped_with_krita(krita_home, models_dir, tmp_path):
+    width, height = 16, 12
+    pixels = image_bytes(height, width, "u8", seed=5)
+    (tmp_path / "layer.raw").write_bytes(pixels)
+    endpoint = f"ipc://{tmp_path}/managed.sock"
+    params = {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
+              "action": "brushwork_stylize",
+              "layers": [{"name": "Photo", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}]}
+    result, _ = run_in_krita(krita_home, tmp_path, params, endpoint=endpoint, manage_daemon=True,
+                             brushwork_executable=str(BRUSHWORK), style="starry_night",
+                             daemon_args=["--models", str(models_dir), "--device", "cpu"])
+
+    assert result["error"] == ""
+    assert [layer["name"] for layer in result["layers"]] == ["Photo", "Photo (Starry Night)"]
+    time.sleep(1.0)
+    with pytest.raises(protocol.Unavailable):       # Krita quit, so its daemon is gone
+        Client(endpoint, timeout=1.0).ping()
+
+
+def test_train_style_from_selection_reports_the_daemon_answer(krita_home, daemon, tmp_path):
+    """The selected pixels go to the daemon as a train_style job; a daemon without training says so."""
+    width, height = 24, 24
+    pixels = image_bytes(height, width, "u8", seed=6)
+    (tmp_path / "layer.raw").write_bytes(pixels)
+    params = {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
+              "action": "brushwork_train_style", "selection": [[4, 4, 16, 16, 255]],
+              "layers": [{"name": "Painting", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}]}
+    result, _ = run_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False,
+                             train_name="from_krita", train_iterations=2)
+
+    if result["error"]:
+        assert "cannot do that yet" in result["error"] and "train_style" in result["error"]
+        assert result["status"] == result["error"]
+    else:
+        assert "from_krita" in [m["name"] for m in Client(daemon).info()["models"]]
+    assert [layer["name"] for layer in result["layers"]] == ["Painting"]
+    assert layer_pixels(result["layers"][0]) == pixels
+
+
+def test_stylize_replace_mode_takes_two_undo_steps(krita_home, daemon, tmp_path):
+    width, height = 20, 20
+    pixels = image_bytes(height, width, "u8", seed=7)
+    (tmp_path / "layer.raw").write_bytes(pixels)
+    params = {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
+              "action": "brushwork_stylize", "undo": 2,
+              "layers": [{"name": "Photo", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}]}
+    result, undone = run_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False,
+                                  style="mosaic", output="replace")
+
+    assert result["error"] == ""
+    assert [layer["name"] for layer in result["layers"]] == ["Photo"]
+    expected = Client(daemon).stylize(pixels, width, height, U8_FORMAT, "mosaic").pixels
+    assert_close(layer_pixels(result["layers"][0]), bytes(expected), "u8")
+    assert [layer["name"] for layer in undone["layers"]] == ["Photo"]
+    assert layer_pixels(undone["layers"][0]) == pixels
