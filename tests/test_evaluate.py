@@ -1,0 +1,168 @@
+"""`brushwork eval sr` / `eval style` and the functions behind them, on real data and real nets."""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backend import cli
+from backend.model_store import save_model
+from backend.nets import SRNet, StyleNet
+from trainer import data, evaluate, metrics
+from trainer.gatys import build_objective
+from trainer.losses import LossWeights
+
+SHARED = Path(os.environ.get("BRUSHWORK_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+SR_DATA = SHARED / "data" / "sr"
+STYLE_IMAGE = SHARED / "data" / "styles" / "starry_night.jpg"
+VGG_WEIGHTS = SHARED / "weights" / "vgg16_caffe_relu4_3.pth"
+
+
+@pytest.fixture(scope="module")
+def hr_dir(tmp_path_factory):
+    """Two small HR images (Set5 crops, sides not multiples of 4) in a folder."""
+    directory = tmp_path_factory.mktemp("hr")
+    for name, box in (("bird", (60, 70, 126, 121)), ("butterfly", (100, 90, 170, 149))):
+        Image.open(SR_DATA / "Set5" / f"{name}.png").convert("RGB").crop(box).save(directory / f"{name}.png")
+    return directory
+
+
+def table_cells(text, key, column=0):
+    """The cells of the Markdown table row whose cell ``column`` is ``key``."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > column and cells[column] == key:
+            return cells
+    raise AssertionError(f"no row {key!r} in:\n{text}")
+
+
+# ----------------------------------------------------------------------------- eval sr
+
+@pytest.mark.parametrize("dataset, psnr, ssim", [("Set5", 28.43, 0.811), ("Set14", 26.09, 0.705)])
+def test_bicubic_x4_reproduces_the_published_reference(dataset, psnr, ssim):
+    rows = evaluate.evaluate_sr(None, evaluate.image_paths([SR_DATA / dataset]), scale=4)
+    assert len(rows) == {"Set5": 5, "Set14": 14}[dataset]
+    mean = evaluate.mean_row(rows)
+    assert round(mean["bicubic_psnr"], 2) == psnr
+    assert round(mean["bicubic_ssim"], 3) == ssim
+    assert "model_psnr" not in mean
+
+
+def test_a_bicubic_callable_scores_exactly_like_the_bicubic_baseline(hr_dir):
+    def bicubic(lr):   # float32 HxWx3 in [0, 1] -> x2 bicubic
+        image = Image.fromarray(metrics.to_uint8_array(lr))
+        return np.asarray(image.resize((image.width * 2, image.height * 2), Image.BICUBIC)) / 255.0
+
+    rows = evaluate.evaluate_sr(bicubic, evaluate.image_paths([hr_dir]), scale=2, keep_images=True)
+    for row in rows:
+        assert row["model_psnr"] == row["bicubic_psnr"] and row["model_ssim"] == row["bicubic_ssim"]
+        images = row["images"]
+        assert images["hr"].size == images["model"].size == (images["lr"].width * 2, images["lr"].height * 2)
+        assert images["hr"].width % 2 == 0 and images["hr"].height % 2 == 0
+    table = evaluate.sr_table(rows, "copy")
+    assert table_cells(table, "**mean**")[1] == table_cells(table, "**mean**")[3]
+
+
+def test_a_net_with_the_wrong_scale_is_rejected(hr_dir):
+    with pytest.raises(ValueError, match="expected"):
+        evaluate.evaluate_sr(SRNet(scale=2, channels=4, blocks=1), evaluate.image_paths([hr_dir]), scale=4)
+
+
+def test_eval_sr_cli_writes_table_and_grid_for_a_tiny_model(hr_dir, tmp_path):
+    torch.manual_seed(0)
+    net = SRNet(scale=2, channels=4, blocks=1).eval()
+    models = tmp_path / "models"
+    save_model(models, "tiny_sr", net, {"display_name": "Tiny", "loss": "feat", "vgg": "caffe"})
+    out = tmp_path / "out"
+    status = cli.main(["eval", "sr", "--model", "tiny_sr", "--models", str(models), "--data", str(hr_dir),
+                       "--out-dir", str(out), "--device", "cpu"])
+    assert status == 0
+    table = (out / "sr_x2_tiny_sr.md").read_text()
+    # The table's figures are the metrics of the net's own output (run here directly, not via the Engine).
+    rows = evaluate.evaluate_sr(net, evaluate.image_paths([hr_dir]), scale=2)
+    for row in rows + [evaluate.mean_row(rows)]:
+        cells = table_cells(table, "**mean**" if row["image"] == "mean" else row["image"])
+        assert float(cells[1]) == pytest.approx(row["bicubic_psnr"], abs=0.006)
+        assert float(cells[3]) == pytest.approx(row["model_psnr"], abs=0.02)
+        assert float(cells[4]) == pytest.approx(row["model_ssim"], abs=0.001)
+    assert row["model_psnr"] < row["bicubic_psnr"]          # an untrained net is worse than bicubic
+    grid = Image.open(out / f"sr_x2_tiny_sr_{hr_dir.name}.png")
+    cell = evaluate.GRID_CROP * evaluate.GRID_ZOOM
+    assert grid.size == (5 * cell, 2 * (cell + evaluate.GRID_LABEL_HEIGHT))   # overview + LR, bicubic, model, HR
+    assert len(np.unique(np.asarray(grid)[:cell, cell:].reshape(-1, 3), axis=0)) > 100   # crops, not blank
+
+
+def test_eval_sr_cli_reports_bad_input(tmp_path, capsys):
+    status = cli.main(["eval", "sr", "--data", str(tmp_path / "missing"), "--out-dir", str(tmp_path)])
+    assert status == 1
+    assert "missing" in capsys.readouterr().err
+    status = cli.main(["eval", "sr", "--model", "no_such_model", "--models", str(tmp_path),
+                       "--data", str(SR_DATA / "Set5"), "--out-dir", str(tmp_path)])
+    assert status == 1
+    assert "no_such_model" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- eval style
+
+@pytest.fixture(scope="module")
+def content_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("content")
+    Image.open(SHARED / "data" / "content" / "chicago.jpg").convert("RGB").resize((48, 40)).save(directory / "chi.png")
+    return directory
+
+
+def test_evaluate_style_measures_net_content_and_lbfgs(content_dir):
+    torch.manual_seed(0)
+    style = data.load_image(STYLE_IMAGE, max_side=32)
+    objective = build_objective(style, "caffe", VGG_WEIGHTS, LossWeights.defaults("caffe", "style"))
+    net = StyleNet(channels=4, blocks=1)
+    rows = evaluate.evaluate_style(net, objective, evaluate.image_paths([content_dir]), sizes=[32],
+                                   iterations=[4, 2])
+    (row,) = rows
+    assert list(row["lbfgs"]) == [2, 4] and len(row["history"]) == 5
+    assert row["lbfgs"] == {2: row["history"][2], 4: row["history"][4]}
+    assert row["lbfgs"][4] < row["history"][0]
+    content = evaluate.square_content(content_dir / "chi.png", 32)
+    assert content.shape == (1, 3, 32, 32)
+    with torch.no_grad():
+        total, parts = objective(content, content)
+        assert row["content"] == pytest.approx(float(total), rel=1e-6)
+        assert float(parts["content"]) == 0.0
+        assert row["network"] == pytest.approx(float(objective(net.eval()(content), content)[0]), rel=1e-5)
+
+
+def test_eval_style_cli_writes_table_and_plot(content_dir, tmp_path):
+    torch.manual_seed(0)
+    weights = LossWeights.defaults("caffe", "style")
+    models = tmp_path / "models"
+    save_model(models, "tiny_style", StyleNet(channels=4, blocks=1),
+               {"loss": "style", "vgg": "caffe", "recipe": {"style_size": 32, "loss_weights": weights.as_dict()},
+                "data": {"style_image": str(STYLE_IMAGE)}})
+    out = tmp_path / "out"
+    status = cli.main(["eval", "style", "--model", "tiny_style", "--models", str(models), "--content",
+                       str(content_dir), "--sizes", "32", "--iterations", "1", "3", "--out-dir", str(out),
+                       "--vgg-weights", str(VGG_WEIGHTS), "--device", "cpu"])
+    assert status == 0
+    table = (out / "style_tiny_style.md").read_text()
+    assert "L-BFGS 1 | L-BFGS 3" in table
+    cells = table_cells(table, "chi", column=1)
+    values = [float(v) for v in cells[2:]]           # content image, net, L-BFGS 1, L-BFGS 3
+    assert all(np.isfinite(values)) and values[3] < values[2]
+    assert table_cells(table, "**mean**", column=1)[2:] == cells[2:]        # one image: the mean is that image
+    assert re.search(r"32 px: the mean L-BFGS objective (reaches the net's level after \d+|.*not within 3)", table)
+    plot = Image.open(out / "style_tiny_style.png")
+    assert plot.size[0] > 300 and plot.size[1] > 200
+
+
+def test_eval_style_cli_needs_a_style_image(content_dir, tmp_path, capsys):
+    models = tmp_path / "models"
+    save_model(models, "lost_style", StyleNet(channels=4, blocks=1),
+               {"loss": "style", "vgg": "caffe", "data": {"style_image": str(tmp_path / "gone.jpg")}})
+    status = cli.main(["eval", "style", "--model", "lost_style", "--models", str(models), "--content",
+                       str(content_dir), "--sizes", "32", "--iterations", "1", "--out-dir", str(tmp_path)])
+    assert status == 1
+    assert "--style-image" in capsys.readouterr().err

@@ -1,0 +1,328 @@
+"""Training: data, SR degradation, style/SR runs, checkpoints and resume, export, DDP, jobs."""
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backend.model_store import ModelStore
+from backend.protocol import BrushworkError
+from helpers import shared_dir
+from trainer.checkpoint import latest_checkpoint, load_checkpoint
+from trainer.cli import build_parser
+from trainer.data import CropSampler, degrade, find_images, gaussian_blur, split_holdout
+from trainer.job import StyleTrainingJob
+from trainer import train_sr, train_style
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = shared_dir()
+STYLE = SHARED / "data" / "styles" / "udnie.jpg"
+CONTENT = SHARED / "data" / "content"
+WEIGHTS = SHARED / "weights" / "vgg16_caffe_relu4_3.pth"
+TINY = ["--size", "48", "--style-size", "64", "--batch", "2", "--channels", "8", "--blocks", "1",
+        "--precision", "fp32", "--vgg-weights", str(WEIGHTS)]
+
+
+def parse(*argv):
+    return build_parser().parse_args([str(a) for a in argv])
+
+
+def train_style_run(tmp, *extra):
+    args = parse("train", "style", "--style", STYLE, "--content", CONTENT, *TINY, "--out", tmp / "models", *extra)
+    return train_style.run(args)
+
+
+def write_png(path, seed, size=(40, 30)):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+def test_gaussian_blur_of_an_impulse_has_the_sigma_1_taps():
+    image = torch.zeros(1, 1, 15, 15)
+    image[0, 0, 7, 7] = 1.0
+    blurred = gaussian_blur(image, 1.0)
+    taps = [math.exp(-k * k / 2) for k in range(-3, 4)]
+    centre = 1 / sum(taps)
+    assert blurred[0, 0, 7, 7].item() == pytest.approx(centre ** 2, rel=1e-5)
+    assert blurred[0, 0, 7, 8].item() == pytest.approx(centre ** 2 * math.exp(-0.5), rel=1e-5)
+    assert blurred.sum().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_degrade_shape_and_a_known_value():
+    # A horizontal ramp survives the blur and bicubic exactly (away from borders):
+    # LR pixel j samples the HR ramp at x = scale * j + (scale - 1) / 2.
+    x = torch.arange(64, dtype=torch.float32) / 100
+    hr = x.view(1, 1, 1, 64).expand(2, 3, 32, 64).contiguous()
+    low = degrade(hr, 4)
+    assert low.shape == (2, 3, 8, 16)
+    assert low[0, 1, 4, 7].item() == pytest.approx((4 * 7 + 1.5) / 100, abs=1e-5)
+    # the blur matters: an HR checkerboard of period 2 is all but flattened
+    checker = (torch.arange(32).view(-1, 1) + torch.arange(32).view(1, -1)) % 2
+    assert degrade(checker.float().expand(1, 3, 32, 32), 2).std() < 0.05
+    with pytest.raises(ValueError, match="divisible"):
+        degrade(torch.rand(1, 3, 30, 32), 4)
+
+
+def test_find_images_is_recursive_and_complains_when_empty(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    write_png(tmp_path / "a" / "b" / "one.png", 0)
+    write_png(tmp_path / "two.PNG", 1)
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert [p.name for p in find_images(tmp_path)] == ["one.png", "two.PNG"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        find_images(tmp_path / "empty")
+
+
+def test_sampler_is_reproducible_and_skips_unreadable_files_with_one_warning(tmp_path):
+    for i in range(3):
+        write_png(tmp_path / f"good{i}.png", i)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg at all")
+    paths = find_images(tmp_path)
+    sampler = CropSampler(paths, 24, seed=5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        crops = [sampler.sample(n) for n in range(16)]
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "broken.jpg" in messages[0]
+    assert all(c.shape == (3, 24, 24) for c in crops)
+    again = CropSampler(paths, 24, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.equal(again.batch(3, 4), torch.stack(crops[3:7]))
+        assert not torch.equal(CropSampler(paths, 24, seed=6).batch(3, 4), again.batch(3, 4))
+
+
+def test_split_holdout(tmp_path):
+    paths = [tmp_path / f"im{i}.png" for i in range(6)]
+    listing = tmp_path / "held.txt"
+    listing.write_text("# evaluation images\nim0.png\nim3\n")
+    train, held = split_holdout(paths, holdout=1, holdout_list=listing, seed=0)
+    assert len(held) == 3 and {paths[0], paths[3]} <= set(held)
+    assert set(train) == set(paths) - set(held)
+    assert split_holdout(paths, holdout=1, seed=0) == split_holdout(paths, holdout=1, seed=0)
+    with pytest.raises(ValueError, match="nothing left"):
+        split_holdout(paths, holdout=6)
+
+
+# ---- style training -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def style_run(tmp_path_factory):
+    """An uninterrupted 12-iteration run with checkpoints at 6 and 12."""
+    tmp = tmp_path_factory.mktemp("style")
+    json_path = train_style_run(tmp, "--iterations", "12", "--checkpoint-every", "6", "--run-dir", tmp / "run",
+                                "--name", "tiny_udnie", "--display-name", "Tiny Udnie")
+    return tmp, json_path
+
+
+def test_style_objective_falls(style_run):
+    tmp, _ = style_run
+    history = load_checkpoint(tmp / "run" / "checkpoint_0000012.pt")["history"]
+    total = history["total"]
+    assert len(total) == 12 and history["iteration"][-1] == 12
+    assert np.mean(total[-3:]) < 0.8 * np.mean(total[:3])
+    assert (tmp / "run" / "preview.png").is_file() and (tmp / "run" / "loss.png").is_file()
+    assert Image.open(tmp / "run" / "preview.png").size[0] > 3 * 48
+
+
+def test_resume_is_bit_identical(style_run, tmp_path):
+    tmp, _ = style_run
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoint_0000006.pt").write_bytes((tmp / "run" / "checkpoint_0000006.pt").read_bytes())
+    train_style_run(tmp_path, "--iterations", "12", "--checkpoint-every", "6", "--run-dir", run_dir,
+                    "--name", "tiny_udnie", "--resume")
+    resumed = load_checkpoint(latest_checkpoint(run_dir))
+    straight = load_checkpoint(tmp / "run" / "checkpoint_0000012.pt")
+    assert resumed["iteration"] == 12
+    for key, value in straight["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
+    assert resumed["history"] == straight["history"]
+    assert len(resumed["commands"]) == 2 and '"resume": "latest"' in resumed["commands"][1]
+
+
+def test_resume_refuses_changed_options(style_run, tmp_path):
+    tmp, _ = style_run
+    with pytest.raises(ValueError, match="seed"):
+        train_style_run(tmp_path, "--iterations", "30", "--run-dir", tmp / "run", "--seed", "1", "--resume",
+                        str(tmp / "run" / "checkpoint_0000012.pt"))
+
+
+def test_exported_style_model_loads_with_metadata(style_run):
+    tmp, json_path = style_run
+    assert json_path == tmp / "models" / "tiny_udnie.json"
+    store = ModelStore(tmp / "models", include_bundled=False, include_user=False)
+    info = store.get("tiny_udnie")
+    assert info.kind == "style" and info.display_name == "Tiny Udnie" and info.thumbnail_path is not None
+    recipe, data = info.metadata["recipe"], info.metadata["data"]
+    assert recipe["iterations"] == 12 and recipe["batch"] == 2 and recipe["size"] == 48
+    assert recipe["style_size"] == 64 and recipe["vgg"] == "caffe" and recipe["loss_weights"]["style"] > 0
+    assert "udnie.jpg" in recipe["command"] and recipe["hardware"] and recipe["wall_time_s"] > 0
+    assert data["style_sha256"] == hashlib.sha256(STYLE.read_bytes()).hexdigest()
+    assert data["content_images"] == 3 and info.metadata["vgg"] == "caffe"
+    net = store.load("tiny_udnie")
+    state = load_checkpoint(tmp / "run" / "checkpoint_0000012.pt")["model"]
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, state[key].contiguous()), key
+
+
+def test_fp16_on_cpu_and_bad_content_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="fp16"):
+        train_style_run(tmp_path, "--iterations", "1", "--precision", "fp16", "--run-dir", tmp_path / "r")
+    args = parse("train", "style", "--style", STYLE, "--content", tmp_path / "missing", *TINY)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        train_style.run(args)
+
+
+# ---- SR training --------------------------------------------------------------------------
+
+def test_sr_training_exports_a_model_without_its_holdout(tmp_path):
+    args = parse("train", "sr", "--scale", "2", "--loss", "pixel", "--data", SHARED / "data" / "sr" / "Set5",
+                 "--size", "32", "--batch", "2", "--channels", "8", "--blocks", "1", "--iterations", "3",
+                 "--holdout", "2", "--precision", "fp32", "--run-dir", tmp_path / "run", "--out", tmp_path / "models")
+    json_path = train_sr.run(args)
+    meta = json.loads(json_path.read_text())
+    assert meta["name"] == "sr_x2_pixel" and meta["kind"] == "sr" and meta["scale"] == 2 and meta["vgg"] is None
+    assert len(meta["data"]["held_out"]) == 2 and meta["data"]["training_images"] == 3
+    store = ModelStore(tmp_path / "models", include_bundled=False, include_user=False)
+    net = store.load("sr_x2_pixel")
+    assert net(torch.rand(1, 3, 10, 12)).shape == (1, 3, 20, 24)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint_0000003.pt")
+    held = set(ckpt["config"]["held_out"])
+    assert {Path(p).name for p in held} == set(meta["data"]["held_out"])
+
+
+def test_sr_size_must_be_divisible_by_scale(tmp_path):
+    args = parse("train", "sr", "--scale", "8", "--data", SHARED / "data" / "sr" / "Set5", "--size", "100",
+                 "--loss", "pixel", "--run-dir", tmp_path)
+    with pytest.raises(ValueError, match="divisible"):
+        train_sr.run(args)
+
+
+# ---- editor training jobs -----------------------------------------------------------------
+
+def test_job_without_content_images_fails_before_starting(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for content in (None, "", tmp_path / "empty"):
+        with pytest.raises(BrushworkError, match="content") as info:
+            StyleTrainingJob(STYLE, {}, content, tmp_path / "models")
+        assert info.value.code == "bad_request"
+
+
+def job_options(tmp_path, iterations):
+    return {"name": "job_style", "iterations": iterations, "size": 48, "style_size": 64, "batch": 1, "channels": 8,
+            "blocks": 1, "precision": "fp32", "vgg_weights": str(WEIGHTS), "run_dir": str(tmp_path / "run"),
+            "checkpoint_every": 1000}
+
+
+def test_job_trains_in_a_subprocess_and_reports_the_model(tmp_path):
+    events, finished = [], threading.Event()
+    style = np.asarray(Image.open(STYLE).convert("RGB").resize((64, 64)))
+    job = StyleTrainingJob(style, job_options(tmp_path, 3), CONTENT, tmp_path / "models",
+                           on_progress=lambda d, t, m: events.append((d, t)),
+                           on_done=lambda info: (events.append(info), finished.set()),
+                           on_error=lambda e: (events.append(e), finished.set()))
+    job.start()
+    assert job.wait(240), "training job did not finish"
+    assert finished.is_set()
+    assert events[-1] == {"name": "job_style", "path": str(tmp_path / "models" / "job_style.json")}, events
+    assert events[-2] == (3, 3)
+    assert ModelStore(tmp_path / "models", include_bundled=False, include_user=False).get("job_style")
+
+
+def test_job_cancel_terminates_the_trainer(tmp_path):
+    progressed, errors = threading.Event(), []
+    job = StyleTrainingJob(STYLE, job_options(tmp_path, 100000), CONTENT, tmp_path / "models",
+                           on_progress=lambda *a: progressed.set(), on_error=errors.append)
+    job.start()
+    assert progressed.wait(240), "no progress from the training job"
+    job.cancel()
+    assert job.wait(30)
+    assert not job.running and job.process.returncode != 0
+    assert [e.code for e in errors] == ["cancelled"]
+    assert not (tmp_path / "models" / "job_style.json").exists()
+    assert latest_checkpoint(tmp_path / "run") is not None   # SIGTERM checkpoints before exiting
+
+
+# ---- DDP ----------------------------------------------------------------------------------
+
+DDP_WORKER = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+from trainer.cli import build_parser
+from trainer.loop import run_training
+from trainer.train_style import StyleTask
+tasks = []
+def make_task(args, device):
+    tasks.append(StyleTask(args, device))
+    return tasks[0]
+args = build_parser().parse_args(sys.argv[1:])
+run_training(args, make_task)
+torch.save(tasks[0].net.state_dict(), args.run_dir / ("rank" + __import__("os").environ["RANK"] + ".pt"))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_end_identical(tmp_path):
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_WORKER.format(repo=str(REPO)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+
+    def torchrun(iterations, *extra):
+        argv = ["train", "style", "--style", STYLE, "--content", CONTENT, *TINY, "--iterations", iterations,
+                "--checkpoint-every", "2", "--run-dir", tmp_path / "run", "--out", tmp_path / "models", *extra]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               worker, *argv]
+        result = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    torchrun(4)
+    rank0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "run" / "rank1.pt", weights_only=True)
+    for key, value in rank0.items():
+        assert torch.equal(value, rank1[key]), key
+    assert load_checkpoint(tmp_path / "run" / "checkpoint_0000004.pt")["config"]["world_size"] == 2
+    meta = json.loads((tmp_path / "models" / "udnie.json").read_text())
+    assert meta["recipe"]["world_size"] == 2 and meta["recipe"]["batch"] == 4
+    torchrun(6, "--resume")   # resume under DDP continues from the last checkpoint
+    assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["iteration"] == 6
+    assert not torch.equal(torch.load(tmp_path / "run" / "rank0.pt", weights_only=True)["encoder.0.1.weight"],
+                           rank0["encoder.0.1.weight"])
+
+
+# ---- a real daemon serves a freshly trained model ------------------------------------------
+
+@pytest.mark.slow
+def test_daemon_serves_a_model_trained_while_it_runs(tmp_path):
+    from backend.client import Client
+    from daemon_process import start_daemon, stop_daemon
+    models = tmp_path / "models"
+    models.mkdir()
+    endpoint = f"ipc://{tmp_path}/daemon.sock"
+    daemon = start_daemon(tmp_path, endpoint, models)
+    try:
+        train_style_run(tmp_path, "--iterations", "2", "--run-dir", tmp_path / "run", "--name", "fresh")
+        width, height = 40, 32
+        pixels = np.random.default_rng(0).integers(0, 256, (height, width, 4), dtype=np.uint8)
+        fmt = {"dtype": "u8", "channels": "RGBA", "transfer": "srgb"}
+        with Client(endpoint, timeout=120) as client:
+            assert "fresh" in [m["name"] for m in client.info()["models"]]
+            result = client.stylize(pixels.tobytes(), width, height, fmt, "fresh")
+        out = np.frombuffer(bytes(result.pixels), np.uint8).reshape(height, width, 4)
+        assert (result.width, result.height) == (width, height)
+        assert np.abs(out[..., :3].astype(int) - pixels[..., :3]).mean() > 1
+    finally:
+        stop_daemon(daemon)

@@ -1,0 +1,85 @@
+"""Training checkpoints: written atomically, read without executing code.
+
+A checkpoint is a dict of tensors and plain Python values (``torch.load(weights_only=True)``
+can read it): model and optimizer state, iteration, loss history, the run's options and the
+torch / numpy / Python RNG states. ``checkpoint_<iteration>.pt`` files live in the run dir.
+"""
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = 1
+_NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
+
+
+def checkpoint_path(run_dir, iteration):
+    return Path(run_dir) / f"checkpoint_{iteration:07d}.pt"
+
+
+def latest_checkpoint(run_dir):
+    """The checkpoint with the highest iteration in ``run_dir``, or None."""
+    run_dir = Path(run_dir)
+    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint_*.pt") if (m := _NAME.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def rng_state():
+    """The torch, numpy and Python RNG states as tensors and ints (weights_only-safe)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": version, "state": list(py_state), "gauss": py_gauss},
+    }
+
+
+def set_rng_state(state):
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+
+
+def save_checkpoint(path, checkpoint):
+    """Write ``checkpoint`` to ``path`` atomically (temp file in the same dir + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **checkpoint}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path):
+    """Read a checkpoint (no code execution); raise ValueError for foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unpickling error types
+        raise ValueError(f"{path} is not a readable brushwork checkpoint: {exc}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a brushwork checkpoint (format {FORMAT})")
+    return checkpoint

@@ -1,0 +1,180 @@
+"""Style training started from an editor: ``python -m trainer train style`` in a separate
+process (so the daemon keeps serving), its JSON progress lines turned into callbacks.
+
+    job = StyleTrainingJob(style_rgb, {"name": "my_style", "iterations": 2000}, content_dir,
+                           models_dir, on_progress, on_done, on_error)
+    job.start()
+    ...
+    job.cancel()        # terminates the trainer and its children
+
+``on_progress(done, total, message)``, ``on_done(info)`` with info ``{"name", "path"}``,
+``on_error(BrushworkError)`` (code ``cancelled`` after :meth:`cancel`) are called from the
+job's reader thread.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from backend.protocol import BrushworkError
+from trainer.data import find_images
+from trainer.loop import default_run_dir
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# option name -> command-line flag of ``train style``
+OPTION_FLAGS = {
+    "name": "--name", "display_name": "--display-name", "iterations": "--iterations", "size": "--size",
+    "style_size": "--style-size", "batch": "--batch", "lr": "--lr", "seed": "--seed",
+    "content_weight": "--content-weight", "style_weight": "--style-weight", "tv_weight": "--tv-weight",
+    "vgg": "--vgg", "vgg_weights": "--vgg-weights", "checkpoint_every": "--checkpoint-every",
+    "run_dir": "--run-dir", "device": "--device", "precision": "--precision",
+    "channels": "--channels", "blocks": "--blocks",
+}
+
+
+def _write_style_png(style, directory):
+    """The style image as a PNG file: ``style`` is a path or an H x W x 3 array
+    (uint8, or float in [0, 1])."""
+    if isinstance(style, (str, os.PathLike)):
+        if not Path(style).is_file():
+            raise BrushworkError(f"style image {style} not found", "bad_request")
+        return Path(style)
+    array = np.asarray(style)
+    if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 16:
+        raise BrushworkError(f"style image must be an H x W x 3 RGB array of at least 16 px, got {array.shape}",
+                             "bad_request")
+    if array.dtype != np.uint8:
+        array = (np.clip(array.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+    path = Path(directory) / "style.png"
+    Image.fromarray(array).save(path)
+    return path
+
+
+class StyleTrainingJob:
+    """One ``train style`` run in a child process (see the module docstring)."""
+
+    def __init__(self, style, options, content_dir, models_dir=None, on_progress=None, on_done=None,
+                 on_error=None):
+        if not content_dir:
+            raise BrushworkError("no content image folder is set: choose a folder of photos to train on "
+                                 "(e.g. a few hundred landscape and portrait photos)", "bad_request")
+        try:
+            find_images(content_dir)
+        except (FileNotFoundError, ValueError) as exc:
+            raise BrushworkError(f"content image folder: {exc}", "bad_request") from None
+        unknown = sorted(set(options) - set(OPTION_FLAGS))
+        if unknown:
+            raise BrushworkError(f"unknown training options {unknown}; known: {sorted(OPTION_FLAGS)}", "bad_request")
+        self.on_progress, self.on_done, self.on_error = on_progress, on_done, on_error
+        self._workdir = tempfile.mkdtemp(prefix="brushwork-train-")
+        try:
+            style_path = _write_style_png(style, self._workdir)
+        except BaseException:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise
+        self.command = [sys.executable, "-m", "trainer", "train", "style", "--style", str(style_path),
+                        "--content", str(content_dir), "--progress-json"]
+        if models_dir is not None:
+            self.command += ["--out", str(models_dir)]
+        if options.get("run_dir") is None:
+            name = options.get("name") or "style"
+            options = {**options, "run_dir": default_run_dir(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")}
+        for key, value in options.items():
+            if value is not None:
+                self.command += [OPTION_FLAGS[key], str(value)]
+        self.process = None
+        self.result = None
+        self._cancelled = False
+        self._reader = None
+
+    def start(self):
+        """Start the trainer process and the thread that reads its progress."""
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(PROJECT_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+        self._stderr = open(Path(self._workdir) / "stderr.txt", "w+b")
+        kwargs = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"
+                  else {"start_new_session": True})
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=self._stderr,
+                                        stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, env=env, **kwargs)
+        self._reader = threading.Thread(target=self._read, name="brushwork-train-job", daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self):
+        done = None
+        for raw in self.process.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            if event.get("event") == "progress" and self.on_progress:
+                losses = event.get("losses", {})
+                eta = event.get("eta_s")
+                message = f"loss {losses.get('total', 0):.4g}" + (f", {eta / 60:.0f} min left" if eta else "")
+                self.on_progress(event["iteration"], event["total"], message)
+            elif event.get("event") == "done":
+                done = {"name": event["model"], "path": event["path"]}
+        returncode = self.process.wait()
+        self._stderr.close()
+        if done is not None and returncode == 0:
+            self.result = done
+            if self.on_done:
+                self.on_done(done)
+        elif self.on_error:
+            if self._cancelled:
+                error = BrushworkError("training was cancelled", "cancelled")
+            else:
+                error = BrushworkError(f"training failed (exit status {returncode}): {self.error_text()}", "internal")
+            self.on_error(error)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def error_text(self, lines=5):
+        """The last lines of the trainer's stderr (progress bars left out)."""
+        try:
+            text = (Path(self._workdir) / "stderr.txt").read_text(errors="replace")
+        except OSError:
+            return ""
+        kept = [line for line in text.replace("\r", "\n").splitlines() if line.strip() and "it/s" not in line
+                and "s/it" not in line]
+        return " | ".join(kept[-lines:])
+
+    @property
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+    def cancel(self, grace=10.0):
+        """Stop the trainer and its children: SIGTERM (it checkpoints), SIGKILL after ``grace`` s."""
+        if not self.running:
+            return
+        self._cancelled = True
+        if sys.platform == "win32":
+            self.process.terminate()
+        else:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            if sys.platform == "win32":
+                self.process.kill()
+            else:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    def wait(self, timeout=None):
+        """Wait for the process and its callbacks; True when finished."""
+        if self._reader is None:
+            return True
+        self._reader.join(timeout)
+        return not self._reader.is_alive()

@@ -1,0 +1,299 @@
+"""The training loop shared by style and super-resolution training.
+
+It owns everything the two have in common: device and precision, DDP (``torchrun``),
+Adam, progress (tqdm and ``--progress-json`` lines), checkpoints and ``--resume``,
+preview / loss-curve PNGs and the final export. A *task* (``train_style.StyleTask`` or
+``train_sr.SRTask``) supplies the net, the loss, the batches, the preview and the export.
+
+Reproducibility: batches are a pure function of (seed, global sample number), and a
+checkpoint holds model, optimizer, iteration and RNG states, so a resumed CPU run ends
+bit-identical to an uninterrupted one.
+"""
+
+import json
+import os
+import platform
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from trainer.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, rng_state,
+                                save_checkpoint, set_rng_state)
+from trainer.plots import save_image, save_loss_curve
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def add_loop_arguments(parser, iterations, batch):
+    """Options every training command has."""
+    parser.add_argument("--iterations", type=int, default=iterations, help=f"optimizer steps (default {iterations})")
+    parser.add_argument("--batch", type=int, default=batch, help=f"images per step and per process (default {batch})")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (default 0)")
+    parser.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
+                        help="write a checkpoint, preview and loss curve every N iterations (default 1000)")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
+                        help="continue from a checkpoint (default: the latest one in the run dir)")
+    parser.add_argument("--run-dir", type=Path, default=None, metavar="D",
+                        help="where checkpoints, previews and the loss curve go "
+                             "(default: <user data dir>/brushwork/runs/<name>)")
+    parser.add_argument("--out", type=Path, default=None, metavar="MODELS_DIR",
+                        help="models dir to export into (default: the user models dir the daemon reads)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 on GPUs and bf16-capable CPUs, else fp16 on older GPUs, else fp32")
+    parser.add_argument("--channels", type=int, default=None, help="net width (default: the paper's)")
+    parser.add_argument("--blocks", type=int, default=None, help="residual blocks (default: the paper's)")
+    parser.add_argument("--progress-json", action="store_true",
+                        help="also print one JSON line per progress update on stdout")
+
+
+class Cluster:
+    """This process's place in a (possibly single-process) DDP run, and its device."""
+
+    def __init__(self, device="auto"):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "auto":
+            device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+        elif device == "cuda" and self.world > 1:
+            device = f"cuda:{local_rank}"
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError("--device cuda asked for, but PyTorch sees no CUDA GPU")
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    def close(self):
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def resolve_precision(precision, device):
+    """Turn 'auto' into fp32/bf16/fp16 for ``device``; reject fp16 on CPU."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 training needs a CUDA GPU; use --precision bf16 or fp32 on a CPU")
+    return precision
+
+
+def cpu_has_native_bf16():
+    """True on CPUs with bf16 dot-product instructions (AVX512-BF16 or AMX), where bf16
+    autocast is faster than fp32 (elsewhere it is emulated and slower)."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def autocast_for(precision, device):
+    """The autocast context for a resolved ``precision`` (a no-op for fp32)."""
+    return torch.autocast(device.type, dtype=_AMP_DTYPES.get(precision), enabled=precision in _AMP_DTYPES)
+
+
+def train_step(model, loss, optimizer, scaler, autocast, inputs, targets):
+    """One optimisation step; returns the (total, parts) of the loss before the update."""
+    with autocast:
+        output = model(inputs)
+        total, parts = loss(output, targets)
+    scaler.scale(total).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return total.detach(), parts
+
+
+def hardware_description(device, world):
+    """A short human description of what trained the model."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_name() + f" ({torch.get_num_threads()} threads)"
+    return f"{world} x {name}" if world > 1 else name
+
+
+def _cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def default_run_dir(name):
+    from backend.model_store import user_models_dir
+    return user_models_dir().parent / "runs" / name
+
+
+class Progress:
+    """tqdm bar on stderr (rank 0) plus, with ``json_lines``, JSON progress lines on stdout."""
+
+    def __init__(self, total, start, enabled, json_lines):
+        self.total, self.start, self.json_lines = total, start, json_lines and enabled
+        self.bar = tqdm(total=total, initial=start, disable=not enabled, unit="it", dynamic_ncols=True)
+        self.started = time.monotonic()
+        self.last_json = 0.0
+
+    def update(self, iteration, parts):
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
+        self.bar.update(1)
+        now = time.monotonic()
+        if self.json_lines and (now - self.last_json >= 0.5 or iteration == self.total):
+            rate = (iteration - self.start) / max(now - self.started, 1e-9)
+            self.emit(event="progress", iteration=iteration, total=self.total, losses=parts,
+                      s_per_iteration=1 / rate if rate else None,
+                      eta_s=(self.total - iteration) / rate if rate else None)
+            self.last_json = now
+
+    def emit(self, **fields):
+        if self.json_lines:
+            print(json.dumps(fields), flush=True)
+
+    def close(self):
+        self.bar.close()
+
+
+def _check_resume_config(saved, current):
+    different = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+    if different:
+        lines = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in different.items())
+        raise ValueError(f"cannot resume: the run's options changed ({lines})")
+
+
+def _resume(args, run_dir, config, net, optimizer, scaler):
+    """Load the checkpoint ``--resume`` names into net, optimizer, scaler and the RNGs;
+    return (iteration, loss history, wall time so far, earlier command lines)."""
+    path = latest_checkpoint(run_dir) if args.resume == "latest" else Path(args.resume)
+    if path is None:
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
+    ckpt = load_checkpoint(path)
+    _check_resume_config(ckpt["config"], config)
+    if ckpt["iteration"] >= args.iterations:
+        raise ValueError(f"{path} is already at iteration {ckpt['iteration']}; ask for more --iterations")
+    net.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    return ckpt["iteration"], ckpt["history"], ckpt["wall_time_s"], ckpt["commands"]
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_training(args, make_task):
+    """Train the net of ``make_task(args, device)`` as ``args`` say; return the exported
+    model's JSON path (on rank 0; None on other ranks)."""
+    cluster = Cluster(args.device)
+    try:
+        return _train(args, make_task, cluster)
+    finally:
+        cluster.close()
+
+
+def _train(args, make_task, cluster):
+    if args.iterations < 1 or args.batch < 1 or args.checkpoint_every < 1:
+        raise ValueError("--iterations, --batch and --checkpoint-every must be at least 1")
+    device = cluster.device
+    precision = resolve_precision(args.precision, device)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    random.seed(args.seed)
+    task = make_task(args, device)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(task.name)
+    if cluster.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    net = task.net.to(device, memory_format=torch.channels_last)
+    if task.loss.loss_net is not None:
+        task.loss.loss_net.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    config = {**task.config, "batch": args.batch, "seed": args.seed, "world_size": cluster.world}
+    start, history, wall_before = 0, {"iteration": []}, 0.0
+    command = getattr(args, "command_line", None) or "python API: " + json.dumps(vars(args), default=str)
+    commands = [command]
+
+    if args.resume:
+        start, history, wall_before, earlier = _resume(args, run_dir, config, net, optimizer, scaler)
+        commands = earlier + commands
+    elif latest_checkpoint(run_dir) is not None:
+        raise ValueError(f"{run_dir} already holds checkpoints of a run ({latest_checkpoint(run_dir).name}); "
+                         "pass --resume to continue it, or choose another --run-dir")
+
+    model = net
+    if cluster.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def checkpoint(iteration):
+        if not cluster.is_main:
+            return None
+        path = save_checkpoint(checkpoint_path(run_dir, iteration), {
+            "kind": task.kind, "iteration": iteration, "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+            "history": history, "config": config, "commands": commands,
+            "wall_time_s": wall_before + time.monotonic() - started})
+        save_image(task.preview(net), run_dir / "preview.png")
+        save_loss_curve(history, run_dir / "loss.png")
+        return path
+
+    progress = Progress(args.iterations, start, cluster.is_main, args.progress_json)
+    progress.emit(event="start", name=task.name, iterations=args.iterations, start=start,
+                  run_dir=str(run_dir), device=str(device), precision=precision)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None
+    started = time.monotonic()
+    iteration = start
+    amp = autocast_for(precision, device)
+    model.train()
+    try:
+        while iteration < args.iterations:
+            first = (iteration * cluster.world + cluster.rank) * args.batch
+            inputs, targets = (t.to(device, memory_format=torch.channels_last) for t in task.batch(first, args.batch))
+            total, parts = train_step(model, task.loss, optimizer, scaler, amp, inputs, targets)
+            iteration += 1
+            values = {"total": total.item(), **{k: v.item() for k, v in parts.items()}}
+            history["iteration"].append(iteration)
+            for k, v in values.items():
+                history.setdefault(k, []).append(v)
+            progress.update(iteration, values)
+            if iteration % args.checkpoint_every == 0 or iteration == args.iterations:
+                checkpoint(iteration)
+    except KeyboardInterrupt:
+        progress.close()
+        path = checkpoint(iteration) if iteration > start else None
+        progress.emit(event="cancelled", iteration=iteration, checkpoint=str(path) if path else None)
+        raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
+    progress.close()
+    if not cluster.is_main:
+        return None
+    wall_time = wall_before + time.monotonic() - started
+    recipe = {"command": commands[-1] if len(commands) == 1 else " && ".join(commands),
+              "iterations": args.iterations, "batch": args.batch * cluster.world, "lr": args.lr,
+              "seed": args.seed, "precision": precision, "world_size": cluster.world,
+              "hardware": hardware_description(device, cluster.world), "wall_time_s": round(wall_time, 1),
+              "final_losses": {k: v[-1] for k, v in history.items() if k != "iteration"}}
+    json_path = task.export(net, recipe, args.out)
+    progress.emit(event="done", model=task.name, path=str(json_path), wall_time_s=round(wall_time, 1))
+    return json_path

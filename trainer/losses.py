@@ -1,0 +1,165 @@
+"""Perceptual losses of Johnson et al. (ECCV 2016), Section 3.
+
+All images are RGB in [0, 1], NCHW. Losses are computed in float32 even under autocast.
+
+- feature (content) loss: mean squared difference of VGG activations, i.e.
+  ``||phi(y_hat) - phi(y)||^2 / (C H W)``, averaged over the batch;
+- style loss: for each layer, the squared Frobenius norm of the difference of Gram
+  matrices (Grams normalised by C H W), summed over layers, averaged over the batch;
+- pixel loss: mean squared difference of pixels;
+- total variation: mean squared difference of horizontally plus vertically
+  neighbouring pixels (independent of image size).
+
+Default weights per VGG flavour are derived in docs/training.md.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from trainer.vgg import LAYERS
+
+CONTENT_LAYER = "relu2_2"
+
+
+def _float32(device_type):
+    """A context that turns autocast off, so the maths below runs in float32."""
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
+def gram_matrix(features):
+    """Gram matrices of an N x C x H x W batch, normalised by C*H*W: N x C x C."""
+    n, c, h, w = features.shape
+    with _float32(features.device.type):
+        f = features.float().reshape(n, c, h * w)
+        return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def feature_loss(features, target_features):
+    """Feature reconstruction loss: mean squared difference of two activations."""
+    with _float32(features.device.type):
+        return F.mse_loss(features.float(), target_features.float())
+
+
+def style_loss(grams_target, features):
+    """Sum over layers of the squared Frobenius norm of Gram differences, batch-averaged.
+
+    ``grams_target``: ``{layer: 1 x C x C or N x C x C}``; ``features``: ``{layer: N x C x H x W}``
+    holding at least the layers of ``grams_target``.
+    """
+    total = 0.0
+    for layer, target in grams_target.items():
+        gram = gram_matrix(features[layer])
+        total = total + (gram - target.to(gram.device)).pow(2).sum(dim=(1, 2)).mean()
+    return total
+
+
+def pixel_loss(image, target):
+    """Pixel loss: mean squared difference of two images."""
+    with _float32(image.device.type):
+        return F.mse_loss(image.float(), target.float())
+
+
+def tv_loss(image):
+    """Total-variation regulariser: mean squared difference of neighbouring pixels."""
+    with _float32(image.device.type):
+        x = image.float()
+        dy = (x[:, :, 1:, :] - x[:, :, :-1, :]).pow(2).mean()
+        dx = (x[:, :, :, 1:] - x[:, :, :, :-1]).pow(2).mean()
+        return dx + dy
+
+
+@dataclass
+class LossWeights:
+    """Weights of the terms of the total objective (0 switches a term off)."""
+
+    content: float = 0.0
+    style: float = 0.0
+    pixel: float = 0.0
+    tv: float = 0.0
+
+    @classmethod
+    def defaults(cls, flavour, loss="style"):
+        """Default weights for a VGG ``flavour`` ('caffe'|'torchvision') and ``loss``
+        ('style': style transfer, 'feat': SR with feature loss, 'pixel': SR with pixel loss)."""
+        if flavour not in DEFAULT_WEIGHTS:
+            raise ValueError(f"unknown VGG flavour {flavour!r}; expected one of {sorted(DEFAULT_WEIGHTS)}")
+        if loss not in DEFAULT_WEIGHTS[flavour]:
+            raise ValueError(f"unknown loss {loss!r}; expected 'style', 'feat' or 'pixel'")
+        return cls(**DEFAULT_WEIGHTS[flavour][loss])
+
+    def as_dict(self):
+        return asdict(self)
+
+
+# Caffe features are about 255 times larger than torchvision's (input scale 0..255 vs a
+# standardised 0..1): the feature loss scales with its square, the style loss with its
+# fourth power. See docs/training.md for the derivation and checks.
+_FEATURE_SCALE = 255.0
+_CAFFE_STYLE = {"content": 1.0, "style": 3.3e-4, "tv": 2.5e4}
+DEFAULT_WEIGHTS = {
+    "caffe": {
+        "style": _CAFFE_STYLE,
+        "feat": {"content": 1.0, "tv": 2.5e4},
+        "pixel": {"pixel": 1.0, "tv": 0.0},
+    },
+    "torchvision": {
+        "style": {"content": _CAFFE_STYLE["content"] * _FEATURE_SCALE ** 2,
+                  "style": _CAFFE_STYLE["style"] * _FEATURE_SCALE ** 4,
+                  "tv": _CAFFE_STYLE["tv"]},
+        "feat": {"content": _FEATURE_SCALE ** 2, "tv": 2.5e4},
+        "pixel": {"pixel": 1.0, "tv": 0.0},
+    },
+}
+
+
+class PerceptualLoss(torch.nn.Module):
+    """The total objective: weighted feature, style, pixel and TV losses.
+
+    ``loss_net`` (a :class:`trainer.vgg.LossNetwork`) may be None for a pixel-only loss.
+    ``style_image`` (1 x 3 x H x W in [0, 1]) is needed when ``weights.style`` > 0; its
+    Grams are computed once here. ``loss(output, target)`` returns ``(total, parts)`` where
+    ``parts`` maps each active term to its weighted value (a detached float tensor).
+    """
+
+    def __init__(self, loss_net, weights, style_image=None, content_layer=CONTENT_LAYER,
+                 style_layers=LAYERS):
+        super().__init__()
+        self.loss_net = loss_net
+        self.weights = weights
+        self.content_layer = content_layer
+        self.style_layers = tuple(style_layers) if weights.style else ()
+        self.style_grams = {}
+        if loss_net is None and (weights.content or weights.style):
+            raise ValueError("feature and style losses need a loss network")
+        if weights.style:
+            if style_image is None:
+                raise ValueError("a style image is needed when the style weight is not zero")
+            with torch.no_grad():
+                feats = loss_net(style_image, self.style_layers)
+                self.style_grams = {name: gram_matrix(f) for name, f in feats.items()}
+
+    def forward(self, output, target):
+        w = self.weights
+        layers = list(self.style_layers)
+        if w.content and self.content_layer not in layers:
+            layers.append(self.content_layer)
+        parts = {}
+        if layers:
+            feats = self.loss_net(output, layers)
+            if w.content:
+                with torch.no_grad():
+                    target_feats = self.loss_net(target, [self.content_layer])
+                parts["content"] = w.content * feature_loss(feats[self.content_layer],
+                                                            target_feats[self.content_layer])
+            if w.style:
+                parts["style"] = w.style * style_loss(self.style_grams, feats)
+        if w.pixel:
+            parts["pixel"] = w.pixel * pixel_loss(output, target)
+        if w.tv:
+            parts["tv"] = w.tv * tv_loss(output)
+        if not parts:
+            raise ValueError("all loss weights are zero")
+        total = sum(parts.values())
+        return total, {name: value.detach() for name, value in parts.items()}

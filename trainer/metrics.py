@@ -1,0 +1,107 @@
+"""Image quality metrics of the super-resolution literature: PSNR and SSIM on the Y channel.
+
+Conventions (those of the standard Set5/Set14 benchmark, see ``shared/docs/sr-eval-protocol.md``):
+images are numpy arrays on the 0..255 scale (uint8 or float), RGB ``HxWx3`` or one channel
+``HxW``; colour images are compared on luma Y (ITU-R BT.601, studio range); ``shave`` pixels
+(usually the SR scale) are cut from every border before measuring.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+
+def rgb_to_y(rgb):
+    """BT.601 luma of a 0..255 RGB ``HxWx3`` array: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255.
+
+    Returns float64 ``HxW`` in 16..235 (not rounded)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 RGB array, got shape {rgb.shape}")
+    return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+
+
+def _prepare(a, b, shave):
+    """Both images as float64 2-D arrays (Y for colour input), borders shaved."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+    if a.ndim == 3:
+        a, b = rgb_to_y(a), rgb_to_y(b)
+    elif a.ndim != 2:
+        raise ValueError(f"expected HxW or HxWx3 arrays, got shape {a.shape}")
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if shave:
+        if min(a.shape) <= 2 * shave:
+            raise ValueError(f"image {a.shape} too small to shave {shave} pixels from each border")
+        a, b = a[shave:-shave, shave:-shave], b[shave:-shave, shave:-shave]
+    return a, b
+
+
+def psnr(a, b, shave=0, data_range=255.0):
+    """Peak signal-to-noise ratio in dB (Y channel for colour input).
+
+    Identical images give ``math.inf``."""
+    a, b = _prepare(a, b, shave)
+    mse = float(np.mean((a - b) ** 2))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(data_range ** 2 / mse)
+
+
+def gaussian_window(size=SSIM_WINDOW, sigma=SSIM_SIGMA):
+    """Normalised 1-D Gaussian of ``size`` taps (float64 tensor); SSIM's 2-D window is its outer product."""
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def _blur(x, g):
+    """Separable 'valid' Gaussian filtering of a 1x1xHxW tensor."""
+    x = F.conv2d(x, g.view(1, 1, 1, -1))
+    return F.conv2d(x, g.view(1, 1, -1, 1))
+
+
+def ssim(a, b, shave=0, data_range=255.0):
+    """Structural similarity (Wang et al. 2004) with an 11x11 Gaussian window (sigma 1.5),
+    K1 = 0.01, K2 = 0.03, averaged over all window positions that fit inside the image
+    (Y channel for colour input)."""
+    a, b = _prepare(a, b, shave)
+    if min(a.shape) < SSIM_WINDOW:
+        raise ValueError(f"image {a.shape} smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    g = gaussian_window()
+    x = torch.from_numpy(a)[None, None]
+    y = torch.from_numpy(b)[None, None]
+    mu_x, mu_y = _blur(x, g), _blur(y, g)
+    var_x = _blur(x * x, g) - mu_x ** 2
+    var_y = _blur(y * y, g) - mu_y ** 2
+    cov = _blur(x * y, g) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return float(ssim_map.mean())
+
+
+def to_uint8_array(image):
+    """A PIL image, an HxWx3 array (float: [0, 1]; integer: 0..255) or a 1x3xHxW / 3xHxW tensor
+    in [0, 1] as a uint8 HxWx3 array (rounded, clipped): what a saved PNG would hold."""
+    if isinstance(image, torch.Tensor):
+        t = image.detach().to("cpu", torch.float32)
+        if t.ndim == 4:
+            if t.shape[0] != 1:
+                raise ValueError(f"expected a single image, got a batch of {t.shape[0]}")
+            t = t[0]
+        image = t.permute(1, 2, 0).numpy()
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = arr * 255.0
+    return np.clip(np.round(arr), 0, 255).astype(np.uint8)

@@ -1,0 +1,113 @@
+"""``brushwork train sr``: a single-image super-resolution net (Johnson et al., Sec. 4.2).
+
+HR patches are cropped at native resolution; the LR input is made on the fly with the
+paper's degradation (Gaussian blur sigma 1.0, then bicubic downsampling). The loss is the
+feature loss at relu2_2 (``--loss feat``) or the pixel loss (``--loss pixel``), plus an
+optional total-variation term. ``--holdout`` keeps evaluation images out of training.
+"""
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from backend.nets import build_net
+from trainer.data import CropSampler, degrade, find_images, preview_crops, split_holdout, to_image
+from trainer.export import check_model_name, export_model
+from trainer.losses import LossWeights, PerceptualLoss
+from trainer.loop import add_loop_arguments, run_training
+from trainer.plots import image_grid
+from trainer.train_style import add_vgg_arguments, architecture
+from trainer.vgg import LossNetwork
+
+
+def add_arguments(parser):
+    """Options of ``train sr``."""
+    parser.add_argument("--scale", type=int, choices=(2, 4, 8), required=True, help="upscaling factor")
+    parser.add_argument("--loss", choices=("feat", "pixel"), default="feat",
+                        help="feat: feature loss at relu2_2 (sharper); pixel: per-pixel loss (higher PSNR)")
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR",
+                        help="folder of high-resolution photos (recursive; jpg/jpeg/png/webp)")
+    parser.add_argument("--name", help="model name (default: sr_x<scale>_<loss>)")
+    parser.add_argument("--display-name", help="name shown in the editors")
+    parser.add_argument("--size", type=int, default=288, help="HR patch size, divisible by the scale (default 288)")
+    parser.add_argument("--holdout", type=int, default=0, metavar="K",
+                        help="hold K images (seeded choice) out of training; listed in the model's metadata (data.held_out)")
+    parser.add_argument("--holdout-list", type=Path, default=None, metavar="FILE",
+                        help="text file naming images never to train on (one file name or path a line)")
+    parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight (--loss feat)")
+    parser.add_argument("--pixel-weight", type=float, default=None, help="pixel loss weight (--loss pixel)")
+    parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
+    add_vgg_arguments(parser)
+    add_loop_arguments(parser, iterations=200000, batch=4)
+
+
+def sr_loss_weights(args):
+    weights = LossWeights.defaults(args.vgg, args.loss)
+    if args.loss == "feat" and args.content_weight is not None:
+        weights.content = args.content_weight
+    if args.loss == "pixel" and args.pixel_weight is not None:
+        weights.pixel = args.pixel_weight
+    if args.tv_weight is not None:
+        weights.tv = args.tv_weight
+    return weights
+
+
+class SRTask:
+    """What SR training adds to the shared loop: degraded batches, loss, net, preview, export."""
+
+    kind = "sr"
+
+    def __init__(self, args, device):
+        if args.size % args.scale:
+            raise ValueError(f"--size {args.size} must be divisible by --scale {args.scale}")
+        self.args = args
+        self.name = check_model_name(args.name or f"sr_x{args.scale}_{args.loss}")
+        paths = find_images(args.data)
+        self.paths, self.held_out = split_holdout(paths, args.holdout, args.holdout_list, seed=args.seed)
+        self.sampler = CropSampler(self.paths, args.size, seed=args.seed, resize=False)
+        self.weights = sr_loss_weights(args)
+        loss_net = LossNetwork(args.vgg, args.vgg_weights).to(device) if args.loss == "feat" else None
+        self.loss = PerceptualLoss(loss_net, self.weights)
+        self.arch = architecture(args, "sr", args.scale)
+        self.net = build_net(self.arch)
+        self.preview_hr = preview_crops(self.held_out or self.paths, args.size, resize=False)
+        self.config = {"kind": "sr", "scale": args.scale, "loss": args.loss, "size": args.size,
+                       "weights": self.weights.as_dict(), "vgg": args.vgg if loss_net else None,
+                       "architecture": self.arch, "data": str(Path(args.data).resolve()),
+                       "held_out": [str(p) for p in self.held_out]}
+
+    def batch(self, first, count):
+        hr = self.sampler.batch(first, count)
+        return degrade(hr, self.args.scale), hr
+
+    @torch.no_grad()
+    def upscale_previews(self, net):
+        device = next(net.parameters()).device
+        net.eval()
+        try:
+            return net(degrade(self.preview_hr, self.args.scale).to(device)).float().cpu()
+        finally:
+            net.train()
+
+    def preview(self, net):
+        """Rows: bicubic upscaling of the LR input, the net's output, the HR original."""
+        low = degrade(self.preview_hr, self.args.scale)
+        bicubic = F.interpolate(low, scale_factor=self.args.scale, mode="bicubic", align_corners=False)
+        return image_grid([list(bicubic.clamp(0, 1)), list(self.upscale_previews(net)), list(self.preview_hr)])
+
+    def export(self, net, recipe, out_dir):
+        args = self.args
+        recipe = {**recipe, "size": args.size, "scale": args.scale, "degradation": "gaussian blur sigma 1.0, bicubic",
+                  "loss_weights": self.weights.as_dict(), "vgg": self.config["vgg"],
+                  "vgg_weights": str(args.vgg_weights) if args.vgg_weights else None}
+        data = {"images": str(Path(args.data).resolve()), "training_images": len(self.paths),
+                "held_out": [p.name for p in self.held_out]}
+        thumbnail = to_image(self.upscale_previews(net)[0])
+        return export_model(net, self.name, args.display_name, args.loss, self.config["vgg"], recipe, data,
+                            thumbnail, out_dir)
+
+
+def run(args):
+    """Train and export an SR model; return its JSON path (None on DDP ranks > 0)."""
+    return run_training(args, SRTask)

@@ -1,0 +1,116 @@
+"""``brushwork train style``: a feed-forward style transfer net (Johnson et al., Sec. 4.1).
+
+The net learns to minimise feature loss (relu2_2) to the content crop plus style loss
+(relu1_2 ... relu4_3) to one style image plus total variation. See docs/training.md.
+"""
+
+from pathlib import Path
+
+import torch
+
+from backend.nets import build_net, default_architecture
+from trainer.data import CropSampler, find_images, load_image, preview_crops, to_image
+from trainer.export import check_model_name, export_model, model_name, sha256_of
+from trainer.losses import LossWeights, PerceptualLoss
+from trainer.loop import add_loop_arguments, run_training
+from trainer.plots import image_grid
+from trainer.vgg import FLAVOURS, LossNetwork
+
+
+def add_vgg_arguments(parser):
+    parser.add_argument("--vgg", choices=FLAVOURS, default="caffe",
+                        help="loss network weights: the paper's Caffe VGG-16 (default) or torchvision's "
+                             "ImageNet VGG-16 (downloaded by torchvision on first use)")
+    parser.add_argument("--vgg-weights", type=Path, default=None, metavar="PATH",
+                        help="VGG-16 state dict (conv1_1..conv4_3, torchvision layout) for the chosen flavour")
+
+
+def add_arguments(parser):
+    """Options of ``train style``."""
+    parser.add_argument("--style", type=Path, required=True, metavar="IMG", help="the style image")
+    parser.add_argument("--content", type=Path, required=True, metavar="DIR",
+                        help="folder of content photos (searched recursively; jpg/jpeg/png/webp)")
+    parser.add_argument("--name", help="model name (default: from the style file name)")
+    parser.add_argument("--display-name", help="name shown in the editors (default: from --name)")
+    parser.add_argument("--size", type=int, default=256, help="training crop size (default 256)")
+    parser.add_argument("--style-size", type=int, default=256,
+                        help="the style image is resized to this longer side (default 256)")
+    parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight")
+    parser.add_argument("--style-weight", type=float, default=None, help="style loss weight")
+    parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
+    add_vgg_arguments(parser)
+    add_loop_arguments(parser, iterations=40000, batch=4)
+
+
+def loss_weights(args, loss):
+    """The flavour's default weights for ``loss``, overridden by any --*-weight option."""
+    weights = LossWeights.defaults(args.vgg, loss)
+    for term in ("content", "style", "pixel", "tv"):
+        value = getattr(args, f"{term}_weight", None)
+        if value is not None:
+            setattr(weights, term, value)
+    return weights
+
+
+def architecture(args, kind, scale=1):
+    arch = default_architecture(kind, scale)
+    if args.channels:
+        arch["channels"] = args.channels
+    if args.blocks:
+        arch["blocks"] = args.blocks
+    return arch
+
+
+class StyleTask:
+    """What style training adds to the shared loop: data, loss, net, preview, export."""
+
+    kind = "style"
+
+    def __init__(self, args, device):
+        if not Path(args.style).is_file():
+            raise FileNotFoundError(f"style image {args.style} not found")
+        self.args = args
+        self.name = check_model_name(args.name) if args.name else model_name(Path(args.style).stem)
+        self.paths = find_images(args.content)
+        self.sampler = CropSampler(self.paths, args.size, seed=args.seed, resize=True)
+        self.weights = loss_weights(args, "style")
+        style = load_image(args.style, max_side=args.style_size).to(device)
+        loss_net = LossNetwork(args.vgg, args.vgg_weights).to(device)
+        self.loss = PerceptualLoss(loss_net, self.weights, style_image=style)
+        self.arch = architecture(args, "style")
+        self.net = build_net(self.arch)
+        self.preview_inputs = preview_crops(self.paths, args.size)
+        self.config = {"kind": "style", "size": args.size, "style_size": args.style_size,
+                       "weights": self.weights.as_dict(), "vgg": args.vgg, "architecture": self.arch,
+                       "style": str(Path(args.style).resolve()), "content": str(Path(args.content).resolve())}
+
+    def batch(self, first, count):
+        crops = self.sampler.batch(first, count)
+        return crops, crops
+
+    @torch.no_grad()
+    def stylise_previews(self, net):
+        device = next(net.parameters()).device
+        net.eval()
+        try:
+            return net(self.preview_inputs.to(device)).float().cpu()
+        finally:
+            net.train()
+
+    def preview(self, net):
+        return image_grid([list(self.preview_inputs), list(self.stylise_previews(net))])
+
+    def export(self, net, recipe, out_dir):
+        args = self.args
+        recipe = {**recipe, "size": args.size, "style_size": args.style_size,
+                  "loss_weights": self.weights.as_dict(), "vgg": args.vgg,
+                  "vgg_weights": str(args.vgg_weights) if args.vgg_weights else None}
+        data = {"style_image": str(Path(args.style).resolve()), "style_sha256": sha256_of(args.style),
+                "content": str(Path(args.content).resolve()), "content_images": len(self.paths)}
+        thumbnail = to_image(self.stylise_previews(net)[0])
+        return export_model(net, self.name, args.display_name, "style", args.vgg, recipe, data, thumbnail, out_dir)
+
+
+def run(args):
+    """Train and export a style model; return its JSON path (None on DDP ranks > 0)."""
+    return run_training(args, StyleTask)
