@@ -380,7 +380,8 @@ def main(argv=None):
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        return args.func(args) or 0
+        status = args.func(args)
+        return status if isinstance(status, int) else 0   # some commands return their results
     except BrushworkError as exc:
         if exc.code == "cancelled":
             print("brushwork: cancelled", file=sys.stderr)
