@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: install serve test test-slow test-editors bench clean
+.PHONY: install serve test test-slow editors test-editors clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,17 @@ test: install
 ## Slow tests: large images, real training runs, torchrun.
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+## Install the real editors for the end-to-end tests (root): Krita 5 from Debian, GIMP 3 in a trixie chroot.
+editors:
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		krita python3-pyqt5 python3-zmq xvfb xauth debootstrap
+	tools/gimp-chroot.sh
+
+## End-to-end tests in real Krita (Xvfb) and real GIMP 3 (chroot); run `make editors` first.
+test-editors: install
+	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m "krita or gimp" $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
