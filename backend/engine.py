@@ -7,7 +7,7 @@ Precision (``precision="auto"``):
 
 - CPU with native bf16 (AVX512-BF16 / AMX): bf16 weights and activations, channels-last,
   instance norm as one fused kernel with float32 statistics, sub-pixel upsampling
-  convolutions (:mod:`backend.fastnet`). Measured on a 2-core Xeon with AVX512-BF16
+  convolutions (:mod:`backend.fastnet`). Measured on a 2-core AMD EPYC with AVX512-BF16
   (benchmarks/bench_stylize.py): 3.1x faster than the naive fp32 run at 1024**2 and
   2048**2, at 45 and 43 dB PSNR against its output. Elsewhere: fp32.
 - CUDA: bf16 where the GPU supports it, else fp16, same scheme (not measured yet).
@@ -15,12 +15,12 @@ Precision (``precision="auto"``):
 Accuracy bound of a non-fp32 precision: PSNR >= 40 dB against the fp32 output of the same
 net on the same image.
 
-Style images of up to ``tile_size``**2 pixels (2048**2 by default) run whole, with exact
-instance norm. Larger ones run in overlapping tiles sharing instance-norm statistics from a
-``tile_size``**2-pixel thumbnail (see :mod:`backend.tiling`): no seams, and given the same
-statistics tiles reproduce the untiled net to > 60 dB; but thumbnail statistics are not the
-full-resolution ones, so the look differs slightly (and uniformly) from an untiled run:
-about 25-27 dB PSNR when the thumbnail has 1/4 of the image's pixels. SR nets tile exactly.
+Style images of up to ``tile_size``**2 pixels (2048**2 by default) run whole. Larger ones run
+in tiles of at most that size that use the whole image's exact instance-norm statistics
+(see :mod:`backend.tiling`): no seams, and the same output as an untiled run up to rounding
+(> 100 dB PSNR in fp32; in bf16 the two differ by bf16 rounding only, about 46 dB, as close to
+the fp32 result as the untiled bf16 run is). Cost: about 1.25x the CPU time of an untiled run
+at 2048**2 in 1024**2 tiles. SR nets tile exactly with context alone.
 """
 
 import collections
@@ -37,7 +37,7 @@ from backend.protocol import BrushworkError
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MIN_TILE, MIN_SR_TILE = 128, 64   # out-of-memory retries stop below these tile sizes
-STYLE_CONTEXT, STYLE_BLEND, STYLE_ALIGN = 32, 32, 4   # input pixels; the style net's stride is 4
+STYLE_CONTEXT, STYLE_BLEND = 16, 32                    # image pixels (the style net needs context >= 8)
 SR_CONTEXT, SR_BLEND = 16, 8                           # low-resolution pixels
 MIN_STYLE_SIZE, MIN_SR_SIZE = 16, 8                    # smaller inputs are padded up to this
 _CACHED_NETS = 8
@@ -85,6 +85,17 @@ def _is_out_of_memory(exc):
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _pad(image, align, min_size):
+    """``image`` extended at the bottom and right to sides that are multiples of ``align`` and at
+    least ``min_size``: mirrored, or repeated where the image is too small to mirror."""
+    height, width = image.shape[:2]
+    pad_h, pad_w = max(-height % align, min_size - height), max(-width % align, min_size - width)
+    if not pad_h and not pad_w:
+        return image
+    mode = "reflect" if pad_h < height and pad_w < width else "edge"
+    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
 
 
 def _check_image(rgb, alpha, mask):
@@ -166,33 +177,33 @@ class Engine:
             self._nets.popitem(last=False)
         return net
 
-    def _forward(self, net, scale, align, min_size):
-        """A numpy -> numpy function running ``net`` on an HxWx3 tile (padded to ``align``)."""
+    def _forward(self, net):
+        """A numpy -> numpy function running ``net`` on a whole HxWx3 image or tile."""
         def forward(tile):
-            height, width = tile.shape[:2]
-            x = torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None]   # NCHW, channels-last
-            x = x.to(self.device, self._dtype)
-            pad_h = max(-height % align, min_size - height) if height < min_size else -height % align
-            pad_w = max(-width % align, min_size - width) if width < min_size else -width % align
-            if pad_h or pad_w:
-                mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
             with torch.inference_mode():
-                y = net(x)[:, :, :height * scale, :width * scale]
-                return y.float().cpu().permute(0, 2, 3, 1)[0].contiguous().numpy()
+                return tiling.to_image(net(tiling.to_input(tile, self.device, self._dtype)))
         return forward
 
     def _run(self, net, image, scale, progress, is_cancelled):
         """Run ``net`` over ``image``, tiled if needed; retry with halved tiles on out-of-memory."""
         min_tile = MIN_TILE if scale == 1 else MIN_SR_TILE
         tile = self.tile_size if scale == 1 else max(MIN_SR_TILE, self.tile_size // (2 * scale))
+        height, width = image.shape[:2]
+        image = _pad(image, tiling.STYLE_STRIDE, MIN_STYLE_SIZE) if scale == 1 else _pad(image, 1, MIN_SR_SIZE)
         while True:
             try:
-                if scale == 1:
-                    return self._run_style(net, image, tile, progress, is_cancelled)
-                forward = self._forward(net, scale, 1, MIN_SR_SIZE)
-                return tiling.run_tiled(forward, image, scale, tile, SR_CONTEXT, SR_BLEND,
-                                        progress=progress, is_cancelled=is_cancelled)
+                if scale > 1:
+                    result = tiling.run_tiled(self._forward(net), image, tile, SR_CONTEXT, SR_BLEND,
+                                              progress=progress, is_cancelled=is_cancelled)
+                elif height * width > tile * tile:
+                    result = tiling.stylize_tiled(net, image, tile, STYLE_CONTEXT, STYLE_BLEND, progress,
+                                                  is_cancelled)
+                else:   # whole, with exact instance norm
+                    tiling.check_cancelled(is_cancelled)
+                    result = self._forward(net)(image)
+                    if progress:
+                        progress(1, 1)
+                return np.ascontiguousarray(result[:height * scale, :width * scale])
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 if not _is_out_of_memory(exc):
                     raise
@@ -203,31 +214,6 @@ class Engine:
                     raise BrushworkError(f"out of memory on {self.device} even with {tile}-pixel tiles",
                                          "out_of_memory") from None
                 tile = smaller
-
-    def _run_style(self, net, image, tile, progress, is_cancelled):
-        """Whole image (exact instance norm) if it has at most tile**2 pixels; else tiles that share
-        statistics from a tile**2-pixel thumbnail."""
-        forward = self._forward(net, 1, STYLE_ALIGN, MIN_STYLE_SIZE)
-        tiling.freeze_statistics(net, None)
-        height, width = image.shape[:2]
-        if height * width <= tile * tile:
-            tiling.check_cancelled(is_cancelled)
-            result = forward(image)
-            if progress:
-                progress(1, 1)
-            return result
-        layout = (tile, STYLE_CONTEXT, STYLE_BLEND, STYLE_ALIGN)
-        total = 1 + tiling.tile_count(height, width, *layout)
-        tiling.check_cancelled(is_cancelled)
-        stats = tiling.record_statistics(net, forward, tiling.thumbnail(image, tile * tile))
-        if progress:
-            progress(1, total)
-        try:
-            tiling.freeze_statistics(net, stats)
-            return tiling.run_tiled(forward, image, 1, *layout, progress=progress, is_cancelled=is_cancelled,
-                                    done=1, total=total)
-        finally:
-            tiling.freeze_statistics(net, None)
 
     def stylize(self, rgb, alpha, model, strength=1.0, preserve_colors=False, mask=None,
                 progress=None, is_cancelled=None):

@@ -1,11 +1,14 @@
-"""Tile layout and blending: tiles cover the image, overlaps cross-fade to exactly one."""
+"""Tile layout and blending (tiles cover the image, overlaps cross-fade to exactly one) and the
+exact instance-norm statistics of tiled style nets."""
 
 import numpy as np
 import pytest
+import torch
 
-from backend import tiling
+from backend import fastnet, tiling
+from backend.nets import StyleNet
 from backend.protocol import BrushworkError
-from helpers import random_image
+from helpers import psnr, random_image
 
 
 @pytest.mark.parametrize("length,tile,context,blend,align", [
@@ -24,7 +27,7 @@ def test_spans_cover_the_axis_with_aligned_blend_overlaps(length, tile, context,
 
 def test_identity_through_tiles_gives_the_image_back():
     image = random_image(300, 410)
-    out = tiling.run_tiled(lambda tile: tile.copy(), image, 1, 128, 16, 16, 4)
+    out = tiling.run_tiled(lambda tile: tile.copy(), image, 128, 16, 16, 4)
     np.testing.assert_allclose(out, image, atol=1e-6)
 
 
@@ -34,20 +37,90 @@ def test_upscaling_through_tiles_matches_the_whole_image():
     def nearest(tile):
         return tile.repeat(2, axis=0).repeat(2, axis=1)
 
-    out = tiling.run_tiled(nearest, image, 2, 48, 8, 8)
+    out = tiling.run_tiled(nearest, image, 48, 8, 8)
     np.testing.assert_allclose(out, nearest(image), atol=1e-6)
 
 
 def test_progress_and_cancel():
     image = random_image(200, 200)
     seen = []
-    tiling.run_tiled(lambda t: t, image, 1, 96, 8, 8, progress=lambda d, t: seen.append((d, t)))
+    tiling.run_tiled(lambda t: t, image, 96, 8, 8, progress=lambda d, t: seen.append((d, t)))
     assert seen == [(i, len(seen)) for i in range(1, len(seen) + 1)] and len(seen) > 1
     with pytest.raises(BrushworkError) as err:
-        tiling.run_tiled(lambda t: t, image, 1, 96, 8, 8, is_cancelled=lambda: True)
+        tiling.run_tiled(lambda t: t, image, 96, 8, 8, is_cancelled=lambda: True)
     assert err.value.code == "cancelled"
 
 
 def test_tile_too_small_for_its_margins_is_refused():
     with pytest.raises(ValueError, match="too small"):
         tiling.spans(1000, 64, 24, 16, 4)
+
+
+@pytest.fixture(scope="module")
+def style_net():
+    """A random-init StyleNet prepared as the engine prepares it (StatsNorms, sub-pixel upsampling), fp32."""
+    torch.manual_seed(3)
+    net = StyleNet()
+    for module in net.modules():   # non-trivial norm parameters, so that wrong statistics show
+        if isinstance(module, torch.nn.InstanceNorm2d):
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return fastnet.with_subpixel_upsampling(tiling.with_stats_norms(net)).eval().to(memory_format=torch.channels_last)
+
+
+def _whole(net, image):
+    with torch.inference_mode():
+        return tiling.to_image(net(tiling.to_input(image, "cpu", torch.float32)))
+
+
+def test_tiles_use_the_whole_images_exact_statistics(style_net):
+    image = random_image(192, 240, seed=5)
+    norms = [m for m in style_net.modules() if isinstance(m, tiling.StatsNorm)]
+    whole, used = {}, {}
+
+    def record_input(norm, args):
+        x = args[0].double()
+        whole[norm] = (x.mean((0, 2, 3)), x.var((0, 2, 3), correction=0))
+
+    def record_frozen(norm, args):
+        if norm.frozen is not None:
+            used[norm] = norm.frozen
+
+    hooks = [norm.register_forward_pre_hook(record_input) for norm in norms]
+    _whole(style_net, image)
+    for hook in hooks:
+        hook.remove()
+    hooks = [norm.register_forward_pre_hook(record_frozen) for norm in norms]
+    try:
+        tiling.stylize_tiled(style_net, image, 96, 16, 16)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # the encoder's first two and the decoder's two norms run in tiles; the rest see whole tensors
+    assert [norms.index(norm) for norm in used] == [0, 1, len(norms) - 2, len(norms) - 1]
+    for norm, (mean, var) in used.items():
+        np.testing.assert_allclose(mean.numpy(), whole[norm][0].numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(var.numpy(), whole[norm][1].numpy(), rtol=1e-4)
+    assert all(norm.frozen is None for norm in norms)   # nothing stays frozen afterwards
+
+
+def test_tiled_style_net_reproduces_the_untiled_one(style_net):
+    image = random_image(192, 240, seed=6)
+    steps = []
+    tiled = tiling.stylize_tiled(style_net, image, 96, 16, 16, progress=lambda done, total: steps.append((done, total)))
+    assert len(steps) > 20 and steps == [(i, steps[-1][1]) for i in range(1, len(steps) + 1)]
+    assert psnr(tiled, _whole(style_net, image)) >= 80
+
+
+def test_tiled_style_net_stops_when_cancelled_and_unfreezes(style_net):
+    polls = []
+    with pytest.raises(BrushworkError) as err:
+        tiling.stylize_tiled(style_net, random_image(192, 240), 96, 16, 16,
+                             is_cancelled=lambda: polls.append(1) or len(polls) > 5)
+    assert err.value.code == "cancelled" and len(polls) == 6
+    assert all(m.frozen is None for m in style_net.modules() if isinstance(m, tiling.StatsNorm))
+
+
+def test_tiled_style_net_refuses_unaligned_images(style_net):
+    with pytest.raises(ValueError, match="multiples of 4"):
+        tiling.stylize_tiled(style_net, random_image(190, 240), 96, 16, 16)
