@@ -87,10 +87,15 @@ def cmd_serve(args):
     endpoint = _serve_endpoint(args)
     check_endpoint(endpoint)  # these two before the slow engine start
     refuse_if_running(zmq.Context.instance(), endpoint)
+    train_out = Path(args.train_out).expanduser() if args.train_out else user_models_dir()
+    if args.train_out and train_out not in [Path(d).expanduser() for d in args.models or ()]:
+        args.models = [*(args.models or ()), str(train_out)]  # serve what it trains
     store = _make_store(args)
     engine = _make_engine(args, store)
+    training = {"content_dir": args.content, "out_dir": train_out, "limit": args.train_jobs,
+                "defaults": {"iterations": args.train_iterations}}
     daemon = Daemon(engine, store, endpoint, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
-                    queue=args.queue)
+                    queue=args.queue, training=training)
     daemon.bind()
     print(f"brushwork {__version__} daemon listening on {endpoint}", flush=True)
     print(f"device {engine.device}, precision {engine.precision}", flush=True)
@@ -103,11 +108,33 @@ def cmd_serve(args):
               f"and .json files into {user_models_dir()}", flush=True)
     for problem in store.problems:
         print(f"skipped model {problem}", flush=True)
+    print(_training_status(args.content, train_out), flush=True)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: daemon.stop())
     daemon.serve()
     print("brushwork daemon stopped", flush=True)
     return 0
+
+
+def _training_status(content_dir, out_dir):
+    """A line about train_style requests: the content photos and where models go, or what is missing."""
+    try:
+        from trainer.data import find_images
+        from trainer.vgg import default_weights_path
+    except ImportError:
+        return "training from the editors is unavailable: the trainer is not installed"
+    if not content_dir:
+        return ("training from the editors is off: give `--content DIR` (or set BRUSHWORK_CONTENT) "
+                "naming a folder of photos to train on")
+    try:
+        count = len(find_images(content_dir))
+    except (OSError, ValueError) as exc:
+        return f"training from the editors will fail until --content is fixed: {exc}"
+    line = f"training from the editors: {count} content photos in {content_dir}; new models go to {out_dir}"
+    weights = default_weights_path()
+    if not weights.is_file():
+        line += f"\nwarning: VGG-16 weights not found at {weights}; set BRUSHWORK_VGG_WEIGHTS to train"
+    return line
 
 
 # ---- models -----------------------------------------------------------------------------
@@ -327,6 +354,16 @@ def build_parser():
                    help="largest request in bytes (default: %(default)s)")
     p.add_argument("--queue", type=int, default=protocol.DEFAULT_QUEUE,
                    help="jobs that may wait for the worker (default: %(default)s)")
+    p.add_argument("--content", metavar="DIR", default=os.environ.get("BRUSHWORK_CONTENT") or None,
+                   help="folder of content photos for styles trained from the editors "
+                        "(default: $BRUSHWORK_CONTENT; without it training requests are refused)")
+    p.add_argument("--train-out", metavar="DIR",
+                   help="where styles trained from the editors are saved and served from "
+                        "(default: the user models dir)")
+    p.add_argument("--train-jobs", type=int, default=1, metavar="N",
+                   help="styles that may train at the same time (default: %(default)s)")
+    p.add_argument("--train-iterations", type=int, default=2000, metavar="N",
+                   help="training iterations when a request does not say (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
 

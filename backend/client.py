@@ -33,6 +33,17 @@ class Result:
         self.format = header["format"]
 
 
+def _image_fields(pixels, width, height, fmt):
+    """The header fields describing ``pixels``; raises BadPixels if its size does not match."""
+    fmt = protocol.validate_format(fmt)
+    expected = protocol.frame_size(width, height, fmt)
+    size = memoryview(pixels).nbytes
+    if size != expected:
+        raise protocol.BadPixels(f"pixel buffer has {size} bytes; a "
+                                 f"{width}x{height} {fmt['dtype']} {fmt['channels']} image needs {expected}")
+    return {"width": int(width), "height": int(height), "format": fmt}
+
+
 class Client:
     """Talks to one daemon endpoint. Use a Client from one thread at a time.
 
@@ -90,27 +101,26 @@ class Client:
         """Send an image and get it back unchanged: measures the protocol's own cost."""
         return self._image_call({"kind": "echo"}, pixels, width, height, fmt, None, None, None)
 
-    def train_style(self, pixels, width, height, fmt, name, display_name=None, iterations=None,
-                    style_size=None, progress=None, should_cancel=None):
-        """Train a style model from a style image on the daemon; returns the new model's info dict."""
-        header = {"kind": "train_style", "name": name, "display_name": display_name,
-                  "iterations": iterations, "style_size": style_size}
+    def train_style(self, pixels, width, height, fmt, name, display_name=None, progress=None,
+                    should_cancel=None, **options):
+        """Train a new style model on the daemon from a style image (e.g. a selection); returns
+        the model's summary, as listed by :meth:`info`. Takes minutes to hours: ``progress(done,
+        total, message)`` counts iterations. ``options``: iterations, size, style_size, batch, lr,
+        seed, content_weight, style_weight, tv_weight, checkpoint_every, channels, blocks
+        (None = the daemon's default; see docs/protocol.md)."""
+        header = {"kind": "train_style", "name": name, "display_name": display_name, **options}
         header = {k: v for k, v in header.items() if v is not None}
-        fmt = protocol.validate_format(fmt)
-        header.update(width=int(width), height=int(height), format=fmt)
+        header.update(_image_fields(pixels, width, height, fmt))
         reply, _ = self._call(header, [pixels], progress, should_cancel)
-        return reply.get("model", {})
+        model = reply.get("model")
+        if not isinstance(model, dict):
+            raise protocol.BrushworkError("the daemon's train_style result has no model", "internal")
+        return model
 
     # ---- plumbing -------------------------------------------------------------------
 
     def _image_call(self, header, pixels, width, height, fmt, mask, progress, should_cancel):
-        fmt = protocol.validate_format(fmt)
-        expected = protocol.frame_size(width, height, fmt)
-        size = memoryview(pixels).nbytes
-        if size != expected:
-            raise protocol.BadPixels(f"pixel buffer has {size} bytes; a "
-                                     f"{width}x{height} {fmt['dtype']} {fmt['channels']} image needs {expected}")
-        header.update(width=int(width), height=int(height), format=fmt, mask=mask is not None)
+        header.update(_image_fields(pixels, width, height, fmt), mask=mask is not None)
         frames = [pixels] if mask is None else [pixels, mask]
         reply, frames = self._call(header, frames, progress, should_cancel)
         if len(frames) != 1:

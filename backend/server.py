@@ -4,7 +4,9 @@ The main loop owns every socket. It answers ``ping``, ``info``, ``echo`` and ``c
 at once and puts image jobs into a bounded queue that is fair across clients (round-robin
 by ZeroMQ identity). One worker thread runs the jobs one at a time (the GPU or CPU is one
 resource) and hands its replies back to the loop over an inproc PUSH/PULL pair, because
-ZeroMQ sockets must not be shared between threads. See docs/protocol.md.
+ZeroMQ sockets must not be shared between threads. ``train_style`` requests bypass the
+queue: each trains in a process of its own (backend/training.py), whose messages reach the
+loop through a thread-safe outbox. See docs/protocol.md.
 """
 
 import base64
@@ -12,6 +14,7 @@ import collections
 import ipaddress
 import logging
 import os
+import queue as queue_module
 import threading
 import time
 
@@ -19,6 +22,7 @@ import zmq
 
 from backend import __version__, pixels, protocol
 from backend.protocol import BrushworkError
+from backend.training import TrainingJobs
 
 log = logging.getLogger("brushwork.daemon")
 
@@ -201,7 +205,7 @@ def run_upscale(engine, job, progress, is_cancelled):
 
 
 # kind -> (check(header, frames, limits) in the loop, run(engine, job, progress, is_cancelled) in the worker).
-# Adding a job kind (the trainer's "train_style") means adding one entry here.
+# Adding a job kind for the worker means adding one entry here ("train_style" runs beside it instead).
 JOB_KINDS = {
     "stylize": (_check_stylize, run_stylize),
     "upscale": (_check_upscale, run_upscale),
@@ -272,10 +276,14 @@ def daemon_answering(context, endpoint, timeout=0.5):
 # ---- the daemon -----------------------------------------------------------------------
 
 class Daemon:
-    """Serve ``engine`` (with its ``store``) at ``endpoint`` until :meth:`stop` is called."""
+    """Serve ``engine`` (with its ``store``) at ``endpoint`` until :meth:`stop` is called.
+
+    ``training`` holds the keyword arguments of :class:`backend.training.TrainingJobs`
+    (``content_dir``, ``out_dir``, ``limit``, ``defaults``).
+    """
 
     def __init__(self, engine, store, endpoint, max_pixels=protocol.DEFAULT_MAX_PIXELS,
-                 max_bytes=protocol.DEFAULT_MAX_BYTES, queue=protocol.DEFAULT_QUEUE):
+                 max_bytes=protocol.DEFAULT_MAX_BYTES, queue=protocol.DEFAULT_QUEUE, training=None):
         check_endpoint(endpoint)
         for name, value in (("max_pixels", max_pixels), ("max_bytes", max_bytes), ("queue", queue)):
             if int(value) < 1:
@@ -285,6 +293,9 @@ class Daemon:
         self.endpoint = endpoint
         self.limits = {"max_pixels": int(max_pixels), "max_bytes": int(max_bytes), "queue": int(queue)}
         self.queue = FairQueue(int(queue))
+        self._outbox = queue_module.SimpleQueue()  # (identity, header) from training threads, sent by the loop
+        self.trainings = TrainingJobs(store, lambda identity, header: self._outbox.put((identity, header)),
+                                      device=engine.device, **(training or {}))
         self._context = zmq.Context()
         self._stop = threading.Event()
         self._router = self._replies = None
@@ -354,6 +365,7 @@ class Daemon:
                     self._forward_replies()
                 if self._router in events:
                     self._receive_requests()
+                self._send_outbox()
                 if time.monotonic() >= next_heartbeat:
                     self._heartbeat()
                     next_heartbeat = time.monotonic() + HEARTBEAT_S
@@ -367,9 +379,11 @@ class Daemon:
         running = self.queue.running
         if running is not None:
             running.cancelled.set()
+        self.trainings.close()  # stops the trainer processes
         worker.join(timeout=30)
-        self._forward_replies()  # the cancelled job's error reply
-        self._router.close()
+        self._forward_replies()  # the cancelled jobs' error replies
+        self._send_outbox()
+        self._router.close(linger=1000)  # let those replies leave
         self._replies.close()
         if worker.is_alive():
             log.warning("the running job did not stop within 30 s; exiting without waiting for it")
@@ -390,6 +404,14 @@ class Daemon:
 
     def _send_error(self, identity, request_id, error):
         self._send(identity, {"kind": "error", "id": request_id, "code": error.code, "message": error.message})
+
+    def _send_outbox(self):
+        while True:
+            try:
+                identity, header = self._outbox.get_nowait()
+            except queue_module.Empty:
+                return
+            self._send(identity, header)
 
     def _forward_replies(self):
         while True:
@@ -444,9 +466,12 @@ class Daemon:
             ahead = self.queue.put(job)
             self._send(identity, {"kind": "progress", "id": request_id, "done": 0, "total": 0,
                                   "message": f"queued ({ahead} ahead)" if ahead else "starting"})
+        elif kind == "train_style":
+            check_image_request(header, frames, self.limits["max_pixels"], allow_mask=False)
+            self.trainings.start(identity, header, frames)
         else:
             raise protocol.UnknownKind(f"unknown message kind {kind!r}; this daemon handles "
-                                       f"{', '.join(['ping', 'info', 'echo', 'cancel', *JOB_KINDS])}")
+                                       f"{', '.join(['ping', 'info', 'echo', 'cancel', *JOB_KINDS, 'train_style'])}")
 
     def _ping(self, identity, header, frames):
         self._send(identity, {"kind": "pong", "id": header["id"], "version": __version__,
@@ -484,6 +509,8 @@ class Daemon:
         elif running is not None and running.identity == identity and running.id == target:
             running.cancelled.set()
             found = True
+        else:
+            found = self.trainings.cancel(identity, target)
         self._send(identity, {"kind": "ok", "id": header["id"], "found": found})
 
     def _heartbeat(self):
@@ -494,6 +521,7 @@ class Daemon:
         for job in queued:
             self._send(job.identity, {"kind": "progress", "id": job.id, "done": 0, "total": 0,
                                       "message": "queued"})
+        self.trainings.heartbeat()
 
     # -- worker side
 

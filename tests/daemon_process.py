@@ -19,9 +19,10 @@ ENGINE_ARGS = ("--device", "cpu", "--precision", "fp32", "--tile-size", "128")
 
 
 def daemon_env(tmp_path):
-    """Environment for a daemon subprocess: a private, empty user model dir."""
+    """Environment for a daemon subprocess: a private, empty user model dir, no training content."""
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg-data"), PYTHONPATH=str(REPO))
     env.pop("BRUSHWORK_ENDPOINT", None)
+    env.pop("BRUSHWORK_CONTENT", None)
     return env
 
 

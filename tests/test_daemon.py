@@ -299,7 +299,7 @@ BAD_REQUESTS = {
     "missing id": ([encode_header({"v": 1, "kind": "ping"})], "bad_request", None),
     "wrong version": ([encode_header({"v": 99, "id": "x", "kind": "ping"})], "bad_request", "x"),
     "unknown kind": ([encode_header({"v": 1, "id": "x", "kind": "paint"})], "unknown_kind", "x"),
-    "train_style reserved": ([encode_header({"v": 1, "id": "x", "kind": "train_style"})], "unknown_kind", "x"),
+    "train_style without image": ([encode_header({"v": 1, "id": "x", "kind": "train_style"})], "bad_request", "x"),
     "cancel without target": ([encode_header({"v": 1, "id": "x", "kind": "cancel"})], "bad_request", "x"),
     "truncated pixels": ([encode_header(image_request()), bytes(8 * 6 * 4 - 1)], "bad_pixels", "req-1"),
     "too many bytes": ([encode_header(image_request()), bytes(8 * 6 * 4 + 4)], "bad_pixels", "req-1"),

@@ -1,0 +1,293 @@
+"""The daemon's ``train_style`` jobs: each trains in its own process (trainer.job.StyleTrainingJob),
+so training never occupies the compute worker and the daemon keeps serving meanwhile.
+
+The daemon's loop thread calls :meth:`TrainingJobs.start`, :meth:`~TrainingJobs.cancel` and
+:meth:`~TrainingJobs.heartbeat`; every message for a client goes through ``send(identity,
+header)``, which must be thread-safe (the daemon queues them for its loop). See docs/protocol.md.
+"""
+
+import functools
+import itertools
+import logging
+import math
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from backend import pixels, protocol
+from backend.protocol import BrushworkError
+
+log = logging.getLogger("brushwork.training")
+
+MIN_STYLE_SIDE = 16   # the trainer's smallest style image
+CANCEL_GRACE_S = 10.0  # SIGTERM lets the trainer checkpoint; SIGKILL after this
+
+# Training options a client may set: name -> (int or float, lowest, highest).
+# The daemon decides the rest (device, output and run dirs, VGG weights).
+TRAIN_OPTIONS = {
+    "iterations": (int, 1, 1_000_000),
+    "size": (int, 16, 1024),            # content crop side, a multiple of 4
+    "style_size": (int, MIN_STYLE_SIDE, 4096),
+    "batch": (int, 1, 64),
+    "lr": (float, 1e-6, 1.0),
+    "seed": (int, 0, 2**31 - 1),
+    "content_weight": (float, 0.0, 1e15),
+    "style_weight": (float, 0.0, 1e15),
+    "tv_weight": (float, 0.0, 1e15),
+    "checkpoint_every": (int, 1, 1_000_000),
+    "channels": (int, 4, 128),
+    "blocks": (int, 1, 16),
+}
+HEADER_FIELDS = {"v", "id", "kind", "width", "height", "format", "mask", "name", "display_name"}
+
+
+def training_options(header):
+    """The trainer options of a ``train_style`` header, checked; raises BadRequest.
+
+    ``name`` may be free text: it becomes a model name ('Blue Period' -> 'blue_period')
+    and, unless ``display_name`` is given, the display name.
+    """
+    from trainer.export import model_name
+
+    unknown = sorted(set(header) - HEADER_FIELDS - set(TRAIN_OPTIONS))
+    if unknown:
+        raise protocol.BadRequest(f"unknown train_style field(s) {unknown}; the training options are "
+                                  f"{sorted(TRAIN_OPTIONS)}")
+    text, display = header.get("name"), header.get("display_name")
+    if not isinstance(text, str) or not text.strip():
+        raise protocol.BadRequest("'name' (the new model's name) must be a non-empty string")
+    if display is not None and not isinstance(display, str):
+        raise protocol.BadRequest("'display_name' must be a string")
+    try:
+        name = model_name(text)
+    except ValueError as exc:
+        raise protocol.BadRequest(str(exc)) from None
+    display = (display or "").strip() or (text.strip() if text.strip() != name else None)
+    if display is not None and (len(display) > 200 or display.startswith("-")):
+        raise protocol.BadRequest(f"the display name {display[:40]!r} must have at most 200 characters "
+                                  "and not start with '-'")
+    options = {"name": name, "display_name": display}
+    options.update((key, check_option(key, header[key])) for key in TRAIN_OPTIONS if header.get(key) is not None)
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def check_option(key, value):
+    """``value`` if it suits training option ``key``; raises BadRequest."""
+    kind, low, high = TRAIN_OPTIONS[key]
+    if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)) \
+            or not math.isfinite(value) or not low <= value <= high:
+        raise protocol.BadRequest(f"{key!r} must be {'an integer' if kind is int else 'a number'} "
+                                  f"from {low} to {high}, got {value!r}")
+    if key == "size" and value % 4:
+        raise protocol.BadRequest(f"'size' must be a multiple of 4, got {value}")
+    return value
+
+
+def style_image(buffer, width, height, fmt):
+    """The style pixels as an H x W x 3 uint8 sRGB array: cropped to the bounding box of the
+    pixels that are not fully transparent, partly transparent ones composited on white."""
+    rgb, alpha = pixels.decode(buffer, width, height, fmt)
+    if alpha is not None:
+        rows, cols = np.flatnonzero(alpha.max(axis=1) > 0), np.flatnonzero(alpha.max(axis=0) > 0)
+        if not rows.size:
+            raise protocol.BadPixels("the style image is fully transparent")
+        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+        a = alpha[box][..., None]
+        rgb = rgb[box] * a + (1.0 - a)
+    if min(rgb.shape[:2]) < MIN_STYLE_SIDE:
+        raise protocol.BadRequest(f"the style image (its non-transparent part) is {rgb.shape[1]}x{rgb.shape[0]} "
+                                  f"pixels; at least {MIN_STYLE_SIDE}x{MIN_STYLE_SIDE} are needed")
+    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def new_run_dir(name):
+    """A new, empty run dir for training ``name`` (checkpoints, previews, the style image)."""
+    from trainer.loop import default_run_dir
+
+    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for attempt in itertools.count(1):
+        path = default_run_dir(stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+
+
+class TrainingRun:
+    """One ``train_style`` request: who asked, its trainer process once started, its progress."""
+
+    def __init__(self, identity, request_id, name):
+        self.identity, self.id, self.name = identity, request_id, name
+        self.done = self.total = 0
+        self.message = "starting the trainer"
+        self.job = None          # trainer.job.StyleTrainingJob, once started
+        self.cancelled = False
+        self.thread = None       # decodes the style image and starts the trainer
+
+
+class TrainingJobs:
+    """The daemon's training jobs: at most ``limit`` at a time, models exported to ``out_dir``
+    (default: the user models dir, which must be one of ``store``'s dirs). Thread-safe."""
+
+    def __init__(self, store, send, content_dir=None, out_dir=None, limit=1, device=None, defaults=None):
+        from backend.model_store import user_models_dir
+
+        self.store = store
+        self.content_dir = Path(content_dir).expanduser().resolve() if content_dir else None
+        self.out_dir = Path(out_dir or user_models_dir()).expanduser().resolve()
+        if self.content_dir and self.out_dir not in [Path(d).resolve() for d in store.dirs]:
+            raise BrushworkError(f"the training output dir {self.out_dir} is not one of the model dirs "
+                                 f"the daemon serves ({', '.join(map(str, store.dirs))})", "bad_request")
+        if int(limit) < 1:
+            raise BrushworkError(f"the training job limit must be at least 1, got {limit}", "bad_request")
+        self.limit = int(limit)
+        self.device = device
+        unknown = sorted(set(defaults or ()) - set(TRAIN_OPTIONS))
+        if unknown:
+            raise BrushworkError(f"unknown training options {unknown}", "bad_request")
+        self.defaults = {key: check_option(key, value) for key, value in (defaults or {}).items()}
+        self._send = send
+        self._runs = {}          # (identity, request id) -> TrainingRun
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- loop thread
+
+    def start(self, identity, header, frames):
+        """Check a train_style request (its image already checked) and start it; raise the fitting error."""
+        options = training_options(header)
+        if self.content_dir is None:
+            raise protocol.BadRequest("this daemon has no content photos to train on: start it with "
+                                      "`brushwork serve --content DIR` (or set BRUSHWORK_CONTENT) naming a "
+                                      "folder of photos, e.g. a few hundred landscapes and portraits")
+        self._check_name_free(options["name"])
+        with self._lock:
+            if self._closed:
+                raise protocol.Unavailable("the daemon is shutting down")
+            if any(run.name == options["name"] for run in self._runs.values()):
+                raise protocol.Busy(f"the style {options['name']!r} is already being trained")
+            if len(self._runs) >= self.limit:
+                raise protocol.Busy(f"this daemon trains {self.limit} style(s) at a time and is busy; wait for "
+                                    "the running training to finish or cancel it (brushwork serve --train-jobs)")
+            run = TrainingRun(identity, header["id"], options["name"])
+            self._runs[identity, run.id] = run
+            self._progress(run)
+        image = (frames[0].buffer, header["width"], header["height"], header["format"])
+        run.thread = threading.Thread(target=self._run, args=(run, image, options), daemon=True,
+                                      name=f"brushwork-train-{run.id}")
+        run.thread.start()
+
+    def _check_name_free(self, name):
+        """Refuse a name that a model outside ``out_dir`` already has (retraining one there replaces it)."""
+        try:
+            existing = self.store.get(name)
+        except BrushworkError:
+            return
+        if existing.json_path.parent.resolve() != self.out_dir:
+            raise protocol.BadRequest(f"a model named {name!r} already exists in {existing.json_path.parent}; "
+                                      "choose another name")
+
+    def cancel(self, identity, request_id):
+        """Stop the training ``request_id`` of ``identity``; True if there was one."""
+        with self._lock:
+            run = self._runs.get((identity, request_id))
+            if run is None:
+                return False
+            run.cancelled, run.message = True, "cancelling"
+            job = run.job
+        if job is not None:  # cancelling waits for the trainer to checkpoint: not in the loop thread
+            threading.Thread(target=job.cancel, args=(CANCEL_GRACE_S,), daemon=True).start()
+        return True
+
+    def heartbeat(self):
+        """Re-send every training's latest progress (keeps its client waiting)."""
+        with self._lock:
+            for run in self._runs.values():
+                self._progress(run)
+
+    def close(self):
+        """Cancel every training, wait for the trainers to exit and for their final replies."""
+        with self._lock:
+            self._closed = True
+            runs = list(self._runs.values())
+            for run in runs:
+                run.cancelled = True
+        for run in runs:
+            run.thread.join()
+            if run.job is not None:
+                run.job.cancel(CANCEL_GRACE_S)
+                run.job.wait()
+
+    # -- starter and trainer reader threads
+
+    def _progress(self, run):
+        self._send(run.identity, {"kind": "progress", "id": run.id, "done": run.done, "total": run.total,
+                                  "message": run.message})
+
+    def _finish(self, run, header):
+        with self._lock:
+            self._runs.pop((run.identity, run.id), None)
+        self._send(run.identity, dict(header, id=run.id))
+
+    def _fail(self, run, error):
+        log.info("train_style %s failed: %s: %s", run.id, error.code, error.message)
+        self._finish(run, {"kind": "error", "code": error.code, "message": error.message})
+
+    def _run(self, run, image, options):
+        try:
+            from trainer.job import StyleTrainingJob
+
+            style = style_image(*image)
+            del image  # the request's frames are no longer needed
+            if run.cancelled:
+                raise protocol.Cancelled("cancelled before training started")
+            run_dir = new_run_dir(run.name)
+            style_path = run_dir / "style.png"
+            Image.fromarray(style).save(style_path)
+            options = {**self.defaults, **options, "run_dir": run_dir}
+            if self.device:
+                options["device"] = self.device
+            try:
+                job = StyleTrainingJob(style_path, options, self.content_dir, self.out_dir,
+                                       on_progress=functools.partial(self._on_progress, run),
+                                       on_done=functools.partial(self._on_done, run),
+                                       on_error=functools.partial(self._fail, run))
+            except BrushworkError as exc:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise BrushworkError(f"{exc.message} (the folder given to `brushwork serve --content DIR`)",
+                                     exc.code) from None
+            with self._lock:
+                run.job = job.start()
+                cancelled = run.cancelled
+            log.info("train_style %s: training %r in process %d", run.id, run.name, job.process.pid)
+            if cancelled:
+                job.cancel(CANCEL_GRACE_S)
+        except BrushworkError as exc:
+            self._fail(run, exc)
+        except Exception:
+            log.exception("internal error starting train_style %s", run.id)
+            self._fail(run, BrushworkError("internal error in the daemon; see its log", "internal"))
+
+    def _on_progress(self, run, done, total, message):
+        with self._lock:
+            if not run.cancelled:
+                run.done, run.total, run.message = int(done), int(total), message
+                self._progress(run)
+
+    def _on_done(self, run, info):
+        """The trainer exported the model: reply with the store's summary of it."""
+        try:
+            model = self.store.get(info["name"])
+            if model.json_path.resolve() != Path(info["path"]).resolve():
+                raise BrushworkError(f"the trained model was saved to {info['path']}, but the model "
+                                     f"{model.json_path} of the same name takes precedence", "model_error")
+        except BrushworkError as exc:
+            self._fail(run, BrushworkError(f"the trained model cannot be served: {exc.message}", "model_error"))
+            return
+        log.info("train_style %s: model %s saved to %s", run.id, model.name, model.json_path)
+        self._finish(run, {"kind": "result", "model": model.summary()})
