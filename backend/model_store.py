@@ -339,7 +339,7 @@ def architecture_of(net):
     raise TypeError(f"not a brushwork net: {type(net).__name__}")
 
 
-def _write_atomic(path, data):
+def write_atomic(path, data):
     """Write bytes to ``path`` via a synced temp file in the same dir and os.replace."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -379,13 +379,13 @@ def save_model(directory, name, net, metadata, thumbnail=None):
     data = safetensors.torch.save(state)
     meta["sha256"] = hashlib.sha256(data).hexdigest()
     validate_metadata(meta)
-    _write_atomic(directory / meta["weights"], data)
+    write_atomic(directory / meta["weights"], data)
     if thumbnail is not None:
         thumb = thumbnail.convert("RGB")
         thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
         buf = io.BytesIO()
         thumb.save(buf, format="PNG")
-        _write_atomic(directory / f"{name}.png", buf.getvalue())
+        write_atomic(directory / f"{name}.png", buf.getvalue())
     json_path = directory / f"{name}.json"
-    _write_atomic(json_path, json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
+    write_atomic(json_path, json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
     return json_path

@@ -5,14 +5,15 @@ can read it): model and optimizer state, iteration, loss history, the run's opti
 torch / numpy / Python RNG states. ``checkpoint_<iteration>.pt`` files live in the run dir.
 """
 
-import os
+import io
 import random
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from backend.model_store import write_atomic
 
 FORMAT = 1
 _NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
@@ -57,17 +58,9 @@ def save_checkpoint(path, checkpoint):
     """Write ``checkpoint`` to ``path`` atomically (temp file in the same dir + os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **checkpoint}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **checkpoint}, buffer)
+    write_atomic(path, buffer.getbuffer())
     return path
 
 
