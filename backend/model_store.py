@@ -3,7 +3,7 @@
 A model is three files in one directory:
 
 - ``<name>.safetensors``: the net's state dict (safetensors, so loading runs no code),
-- ``<name>.json``: metadata (see :func:`validate_metadata` and docs/CONTRACT-dev.md),
+- ``<name>.json``: metadata (see :func:`validate_metadata` and docs/architecture.md),
 - ``<name>.png``: optional thumbnail, at most 128 px on its long side.
 
 :class:`ModelStore` searches the bundled ``backend/models/`` dir, then the user's dir,

@@ -1,7 +1,7 @@
 """Editor pixel buffers <-> float32 arrays, and the colour maths the engine needs.
 
 Buffers are rows top to bottom, no padding, straight alpha, native (little-endian)
-byte order; see the pixel-format dicts in docs/CONTRACT-dev.md. Decoded images are
+byte order; see the pixel formats in docs/protocol.md. Decoded images are
 float32 H x W x 3 sRGB in [0, 1] plus float32 H x W alpha (or None).
 
 Integer formats go through lookup tables, so decoding a 4096 x 4096 RGBA layer needs
