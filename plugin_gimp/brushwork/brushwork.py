@@ -227,22 +227,39 @@ def train_style(run_mode, config, image, drawables):
     if rect is None:
         raise Failure("the selection does not touch the active layer")
     data, _, fmt = _read(drawable, rect)
+    options = dict(settings_file.load_train_options(Gimp.directory()),
+                   iterations=config.get_property("iterations") or None)
     client = _connect()
     info = client.train_style(data, rect[2], rect[3], fmt, name,
                               display_name=config.get_property("display-name") or None,
-                              iterations=config.get_property("iterations") or None,
-                              progress=_progress(f"Training style {name}", 0, 1))
-    Gimp.message(f"brushwork: trained style {info.get('display_name') or info.get('name') or name}")
+                              progress=_training_progress(name), **options)
+    Gimp.message(f"brushwork: trained style {info.get('display_name') or info['name']}; "
+                 "it is in the Stylize style list now")
+
+
+def _training_progress(name):
+    """A client progress callback showing the daemon's training messages (loss, time left)."""
+    def update(done, total, message):
+        Gimp.progress_set_text(f"Training style {name}: {message}" if message else f"Training style {name}")
+        if total:
+            Gimp.progress_update(done / total)
+        else:
+            Gimp.progress_pulse()
+    return update
 
 
 def save_settings(run_mode, config, image, drawables):
-    """Store the procedure's arguments as the plug-in's settings."""
+    """Store the procedure's arguments as the plug-in's settings (``train_options`` stay as they are)."""
+    try:
+        train_options = settings_file.load_train_options(Gimp.directory())
+    except ValueError:  # an unreadable file is replaced
+        train_options = None
     path = settings_file.save(Gimp.directory(), {
         "endpoint": config.get_property("endpoint").strip(),
         "manage_daemon": config.get_property("manage-daemon"),
         "daemon_path": config.get_property("daemon-path").strip(),
         "timeout_s": config.get_property("timeout"),
-    })
+    }, train_options)
     if run_mode == Gimp.RunMode.INTERACTIVE:
         Gimp.message(f"brushwork settings saved to {path}")
 
@@ -376,10 +393,12 @@ def _define_train_style(procedure):
     procedure.set_menu_label("_Train Style from Selection…")
     procedure.set_documentation("Train a new style model from the selected area",
                                 "Sends the selection (or the layer) as a style image to the daemon, which "
-                                "trains a new style network from it.", None)
+                                "trains a new style network from it on the photos given to `brushwork serve "
+                                "--content DIR`. More training options: train_options in "
+                                f"{settings_file.FILE_NAME}.", None)
     procedure.add_menu_path(FILTERS_MENU)
-    procedure.add_string_argument("name", "_Name", "File name of the new model (letters, digits, _ and -)",
-                                  "my_style", RW)
+    procedure.add_string_argument("name", "_Name", "Name of the new style, e.g. Blue Period (its model file "
+                                  "becomes blue_period)", "my_style", RW)
     procedure.add_string_argument("display-name", "_Display name", "Name shown in menus", "", RW)
     procedure.add_int_argument("iterations", "_Iterations", "Training iterations; 0: the daemon's default",
                                0, 1000000, 0, RW)

@@ -6,6 +6,9 @@
 With ``manage_daemon`` on, the plug-in starts ``<daemon_path> serve`` when no daemon answers;
 an empty ``daemon_path`` means the ``brushwork`` program recorded by the installer, else the
 one on PATH.
+
+The file may also hold ``"train_options"``, e.g. ``{"size": 128, "channels": 16}``: more
+options for Train Style (see TRAIN_OPTIONS). The Settings dialog does not show them and keeps them.
 """
 
 import json
@@ -13,6 +16,9 @@ import os
 
 FILE_NAME = "brushwork.json"
 DEFAULTS = {"endpoint": "", "manage_daemon": True, "daemon_path": "", "timeout_s": 60.0}
+# train_style options ``train_options`` may set (docs/protocol.md, "Training a style")
+TRAIN_OPTIONS = ("size", "style_size", "batch", "lr", "seed", "content_weight", "style_weight", "tv_weight",
+                 "checkpoint_every", "channels", "blocks")
 
 
 def settings_path(config_dir):
@@ -20,12 +26,10 @@ def settings_path(config_dir):
     return os.path.join(config_dir, FILE_NAME)
 
 
-def load(config_dir):
-    """The settings, defaults filled in; ValueError naming the file if it is unreadable."""
-    path = settings_path(config_dir)
-    settings = dict(DEFAULTS)
+def _stored(path):
+    """The file's JSON object ({} when there is no file); ValueError naming the file."""
     if not os.path.exists(path):
-        return settings
+        return {}
     try:
         with open(path, encoding="utf-8") as f:
             stored = json.load(f)
@@ -33,7 +37,14 @@ def load(config_dir):
         raise ValueError(f"cannot read brushwork settings {path}: {e}") from None
     if not isinstance(stored, dict):
         raise ValueError(f"brushwork settings {path} must hold a JSON object")
-    settings.update({k: v for k, v in stored.items() if k in DEFAULTS})
+    return stored
+
+
+def load(config_dir):
+    """The settings, defaults filled in; ValueError naming the file if it is unreadable."""
+    path = settings_path(config_dir)
+    settings = dict(DEFAULTS)
+    settings.update({k: v for k, v in _stored(path).items() if k in DEFAULTS})
     settings["endpoint"] = str(settings["endpoint"] or "").strip()
     settings["daemon_path"] = str(settings["daemon_path"] or "").strip()
     settings["manage_daemon"] = bool(settings["manage_daemon"])
@@ -44,10 +55,23 @@ def load(config_dir):
     return settings
 
 
-def save(config_dir, settings):
-    """Write the settings atomically (temp file + rename); return the file's path."""
+def load_train_options(config_dir):
+    """The file's ``train_options`` ({} when absent); ValueError naming the file when they are wrong."""
+    path = settings_path(config_dir)
+    options = _stored(path).get("train_options", {})
+    if not isinstance(options, dict) or any(key not in TRAIN_OPTIONS or isinstance(value, bool)
+                                            or not isinstance(value, (int, float)) for key, value in options.items()):
+        raise ValueError(f"brushwork settings {path}: train_options must map some of {', '.join(TRAIN_OPTIONS)} "
+                         f"to numbers, got {options!r}")
+    return options
+
+
+def save(config_dir, settings, train_options=None):
+    """Write the settings (and ``train_options``, if any) atomically (temp file + rename); return the path."""
     merged = dict(DEFAULTS)
     merged.update({k: v for k, v in settings.items() if k in DEFAULTS})
+    if train_options:
+        merged["train_options"] = train_options
     os.makedirs(config_dir, exist_ok=True)
     path = settings_path(config_dir)
     tmp = path + ".tmp"

@@ -151,15 +151,17 @@ class Controller(QObject):
 
         def work(progress, should_cancel):
             client = self._client(progress, should_cancel)
+            options = {**s.train_options, "iterations": s.train_iterations}
             model = client.train_style(snapshot.pixels, region.width, region.height, snapshot.format, name,
-                                       iterations=s.train_iterations, progress=progress,
-                                       should_cancel=should_cancel)
+                                       progress=lambda done, total, text: progress(done, total, f"training: {text}"),
+                                       should_cancel=should_cancel, **options)
             return model, client.info(thumbnails=True)
 
         def apply(outcome):
             model, info = outcome
             self._on_info(info)
-            self.message.emit(f"trained the style {model.get('display_name') or name!r}")
+            self.message.emit(f"trained the style {model.get('display_name') or model['name']!r}: "
+                              "it is in the style gallery now")
         self._start(work, apply)
 
     # ---- plumbing ---------------------------------------------------------------------------

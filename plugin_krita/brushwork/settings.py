@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 OUTPUT_MODES = ("new_layer", "replace")
 UPSCALE_LAYERS = ("all", "active")
 UPSCALE_FACTORS = (2, 4, 8)
+# train_style options the plug-in forwards from ``train_options`` (docs/protocol.md, "Training a style")
+TRAIN_OPTIONS = ("size", "style_size", "batch", "lr", "seed", "content_weight", "style_weight", "tv_weight",
+                 "checkpoint_every", "channels", "blocks")
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Settings:
     upscale_layers: str = "all"         # "all" paint layers or only the "active" one
     train_name: str = ""                # name of the next style trained from a selection
     train_iterations: int = 2000
+    train_options: dict = field(default_factory=dict)   # more train_style options, e.g. {"size": 128}
 
     def validated(self):
         """A copy with out-of-range values replaced by their defaults."""
@@ -43,6 +47,8 @@ class Settings:
             fixed.upscale_factor = defaults.upscale_factor
         if fixed.timeout_s <= 0:
             fixed.timeout_s = defaults.timeout_s
+        fixed.train_options = {key: value for key, value in self.train_options.items()
+                               if key in TRAIN_OPTIONS and type(value) in (int, float)}
         return fixed
 
 

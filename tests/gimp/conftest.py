@@ -1,4 +1,4 @@
-"""Fixtures for the GIMP 3 end-to-end tests: the trixie chroot, a TCP daemon, a job folder.
+"""Fixtures for the GIMP 3 end-to-end tests: the trixie chroot, TCP daemons, a job folder.
 
 The chroot comes from ``tools/gimp-chroot.sh`` (default /var/cache/brushwork/trixie, or
 ``BRUSHWORK_GIMP_CHROOT``). Without it the tests skip, unless ``BRUSHWORK_REQUIRE_EDITORS=1``.
@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import gimp_harness`
 
 from gimp_harness import DEFAULT_CHROOT, free_port  # noqa: E402
+from helpers import shared_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,17 +36,17 @@ def gimp_chroot():
     return root
 
 
-@pytest.fixture(scope="session")
-def gimp_daemon(models_dir, tmp_path_factory):
-    """A brushwork daemon on loopback TCP serving the test models (fp32, CPU); yields its endpoint."""
+def serve(models_dir, directory, *extra):
+    """Start a brushwork daemon on loopback TCP (fp32, CPU, user data in ``directory``); yield its endpoint."""
     from backend.client import Client
     from backend.protocol import Unavailable
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path_factory.mktemp("xdg")), BRUSHWORK_ENDPOINT="")
-    log = open(tmp_path_factory.mktemp("daemon") / "daemon.log", "w+")
+    env = {k: v for k, v in os.environ.items() if k != "BRUSHWORK_CONTENT"}
+    env.update(XDG_DATA_HOME=str(directory / "xdg"), BRUSHWORK_ENDPOINT="")
+    log = open(directory / "daemon.log", "w+")
     process = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--endpoint", endpoint,
-                                "--models", str(models_dir), "--device", "cpu", "--precision", "fp32"],
+                                "--models", str(models_dir), "--device", "cpu", "--precision", "fp32", *extra],
                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     client = Client(endpoint, timeout=2.0)
     deadline = time.monotonic() + 120
@@ -63,6 +64,23 @@ def gimp_daemon(models_dir, tmp_path_factory):
     process.terminate()
     process.wait(timeout=30)
     log.close()
+
+
+@pytest.fixture(scope="session")
+def gimp_daemon(models_dir, tmp_path_factory):
+    """A daemon serving the test models, without training content; yields its endpoint."""
+    yield from serve(models_dir, tmp_path_factory.mktemp("daemon"))
+
+
+@pytest.fixture(scope="session")
+def gimp_training_daemon(models_dir, tmp_path_factory):
+    """A daemon that trains on three shared photos (``--content``) into ``trained/``; yields its endpoint."""
+    directory = tmp_path_factory.mktemp("training-daemon")
+    content = directory / "content"
+    content.mkdir()
+    for photo in sorted((shared_dir() / "data" / "train" / "sun_hays80").glob("*.jpg"))[:3]:
+        shutil.copy(photo, content)
+    yield from serve(models_dir, directory, "--content", str(content), "--train-out", str(directory / "trained"))
 
 
 @pytest.fixture(scope="session")

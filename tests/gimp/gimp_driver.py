@@ -1,7 +1,8 @@
 """Runs INSIDE GIMP 3 (gimp-console-3.0 batch mode, python-fu-eval) for the end-to-end tests.
 
 The batch command execs this file; ``$BRUSHWORK_GIMP_JOB/cases.json`` lists the cases;
-each builds an image from raw pixel files, optionally selects a rectangle, calls one brushwork
+each optionally writes the plug-in's settings file or runs its settings procedure, builds an
+image from raw pixel files, optionally selects a rectangle, calls one brushwork
 procedure NON-INTERACTIVELY through the PDB, and dumps every resulting image's layers as raw
 pixels. ``$BRUSHWORK_GIMP_JOB/results.json`` gets status, error message, sizes and the dump file names.
 """
@@ -88,6 +89,10 @@ def dump_image(image, case, tag):
 
 
 def run_case(case):
+    if case.get("settings_file"):   # as a user would edit it; stays for the later cases
+        os.makedirs(Gimp.directory(), exist_ok=True)
+        with open(os.path.join(Gimp.directory(), "brushwork.json"), "w") as f:
+            json.dump(case["settings_file"], f)
     if case.get("settings"):
         status, message, _ = run_procedure("plug-in-brushwork-settings", None, [], case["settings"])
         if status != "SUCCESS":

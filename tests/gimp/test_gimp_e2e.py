@@ -5,12 +5,14 @@ GIMP's pixels with what the same daemon returns when called directly with the sa
 Run with: ``.venv/bin/python -m pytest -m gimp tests/gimp``.
 """
 
+import json
 import time
 
 import numpy as np
 import pytest
+from PIL import Image
 from gimp_harness import chroot_command, free_port, run_cases
-from helpers import random_image
+from helpers import random_image, shared_dir
 
 from backend.client import Client
 from backend.pixels import srgb_to_linear
@@ -26,6 +28,7 @@ PRECISIONS = {
     "FLOAT_LINEAR": (np.float32, "float", True, "f32", 1e-5),
 }
 DEAD_ENDPOINT = f"tcp://127.0.0.1:{free_port()}"
+VGG_WEIGHTS = shared_dir() / "weights" / "vgg16_caffe_relu4_3.pth"   # where the daemon's trainer finds them
 
 
 def make_pixels(precision, width, height, alpha, seed):
@@ -51,7 +54,7 @@ class Case:
     """One image + one procedure call; knows its inputs and builds the driver's JSON."""
 
     def __init__(self, name, precision, procedure, args, layers, size, active=(0,), selection=None,
-                 settings=None, gray=False):
+                 settings=None, settings_file=None, gray=False):
         self.name, self.precision, self.selection = name, precision, selection
         self.size = size
         self.layers = []  # (pixels array, offset)
@@ -61,7 +64,8 @@ class Case:
         self.spec = {
             "name": name, "precision": precision, "width": size[0], "height": size[1],
             "dump": {"type": babl_type, "linear": linear}, "procedure": "plug-in-brushwork-" + procedure,
-            "args": args, "active": list(active), "selection": selection, "settings": settings, "gray": gray,
+            "args": args, "active": list(active), "selection": selection, "settings": settings,
+            "settings_file": settings_file, "gray": gray,
             "layers": [{"name": f"layer{i}", "file": f"{name}-in{i}.raw", "width": p.shape[1], "height": p.shape[0],
                         "alpha": p.shape[2] == 4, "offset": list(offset)} for i, (p, offset) in enumerate(self.layers)],
         }
@@ -70,7 +74,12 @@ class Case:
         return {f"{self.name}-in{i}.raw": p.tobytes() for i, (p, _) in enumerate(self.layers)}
 
 
-def build_cases():
+TRAIN_SELECTION = (4, 6, 24, 20)   # x, y, w, h of the style image
+# tiny sizes so it takes seconds (the settings file's train_options)
+TINY_TRAINING = {"size": 32, "style_size": 32, "batch": 1, "channels": 8, "blocks": 1}
+
+
+def build_cases(training_endpoint):
     u8, u16, half, f32 = "U8_NON_LINEAR", "U16_NON_LINEAR", "HALF_LINEAR", "FLOAT_LINEAR"
     style = {"style": "mosaic"}
     return [
@@ -90,8 +99,13 @@ def build_cases():
         Case("upscale_sel_layer_f32", f32, "upscale-selection", {"scale": "2", "output": "new-layer"},
              [(32, 24, True, (0, 0))], (32, 24), selection=(4, 4, 12, 10)),
         Case("unknown_style", u8, "stylize", {"style": "no_such_style"}, [(16, 16, True, (0, 0))], (16, 16)),
-        Case("train_style", u8, "train-style", {"name": "gimp_test_style", "iterations": 2},
-             [(32, 32, False, (0, 0))], (32, 32)),
+        # the test daemon has no --content: it refuses to train
+        Case("train_refused", u8, "train-style", {"name": "refused_style", "iterations": 2},
+             [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION),
+        # from here on the settings file points at the training daemon
+        Case("train_style", u8, "train-style", {"name": "GIMP Test Style", "iterations": 3},
+             [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION,
+             settings_file={"endpoint": training_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING}),
         # last: it points the plug-in's settings at a port nobody listens on. The job timeout is an
         # hour, so were the plug-in to wait for it the GIMP run would be killed and the test fail.
         Case("daemon_down", u8, "stylize", style, [(16, 16, True, (0, 0))], (16, 16),
@@ -100,10 +114,10 @@ def build_cases():
 
 
 @pytest.fixture(scope="module")
-def gimp_run(gimp_chroot, gimp_daemon, gimp_job_dir):
+def gimp_run(gimp_chroot, gimp_daemon, gimp_training_daemon, gimp_job_dir):
     host, _ = gimp_job_dir
     install(home=host / "home", python=chroot_command(gimp_chroot, "python3"))
-    cases = build_cases()
+    cases = build_cases(gimp_training_daemon)
     inputs = {}
     for case in cases:
         inputs.update(case.inputs())
@@ -251,9 +265,33 @@ def test_errors_leave_the_image_unchanged(gimp_run, name, message):
     assert np.array_equal(read_layer(host, case.precision, result["image"]["layers"][0]), case.layers[0][0])
 
 
-def test_train_style_reports_the_daemon_answer(gimp_run):
-    _, results, _, _ = gimp_run
-    result = results["train_style"]
-    if result["status"] != "SUCCESS":  # daemons without training support answer with an error
-        assert result["status"] == "EXECUTION_ERROR"
-        assert result["error"].startswith("brushwork: ") and "train_style" in result["error"], result
+@pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
+def test_train_style_from_selection(gimp_run, gimp_training_daemon):
+    """Train Style trains a tiny style from the selection (options from the settings file); the
+    daemon serves it from then on; the image is unchanged."""
+    case, result, host, _ = outcome(gimp_run, "train_style")
+    pixels = case.layers[0][0]
+    assert np.array_equal(read_layer(host, case.precision, result["image"]["layers"][0]), pixels)
+    models = {m["name"]: m for m in Client(gimp_training_daemon).info()["models"]}
+    model = models["gimp_test_style"]
+    assert model["display_name"] == "GIMP Test Style" and model["kind"] == "style"
+    assert model["recipe"]["iterations"] == 3 and model["architecture"]["channels"] == 8
+    x, y, w, h = TRAIN_SELECTION
+    style = np.asarray(Image.open(model["data"]["style_image"]))
+    assert np.array_equal(style, pixels[y:y + h, x:x + w])   # exactly the selected pixels
+
+
+def test_train_style_without_content_is_a_clear_error(gimp_run):
+    cases, results, host, client = gimp_run
+    result, case = results["train_refused"], cases["train_refused"]
+    assert result["status"] == "EXECUTION_ERROR", result
+    assert result["error"].startswith("brushwork: ") and "--content" in result["error"], result
+    assert np.array_equal(read_layer(host, case.precision, result["image"]["layers"][0]), case.layers[0][0])
+    assert "refused_style" not in [m["name"] for m in client.info()["models"]]
+
+
+def test_settings_procedure_keeps_train_options(gimp_run):
+    """daemon_down ran the Settings procedure after train_style's settings file: train_options stay."""
+    _, _, host, _ = gimp_run
+    stored = json.loads((host / "home" / ".config" / "GIMP" / "3.0" / "brushwork.json").read_text())
+    assert stored["endpoint"] == DEAD_ENDPOINT and stored["train_options"] == TINY_TRAINING

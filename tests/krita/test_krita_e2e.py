@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from backend import protocol
 from backend.client import Client
+from helpers import shared_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
@@ -30,6 +32,7 @@ SCRIPT = harness.HERE / "scripts" / "run_action.py"
 BRUSHWORK = Path(sys.executable).parent / "brushwork"
 U8_FORMAT = {"dtype": "u8", "channels": "BGRA", "transfer": "srgb"}
 U16_LINEAR_FORMAT = {"dtype": "u16", "channels": "BGRA", "transfer": "linear"}
+VGG_WEIGHTS = shared_dir() / "weights" / "vgg16_caffe_relu4_3.pth"   # where the daemon's trainer finds them
 
 
 @pytest.fixture(scope="session")
@@ -37,11 +40,16 @@ def krita_home(tmp_path_factory):
     return harness.build_template_home(tmp_path_factory.mktemp("krita-template") / "home")
 
 
-def start_daemon(endpoint, models_dir, log_path):
-    """`brushwork serve` on ``endpoint``; returns the process once it answers a ping."""
+def start_daemon(endpoint, models_dir, directory, *extra):
+    """`brushwork serve` on ``endpoint`` with its user data (models, training runs) in ``directory``;
+    returns the process once it answers a ping."""
+    log_path = directory / "daemon.log"
     log = open(log_path, "wb")
+    env = {k: v for k, v in os.environ.items() if k != "BRUSHWORK_CONTENT"}
+    env["XDG_DATA_HOME"] = str(directory / "xdg-data")
     process = subprocess.Popen([str(BRUSHWORK), "serve", "--endpoint", endpoint, "--models", str(models_dir),
-                                "--device", "cpu", "--precision", "fp32"], stdout=log, stderr=subprocess.STDOUT)
+                                "--device", "cpu", "--precision", "fp32", *extra], env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
     client = Client(endpoint, timeout=1.0)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -57,12 +65,29 @@ def start_daemon(endpoint, models_dir, log_path):
 
 @pytest.fixture(scope="session")
 def daemon(tmp_path_factory, models_dir):
+    """A daemon without training content: it refuses train_style."""
     directory = tmp_path_factory.mktemp("daemon")
     endpoint = f"ipc://{directory}/daemon.sock"
-    process = start_daemon(endpoint, models_dir, directory / "daemon.log")
+    process = start_daemon(endpoint, models_dir, directory)
     yield endpoint
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def training_daemon(tmp_path_factory, models_dir):
+    """A daemon that trains on three shared photos (``brushwork serve --content``) into ``trained/``."""
+    directory = tmp_path_factory.mktemp("training-daemon")
+    content = directory / "content"
+    content.mkdir()
+    for photo in sorted((shared_dir() / "data" / "train" / "sun_hays80").glob("*.jpg"))[:3]:
+        shutil.copy(photo, content)
+    endpoint = f"ipc://{directory}/daemon.sock"
+    process = start_daemon(endpoint, models_dir, directory, "--content", str(content),
+                           "--train-out", str(directory / "trained"))
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=30)
 
 
 def image_bytes(height, width, dtype, seed, alpha=None):
@@ -214,24 +239,55 @@ def test_managed_daemon_started_on_demand_and_stopped_with_krita(krita_home, mod
         Client(endpoint, timeout=1.0).ping()
 
 
-def test_train_style_from_selection_reports_the_daemon_answer(krita_home, daemon, tmp_path):
-    """The selected pixels go to the daemon as a train_style job; a daemon without training says so."""
-    width, height = 24, 24
+SELECTED = [8, 6, 24, 20]   # x, y, w, h: the style image sent to the daemon
+
+
+def train_in_krita(krita_home, tmp_path, endpoint, **settings):
+    """Select a rectangle of a 48x40 painting and run the plug-in's Train action against ``endpoint``."""
+    width, height = 48, 40
     pixels = image_bytes(height, width, "u8", seed=6)
     (tmp_path / "layer.raw").write_bytes(pixels)
     params = {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
-              "action": "brushwork_train_style", "selection": [[4, 4, 16, 16, 255]],
+              "action": "brushwork_train_style", "selection": [SELECTED + [255]],
               "layers": [{"name": "Painting", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}]}
-    result, _ = run_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False,
-                             train_name="from_krita", train_iterations=2)
-
-    if result["error"]:
-        assert "cannot do that yet" in result["error"] and "train_style" in result["error"]
-        assert result["status"] == result["error"]
-    else:
-        assert "from_krita" in [m["name"] for m in Client(daemon).info()["models"]]
+    result, _ = run_in_krita(krita_home, tmp_path, params, endpoint=endpoint, manage_daemon=False, **settings)
     assert [layer["name"] for layer in result["layers"]] == ["Painting"]
-    assert layer_pixels(result["layers"][0]) == pixels
+    assert layer_pixels(result["layers"][0]) == pixels     # training never changes the document
+    return result, pixels, width
+
+
+@pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
+def test_train_style_from_selection(krita_home, training_daemon, tmp_path):
+    """The Train action trains a tiny style from the selection, shows its progress, adds it to the gallery."""
+    # tiny sizes so it takes seconds; "vgg_weights" is no train_style option, so the plug-in drops it
+    tiny = {"size": 32, "style_size": 32, "batch": 1, "channels": 8, "blocks": 1, "vgg_weights": "/etc/passwd"}
+    result, pixels, width = train_in_krita(krita_home, tmp_path, training_daemon, train_name="From Krita",
+                                           train_iterations=3, train_options=tiny)
+
+    assert result["error"] == ""
+    assert "trained the style 'From Krita'" in result["status"]
+    counted = [p for p in result["progress"] if p[1] > 0]
+    assert counted and counted[-1][:2] == [3, 3]                     # iterations, as the daemon counts them
+    assert all(bar_maximum == 3 for _, _, _, bar_maximum in counted)  # the docker's progress bar
+    assert any(status.startswith("training: loss") for _, _, status, _ in counted)
+    assert "from_krita" in result["gallery"]
+
+    model = {m["name"]: m for m in Client(training_daemon).info()["models"]}["from_krita"]
+    assert model["display_name"] == "From Krita" and model["kind"] == "style"
+    assert model["recipe"]["iterations"] == 3 and model["architecture"]["channels"] == 8
+    # the daemon trained on exactly the selected pixels (Krita's BGRA turned into RGB)
+    style = np.asarray(Image.open(model["data"]["style_image"]))
+    selected = np.frombuffer(crop(pixels, width, SELECTED, 4), np.uint8).reshape(SELECTED[3], SELECTED[2], 4)
+    assert np.array_equal(style, selected[..., 2::-1])
+
+
+def test_train_style_without_content_shows_the_daemon_error(krita_home, daemon, tmp_path):
+    """A daemon started without --content refuses; the docker shows why and the document stays as it was."""
+    result, _, _ = train_in_krita(krita_home, tmp_path, daemon, train_name="refused", train_iterations=2)
+
+    assert "--content" in result["error"]
+    assert result["status"] == result["error"]
+    assert "refused" not in [m["name"] for m in Client(daemon).info()["models"]]
 
 
 def test_stylize_replace_mode_takes_two_undo_steps(krita_home, daemon, tmp_path):

@@ -1,13 +1,14 @@
 # Driver script (run inside Krita by the test driver plug-in; the test prepends PARAMS = {...}).
 # Builds a document from raw layer files, optionally selects a rectangle, triggers one of the
-# brushwork plug-in's own actions, waits for the job, dumps every layer's pixels and the docker's
-# status text to `out`, optionally undoes and dumps the layer names again, then quits.
+# brushwork plug-in's own actions, waits for the job, dumps every layer's pixels, the docker's
+# status text, style gallery and the progress it showed to `out`, optionally undoes and dumps the
+# layer names again, then quits.
 import json
 import os
 
 import brushwork
 from krita import Selection
-from PyQt5.QtCore import QByteArray
+from PyQt5.QtCore import QByteArray, Qt
 
 controller = brushwork.controller
 doc = app.createDocument(PARAMS["width"], PARAMS["height"], "test", "RGBA", PARAMS["depth"],
@@ -40,6 +41,17 @@ def panel():
     return None
 
 
+shown_progress = []   # (done, total, status text, progress bar maximum) as the docker showed them
+
+
+def record_progress(done, total, text):
+    docker = panel()   # its slot ran first: the docker connected to the signal before this script
+    shown_progress.append([done, total, docker.status.text(), docker.progress.maximum()] if docker else [done, total])
+
+
+controller.progress.connect(record_progress)
+
+
 def dump(tag):
     layers = []
     nodes = [node for node in doc.rootNode().childNodes() if node.type() != "selectionmask"]
@@ -50,16 +62,20 @@ def dump(tag):
             f.write(bytes(node.pixelData(x, y, w, h)))
         layers.append({"name": node.name(), "type": node.type(), "bounds": [x, y, w, h], "file": path,
                        "opacity": node.opacity(), "depth": node.colorDepth()})
+    docker = panel()
     state = {"width": doc.width(), "height": doc.height(), "layers": layers,
              "active": doc.activeNode().name() if doc.activeNode() else None,
-             "error": controller.last_error, "status": panel().status.text() if panel() else None,
-             "connection": panel().connection_label.text() if panel() else None}
+             "error": controller.last_error, "status": docker.status.text() if docker else None,
+             "connection": docker.connection_label.text() if docker else None,
+             "gallery": [docker.gallery.item(i).data(Qt.UserRole) for i in range(docker.gallery.count())]
+             if docker else None,
+             "progress": shown_progress}
     with open(os.path.join(out, f"{tag}.json"), "w") as f:
         json.dump(state, f)
 
 
 def when_idle(fn, waited=0):
-    if controller.busy and waited < 80_000:
+    if controller.busy and waited < 150_000:
         after(100, lambda: when_idle(fn, waited + 100))
     else:
         fn()

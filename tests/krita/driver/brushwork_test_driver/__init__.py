@@ -12,7 +12,7 @@ import traceback
 from krita import Krita
 from PyQt5.QtCore import QTimer
 
-TIME_LIMIT_MS = 90_000
+TIME_LIMIT_MS = 180_000
 QUIT_GRACE_S = 20   # Krita 5.1 under Xvfb sometimes hangs while quitting; then exit hard
 
 
