@@ -1,6 +1,7 @@
 """Helpers shared by the test modules (importable as ``tests.helpers`` or ``helpers``)."""
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,15 @@ from backend.nets import build_net, default_architecture
 def shared_dir():
     """The read-only shared data dir: $BRUSHWORK_SHARED or ../shared beside the checkout."""
     return Path(os.environ.get("BRUSHWORK_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+
+
+def training_photos(directory, count=3):
+    """Copy the first ``count`` photos of the shared Sun-Hays set into ``directory``; return it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for photo in sorted((shared_dir() / "data" / "train" / "sun_hays80").glob("*.jpg"))[:count]:
+        shutil.copy(photo, directory / photo.name)
+    return directory
 
 
 def make_model(directory, name, kind="style", scale=1, seed=0, thumbnail=None, **metadata):

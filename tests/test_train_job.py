@@ -1,7 +1,6 @@
 """``train_style`` requests end to end: a real daemon subprocess, the real client, the real
 trainer process with the shared Caffe VGG-16 weights, tiny sizes and a few iterations."""
 
-import shutil
 import signal
 import threading
 import time
@@ -14,7 +13,7 @@ from PIL import Image
 from backend import protocol
 from backend.client import Client
 from daemon_process import daemon_output, start_daemon, stop_daemon
-from helpers import shared_dir
+from helpers import shared_dir, training_photos
 
 VGG_WEIGHTS = shared_dir() / "weights" / "vgg16_caffe_relu4_3.pth"
 pytestmark = pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"needs the VGG-16 weights at {VGG_WEIGHTS}")
@@ -94,10 +93,7 @@ class Training:
 @pytest.fixture(scope="module")
 def content_dir(tmp_path_factory):
     """Three photos of the shared Sun-Hays set."""
-    directory = tmp_path_factory.mktemp("content")
-    for path in sorted((shared_dir() / "data" / "train" / "sun_hays80").glob("*.jpg"))[:3]:
-        shutil.copy(path, directory / path.name)
-    return directory
+    return training_photos(tmp_path_factory.mktemp("content"))
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import gimp_harness`
 
 from gimp_harness import DEFAULT_CHROOT, free_port  # noqa: E402
-from helpers import shared_dir  # noqa: E402
+from helpers import training_photos  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,10 +76,7 @@ def gimp_daemon(models_dir, tmp_path_factory):
 def gimp_training_daemon(models_dir, tmp_path_factory):
     """A daemon that trains on three shared photos (``--content``) into ``trained/``; yields its endpoint."""
     directory = tmp_path_factory.mktemp("training-daemon")
-    content = directory / "content"
-    content.mkdir()
-    for photo in sorted((shared_dir() / "data" / "train" / "sun_hays80").glob("*.jpg"))[:3]:
-        shutil.copy(photo, content)
+    content = training_photos(directory / "content")
     yield from serve(models_dir, directory, "--content", str(content), "--train-out", str(directory / "trained"))
 
 

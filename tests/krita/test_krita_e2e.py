@@ -19,7 +19,7 @@ from PIL import Image
 
 from backend import protocol
 from backend.client import Client
-from helpers import shared_dir
+from helpers import shared_dir, training_photos
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
@@ -78,10 +78,7 @@ def daemon(tmp_path_factory, models_dir):
 def training_daemon(tmp_path_factory, models_dir):
     """A daemon that trains on three shared photos (``brushwork serve --content``) into ``trained/``."""
     directory = tmp_path_factory.mktemp("training-daemon")
-    content = directory / "content"
-    content.mkdir()
-    for photo in sorted((shared_dir() / "data" / "train" / "sun_hays80").glob("*.jpg"))[:3]:
-        shutil.copy(photo, content)
+    content = training_photos(directory / "content")
     endpoint = f"ipc://{directory}/daemon.sock"
     process = start_daemon(endpoint, models_dir, directory, "--content", str(content),
                            "--train-out", str(directory / "trained"))
