@@ -10,6 +10,7 @@ import glob
 import logging
 import os
 import signal
+import shlex
 import sys
 from pathlib import Path
 
@@ -294,7 +295,11 @@ def _installer(editor):
 def cmd_install_plugin(args):
     installer = _installer(args.editor)
     try:
-        print(installer.install(uninstall=args.uninstall, home=args.home))
+        options = {"python": shlex.split(args.python)} if args.python else {}
+        if options and args.editor != "gimp":
+            raise BrushworkError("--python applies to GIMP only (the Krita installer finds Krita's Python itself)",
+                                 "bad_request")
+        print(installer.install(uninstall=args.uninstall, home=args.home, **options))
     except (RuntimeError, OSError) as exc:  # the installers explain what to do in the message
         raise BrushworkError(str(exc), "internal") from None
     return 0
@@ -396,6 +401,9 @@ def build_parser():
     p.add_argument("editor", choices=("krita", "gimp"))
     p.add_argument("--uninstall", action="store_true", help="remove the plug-in instead")
     p.add_argument("--home", metavar="DIR", help="home directory to install under (default: yours)")
+    p.add_argument("--python", metavar="CMD",
+                   help="GIMP only: command that runs GIMP's Python, to check it can import pyzmq "
+                        "(default: python3; e.g. 'chroot /srv/trixie python3')")
     p.set_defaults(func=cmd_install_plugin)
 
     p = sub.add_parser("package-plugin", help="build the Krita plug-in ZIP for Krita's importer",

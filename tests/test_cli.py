@@ -179,3 +179,9 @@ def test_ctrl_c_cancels_the_job_and_exits_130(daemon, models_dir, tmp_path, caps
         timer.join()
     assert code == 130 and err.startswith("brushwork: ")
     assert not (tmp_path / "out.png").exists()
+
+
+def test_install_plugin_python_option_is_for_gimp_only(tmp_path, capsys):
+    code, _, err = run(["install-plugin", "krita", "--home", str(tmp_path), "--python", "python3"], capsys)
+    assert code == 1 and "--python applies to GIMP only" in err
+    assert not (tmp_path / ".local").exists()

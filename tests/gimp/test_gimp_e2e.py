@@ -6,7 +6,11 @@ Run with: ``.venv/bin/python -m pytest -m gimp tests/gimp``.
 """
 
 import json
+import shlex
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +20,6 @@ from helpers import random_image, shared_dir
 
 from backend.client import Client
 from backend.pixels import srgb_to_linear
-from plugin_gimp.installer import install
 
 pytestmark = pytest.mark.gimp
 
@@ -116,7 +119,8 @@ def build_cases(training_endpoint):
 @pytest.fixture(scope="module")
 def gimp_run(gimp_chroot, gimp_daemon, gimp_training_daemon, gimp_job_dir):
     host, _ = gimp_job_dir
-    install(home=host / "home", python=chroot_command(gimp_chroot, "python3"))
+    subprocess.run([str(Path(sys.executable).parent / "brushwork"), "install-plugin", "gimp", "--home", str(host / "home"),
+                    "--python", shlex.join(chroot_command(gimp_chroot, "python3"))], check=True, capture_output=True, text=True)
     cases = build_cases(gimp_training_daemon)
     inputs = {}
     for case in cases:

@@ -32,7 +32,8 @@ def krita_available():
 def build_template_home(home):
     """Install brushwork and the test driver into ``home`` and let Krita do its first-run setup there."""
     home = Path(home)
-    installer.install(home=home)
+    subprocess.run([str(Path(sys.executable).parent / "brushwork"), "install-plugin", "krita", "--home", str(home)],
+                   check=True, capture_output=True, text=True)
     pykrita = home / ".local" / "share" / "krita" / "pykrita"
     shutil.copytree(DRIVER / DRIVER_NAME, pykrita / DRIVER_NAME)
     shutil.copy2(DRIVER / f"{DRIVER_NAME}.desktop", pykrita)
