@@ -6,10 +6,8 @@ The chroot comes from ``tools/gimp-chroot.sh`` (default /var/cache/brushwork/tri
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import gimp_harness`
 
 from gimp_harness import DEFAULT_CHROOT, free_port  # noqa: E402
+from daemon_process import start_daemon, stop_daemon  # noqa: E402
 from helpers import training_photos  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,32 +37,10 @@ def gimp_chroot():
 
 def serve(models_dir, directory, *extra):
     """Start a brushwork daemon on loopback TCP (fp32, CPU, user data in ``directory``); yield its endpoint."""
-    from backend.client import Client
-    from backend.protocol import Unavailable
-
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if k != "BRUSHWORK_CONTENT"}
-    env.update(XDG_DATA_HOME=str(directory / "xdg"), BRUSHWORK_ENDPOINT="")
-    log = open(directory / "daemon.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--endpoint", endpoint,
-                                "--models", str(models_dir), "--device", "cpu", "--precision", "fp32", *extra],
-                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    client = Client(endpoint, timeout=2.0)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            client.ping()
-            break
-        except Unavailable:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                log.seek(0)
-                pytest.fail(f"test daemon did not start:\n{log.read()}")
-    client.close()
+    process = start_daemon(directory, endpoint, models_dir, *extra)
     yield endpoint
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    stop_daemon(process)
 
 
 @pytest.fixture(scope="session")

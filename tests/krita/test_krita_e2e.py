@@ -8,7 +8,6 @@ same pixels when asked directly. Run with ``pytest -m krita tests/krita``.
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from PIL import Image
 
 from backend import protocol
 from backend.client import Client
+from daemon_process import start_daemon, stop_daemon
 from helpers import shared_dir, training_photos
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,38 +40,14 @@ def krita_home(tmp_path_factory):
     return harness.build_template_home(tmp_path_factory.mktemp("krita-template") / "home")
 
 
-def start_daemon(endpoint, models_dir, directory, *extra):
-    """`brushwork serve` on ``endpoint`` with its user data (models, training runs) in ``directory``;
-    returns the process once it answers a ping."""
-    log_path = directory / "daemon.log"
-    log = open(log_path, "wb")
-    env = {k: v for k, v in os.environ.items() if k != "BRUSHWORK_CONTENT"}
-    env["XDG_DATA_HOME"] = str(directory / "xdg-data")
-    process = subprocess.Popen([str(BRUSHWORK), "serve", "--endpoint", endpoint, "--models", str(models_dir),
-                                "--device", "cpu", "--precision", "fp32", *extra], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    client = Client(endpoint, timeout=1.0)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            client.ping()
-            return process
-        except protocol.Unavailable:
-            if process.poll() is not None:
-                break
-    process.kill()
-    raise RuntimeError(f"the daemon did not start: {Path(log_path).read_text()[-2000:]}")
-
-
 @pytest.fixture(scope="session")
 def daemon(tmp_path_factory, models_dir):
     """A daemon without training content: it refuses train_style."""
     directory = tmp_path_factory.mktemp("daemon")
     endpoint = f"ipc://{directory}/daemon.sock"
-    process = start_daemon(endpoint, models_dir, directory)
+    process = start_daemon(directory, endpoint, models_dir)
     yield endpoint
-    process.terminate()
-    process.wait(timeout=10)
+    stop_daemon(process)
 
 
 @pytest.fixture(scope="session")
@@ -80,11 +56,10 @@ def training_daemon(tmp_path_factory, models_dir):
     directory = tmp_path_factory.mktemp("training-daemon")
     content = training_photos(directory / "content")
     endpoint = f"ipc://{directory}/daemon.sock"
-    process = start_daemon(endpoint, models_dir, directory, "--content", str(content),
+    process = start_daemon(directory, endpoint, models_dir, "--content", str(content),
                            "--train-out", str(directory / "trained"))
     yield endpoint
-    process.terminate()
-    process.wait(timeout=30)
+    stop_daemon(process)
 
 
 def image_bytes(height, width, dtype, seed, alpha=None):
