@@ -35,7 +35,7 @@ def _trainer_cli():
 
 def _make_store(args):
     from backend.model_store import ModelStore
-    return ModelStore(args.models or ())
+    return ModelStore(args.models or (), include_bundled=not getattr(args, "no_bundled", False))
 
 
 def _make_engine(args, store):
@@ -77,6 +77,25 @@ def _serve_endpoint(args):
     return args.endpoint or protocol.default_endpoint()
 
 
+def _serve_auth(args, endpoint):
+    """The daemon's ServerAuth: for any endpoint given --server-key/--allow, and always for a
+    non-loopback one (with the default key files); None for a local daemon without keys."""
+    from backend import auth
+    from backend.server import is_loopback
+
+    if args.server_key is None and args.allow is None and is_loopback(endpoint):
+        return None
+    keys_dir = auth.user_keys_dir()
+    secret = Path(args.server_key or auth.secret_key_file(keys_dir, auth.SERVER_KEY_NAME)).expanduser()
+    if not args.server_key and not secret.exists():
+        why = ("--allow needs" if is_loopback(endpoint)
+               else f"listening on {endpoint} lets other machines in, so it needs")
+        raise BrushworkError(f"{why} keys, and there is no server key at {secret}: run `brushwork keys server`, allow "
+                             "each client with `brushwork keys allow CLIENT.key` (see docs/security.md), or listen on "
+                             "a loopback address", "bad_request")
+    return auth.ServerAuth(secret, args.allow or keys_dir / auth.ALLOWED_DIR_NAME)
+
+
 def cmd_serve(args):
     from backend.model_store import user_models_dir
     import zmq
@@ -86,7 +105,8 @@ def cmd_serve(args):
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     endpoint = _serve_endpoint(args)
-    check_endpoint(endpoint)  # these two before the slow engine start
+    auth = _serve_auth(args, endpoint)
+    check_endpoint(endpoint, authenticated=auth is not None)  # these before the slow engine start
     refuse_if_running(zmq.Context.instance(), endpoint)
     train_out = Path(args.train_out).expanduser() if args.train_out else user_models_dir()
     if args.train_out and train_out not in [Path(d).expanduser() for d in args.models or ()]:
@@ -96,9 +116,12 @@ def cmd_serve(args):
     training = {"content_dir": args.content, "out_dir": train_out, "limit": args.train_jobs,
                 "defaults": {"iterations": args.train_iterations}}
     daemon = Daemon(engine, store, endpoint, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
-                    queue=args.queue, training=training)
+                    queue=args.queue, training=training, auth=auth)
     daemon.bind()
     print(f"brushwork {__version__} daemon listening on {endpoint}", flush=True)
+    if auth is not None:
+        print(f"CURVE authentication on: server public key {auth.public_key.decode()}, "
+              f"{len(auth.allow_list.keys())} allowed client key(s) in {auth.allow_list.path}", flush=True)
     print(f"device {engine.device}, precision {engine.precision}", flush=True)
     models = store.list()
     if models:
@@ -141,17 +164,58 @@ def _training_status(content_dir, out_dir):
 # ---- models -----------------------------------------------------------------------------
 
 def cmd_models(args):
+    if args.endpoint or args.server_key or args.client_key:
+        info = _client(args, args.timeout).info()
+        print(f"daemon at {args.endpoint or protocol.default_endpoint()}: brushwork {info.get('version')}, "
+              f"device {info.get('device')}")
+        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], os.path.dirname(m["path"]))
+                for m in info.get("models", [])]
+        return _print_models(rows, info.get("problems", []), "the daemon has no models")
     store = _make_store(args)
     rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, str(m.json_path.parent)) for m in store.list()]
+    return _print_models(rows, store.problems, "no models installed; searched: " + ", ".join(map(str, store.dirs)))
+
+
+def _print_models(rows, problems, empty_message):
     if rows:
         titles = ("NAME", "KIND", "SCALE", "DISPLAY NAME", "DIRECTORY")
         widths = [max(len(r[i]) for r in [titles, *rows]) for i in range(len(titles))]
         for row in [titles, *rows]:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     else:
-        print("no models installed; searched: " + ", ".join(str(d) for d in store.dirs))
-    for problem in store.problems:
+        print(empty_message)
+    for problem in problems:
         print(f"problem: {problem}")
+    return 0
+
+
+# ---- keys -------------------------------------------------------------------------------
+
+def cmd_keys(args):
+    from backend import auth
+    keys_dir = Path(args.dir).expanduser() if args.dir else auth.user_keys_dir()
+    allowed_dir = keys_dir / auth.ALLOWED_DIR_NAME
+    if args.keys_command == "server":
+        public, secret = auth.create_key_pair(keys_dir, auth.SERVER_KEY_NAME, force=args.force)
+        allowed_dir.mkdir(mode=0o700, exist_ok=True)
+        print(f"wrote the server's secret key {secret} (mode 0600: it never leaves this machine)")
+        print(f"wrote the server's public key {public}")
+        print(f"next: copy {public} to every client machine; on each client run `brushwork keys client NAME`; "
+              f"copy its NAME.key here and run `brushwork keys allow NAME.key`; then `brushwork serve --tcp "
+              f"0.0.0.0:{protocol.DEFAULT_TCP_PORT}`")
+    elif args.keys_command == "client":
+        public, secret = auth.create_key_pair(keys_dir, args.name, force=args.force)
+        print(f"wrote the secret key of client {args.name!r}: {secret} (mode 0600: it never leaves this machine)")
+        print(f"wrote its public key {public}")
+        print(f"next: copy {public} to the server and run `brushwork keys allow {public.name}` there; here, give "
+              f"the plug-in (or --server-key/--client-key) the server's server.key and {secret}")
+    elif args.keys_command == "allow":
+        target = auth.allow_client(args.public_key, allowed_dir)
+        print(f"allowed: {target} (a running daemon with this allow-list accepts the client from now on)")
+    else:
+        target = auth.revoke_client(args.name, allowed_dir)
+        print(f"revoked: removed {target} (new connections with that key are refused; restart the daemon to "
+              "cut one that is open)")
     return 0
 
 
@@ -221,15 +285,23 @@ class LocalRunner:
         return pixels.encode(rgb, alpha, fmt)
 
 
+def _client(args, timeout):
+    from backend.client import Client
+    return Client(args.endpoint, timeout=timeout, server_key=args.server_key, client_key=args.client_key)
+
+
 def _runner(args):
-    """A DaemonRunner when a daemon answers (and --local is not given), else a LocalRunner."""
+    """A DaemonRunner when a daemon answers (and --local is not given), else a LocalRunner.
+    With keys (a remote daemon) there is no in-process fallback."""
     if not args.local:
-        from backend.client import Client
-        client = Client(args.endpoint, timeout=1.0)  # a short ping: is a daemon there?
+        with_keys = bool(args.server_key or args.client_key)
+        client = _client(args, 5.0 if with_keys else 1.0)  # a short ping: is a daemon there?
         try:
             client.ping()
         except protocol.Unavailable:
             client.close()
+            if with_keys:
+                raise
         else:
             client.timeout = args.timeout
             return DaemonRunner(client), f"daemon at {client.endpoint}"
@@ -319,6 +391,8 @@ def cmd_package_plugin(args):
 def _add_engine_arguments(p, note=""):
     p.add_argument("--models", action="append", metavar="DIR",
                    help="extra model directory (repeatable; later ones override earlier ones by name)" + note)
+    p.add_argument("--no-bundled", action="store_true",
+                   help="leave out the models that come with brushwork (serve only yours)" + note)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)" + note)
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="compute precision (default: auto)" + note)
@@ -332,12 +406,21 @@ def _add_file_arguments(p):
     out.add_argument("-o", "--output", metavar="OUT", help="output file (one input only; type from its extension)")
     out.add_argument("--out-dir", metavar="DIR", help="directory for the outputs (default: beside each input)")
     p.add_argument("--mask", metavar="PNG", help="selection mask image (white = apply), same size as the input")
-    p.add_argument("--endpoint", help="daemon endpoint (default: the local daemon's IPC socket)")
+    _add_daemon_arguments(p)
     p.add_argument("--local", action="store_true", help="run in this process even if a daemon is running")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds of daemon silence before giving up")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="say whether the daemon or this process runs the job")
     _add_engine_arguments(p, note="; in-process runs only, a daemon uses its own settings")
+
+
+def _add_daemon_arguments(p, timeout=60.0):
+    p.add_argument("--endpoint", help="daemon endpoint (default: $BRUSHWORK_ENDPOINT, else the local daemon's IPC "
+                                      "socket), e.g. tcp://studio:5557")
+    p.add_argument("--server-key", metavar="FILE", default=os.environ.get("BRUSHWORK_SERVER_KEY") or None,
+                   help="a remote daemon's public key file, server.key (default: $BRUSHWORK_SERVER_KEY)")
+    p.add_argument("--client-key", metavar="FILE", default=os.environ.get("BRUSHWORK_CLIENT_KEY") or None,
+                   help="this client's secret key file, NAME.key_secret (default: $BRUSHWORK_CLIENT_KEY)")
+    p.add_argument("--timeout", type=float, default=timeout, help="seconds of daemon silence before giving up")
 
 
 def build_parser():
@@ -351,7 +434,14 @@ def build_parser():
     where = p.add_mutually_exclusive_group()
     where.add_argument("--endpoint", help=f"ZeroMQ endpoint to bind (default: {protocol.default_endpoint()})")
     where.add_argument("--tcp", nargs="?", const="", metavar="[HOST:]PORT",
-                       help=f"listen on loopback TCP instead (default 127.0.0.1:{protocol.DEFAULT_TCP_PORT})")
+                       help=f"listen on TCP instead (default 127.0.0.1:{protocol.DEFAULT_TCP_PORT}); an address "
+                            "other machines can reach, e.g. 0.0.0.0:5557, needs keys")
+    p.add_argument("--server-key", metavar="FILE",
+                   help="this daemon's secret key file (`brushwork keys server`): only clients on the allow-list "
+                        "get in (default for non-loopback addresses: server.key_secret in the keys folder)")
+    p.add_argument("--allow", metavar="PATH",
+                   help="folder of allowed clients' public keys (*.key), or one such file (default: "
+                        "allowed_clients/ in the keys folder)")
     _add_engine_arguments(p)
     p.add_argument("--max-pixels", type=int, default=protocol.DEFAULT_MAX_PIXELS,
                    help="largest image (input or output) in pixels (default: %(default)s)")
@@ -373,9 +463,29 @@ def build_parser():
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("models", help="list installed models and problems with model files",
-                       description="List the models found in the model directories.")
+                       description="List the models found in the model directories, or with --endpoint "
+                                   "or keys those of a running daemon.")
     p.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
+    _add_daemon_arguments(p, timeout=10.0)
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("keys", help="create and allow the keys of a daemon other machines use",
+                       description="CURVE keys for a daemon reached over the network (docs/security.md). Files go "
+                                   "to --dir (default: the keys folder in your config dir): NAME.key is public, "
+                                   "NAME.key_secret is secret; the server's allow-list is its allowed_clients/.")
+    keys = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    k = keys.add_parser("server", help="create the daemon's key pair (on the server)")
+    k.add_argument("--force", action="store_true", help="replace an existing key pair")
+    k = keys.add_parser("client", help="create a client's key pair (on the client)")
+    k.add_argument("name", help="a name for this client, e.g. laptop")
+    k.add_argument("--force", action="store_true", help="replace an existing key pair")
+    k = keys.add_parser("allow", help="let a client in: copy its public key into the allow-list (on the server)")
+    k.add_argument("public_key", metavar="CLIENT.key", help="the client's public key file")
+    k = keys.add_parser("revoke", help="remove a client from the allow-list (on the server)")
+    k.add_argument("name", help="the client's name (its key file without .key)")
+    for k in keys.choices.values():
+        k.add_argument("--dir", metavar="DIR", help="the keys folder (default: in your config dir)")
+    p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("stylize", help="apply a style model to image files",
                        description="Apply a style model to image files (via the daemon when one runs).")

@@ -7,12 +7,19 @@ together with ``protocol.py`` and run it in Krita's or GIMP's Python (3.10-3.13)
     r = client.stylize(pixels, w, h, {"dtype": "u8", "channels": "BGRA"}, "starry_night")
     r.pixels, r.width, r.height             # same pixel format as sent
 
+A daemon on another machine needs CURVE keys (docs/security.md): the server's public key
+file and this client's secret key file, as ``brushwork keys`` writes them:
+
+    client = Client("tcp://studio:5557", server_key="server.key", client_key="laptop.key_secret")
+
 See docs/protocol.md for the messages exchanged.
 """
 
+import os
 import time
 
 import zmq
+import zmq.auth
 
 try:
     from . import protocol
@@ -20,6 +27,30 @@ except ImportError:  # vendored next to protocol.py as top-level modules
     import protocol
 
 POLL_INTERVAL_S = 0.1  # how often should_cancel() is asked while waiting
+
+
+def load_curve_keys(server_key, client_key):
+    """(server public, client public, client secret) Z85 keys from key files, or None when neither
+    file is given; BadRequest naming the file when one is missing, unreadable or the wrong kind."""
+    if not server_key and not client_key:
+        return None
+    if not (server_key and client_key):
+        raise protocol.BadRequest("CURVE keys come in pairs: give both the server's public key file and this "
+                                  "client's secret key file, or neither")
+    if not zmq.has("curve"):
+        raise protocol.BadRequest(f"this libzmq ({zmq.zmq_version()}) has no CURVE support, so keys cannot be used")
+    server_public, _ = _read_key_file(server_key, "the server's public key")
+    client_public, client_secret = _read_key_file(client_key, "this client's secret key")
+    if client_secret is None:
+        raise protocol.BadRequest(f"{client_key} holds only a public key; give this client's .key_secret file")
+    return server_public, client_public, client_secret
+
+
+def _read_key_file(path, what):
+    try:
+        return zmq.auth.load_certificate(os.path.expanduser(path))
+    except (OSError, ValueError) as exc:
+        raise protocol.BadRequest(f"cannot read {what} from {path}: {exc}") from None
 
 
 class Result:
@@ -50,12 +81,15 @@ class Client:
     ``timeout`` is the longest silence (seconds) tolerated while waiting for a reply; the
     daemon sends progress and keep-alive messages during long jobs, so it does not bound
     the total job time. After a timeout the socket is reset and the next call reconnects.
+    ``server_key`` and ``client_key`` name CURVE key files (see :func:`load_curve_keys`);
+    a daemon that does not know them never answers, so calls time out as Unavailable.
     """
 
-    def __init__(self, endpoint=None, timeout=30.0, context=None):
+    def __init__(self, endpoint=None, timeout=30.0, context=None, server_key=None, client_key=None):
         self.endpoint = endpoint or protocol.default_endpoint()
         self.timeout = float(timeout)
         self._context = context or zmq.Context.instance()
+        self._curve = load_curve_keys(server_key, client_key)
         self._socket = None
 
     def close(self):
@@ -131,6 +165,8 @@ class Client:
         if self._socket is None:
             socket = self._context.socket(zmq.DEALER)
             socket.setsockopt(zmq.LINGER, 0)
+            if self._curve is not None:
+                socket.curve_serverkey, socket.curve_publickey, socket.curve_secretkey = self._curve
             try:
                 socket.connect(self.endpoint)
             except zmq.ZMQError as exc:
@@ -141,8 +177,12 @@ class Client:
 
     def _unavailable(self):
         self.close()
-        return protocol.Unavailable(f"no brushwork daemon answering at {self.endpoint}; "
-                                    f"start it with `brushwork serve`")
+        if self._curve is not None:
+            hint = ("is it running there, is the server key file its public key, and is this client's public "
+                    "key on its allow-list (`brushwork keys allow`)?")
+        else:
+            hint = "start it with `brushwork serve` (a daemon on another machine also needs keys)"
+        return protocol.Unavailable(f"no brushwork daemon answering at {self.endpoint}; {hint}")
 
     def _send(self, frames):
         socket = self._connect()

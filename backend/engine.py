@@ -21,9 +21,14 @@ in tiles of at most that size that use the whole image's exact instance-norm sta
 (> 100 dB PSNR in fp32; in bf16 the two differ by bf16 rounding only, about 46 dB, as close to
 the fp32 result as the untiled bf16 run is). Cost: about 1.25x the CPU time of an untiled run
 at 2048**2 in 1024**2 tiles. SR nets tile exactly with context alone.
+
+Out of memory (CUDA's error, the CPU allocator's RuntimeError or numpy's MemoryError): the
+run starts again with tiles of half the side, down to ``MIN_TILE`` (``MIN_SR_TILE``
+low-resolution pixels for SR), and then raises BrushworkError('out_of_memory').
 """
 
 import collections
+import logging
 import os
 import threading
 
@@ -34,6 +39,8 @@ import torch.nn.functional as F
 from backend import fastnet, tiling
 from backend.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 from backend.protocol import BrushworkError
+
+log = logging.getLogger("brushwork.engine")
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MIN_TILE, MIN_SR_TILE = 128, 64   # out-of-memory retries stop below these tile sizes
@@ -81,7 +88,8 @@ def _default_tile_size(device):
 
 
 def _is_out_of_memory(exc):
-    if isinstance(exc, torch.OutOfMemoryError):
+    """True for the device's out-of-memory errors: CUDA's, the CPU allocator's RuntimeError, numpy's MemoryError."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
@@ -204,16 +212,18 @@ class Engine:
                     if progress:
                         progress(1, 1)
                 return np.ascontiguousarray(result[:height * scale, :width * scale])
-            except (RuntimeError, torch.OutOfMemoryError) as exc:
+            except (RuntimeError, MemoryError) as exc:
                 if not _is_out_of_memory(exc):
                     raise
-                if self.device.startswith("cuda"):
-                    torch.cuda.empty_cache()
-                smaller = min(tile, max(image.shape[:2])) // 2
-                if smaller < min_tile:
-                    raise BrushworkError(f"out of memory on {self.device} even with {tile}-pixel tiles",
-                                         "out_of_memory") from None
-                tile = smaller
+            # Out of memory. Here, outside the except clause, the failed attempt's tensors are freed.
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            smaller = min(tile, max(image.shape[:2])) // 2
+            if smaller < min_tile:
+                raise BrushworkError(f"out of memory on {self.device} even with {tile}-pixel tiles; try a "
+                                     "smaller image or free memory", "out_of_memory")
+            log.warning("out of memory on %s with %d-pixel tiles; retrying with %d", self.device, tile, smaller)
+            tile = smaller
 
     def stylize(self, rgb, alpha, model, strength=1.0, preserve_colors=False, mask=None,
                 progress=None, is_cancelled=None):

@@ -140,8 +140,14 @@ def decode_header(data, limit=MAX_HEADER_BYTES):
         header = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("header frame is not UTF-8 JSON") from None
+    except RecursionError:
+        raise BadRequest("header frame nests JSON too deeply") from None
     if not isinstance(header, dict):
         raise BadRequest("header frame must be a JSON object")
+    try:
+        encode_header(header)   # its strings can be sent back in replies
+    except UnicodeEncodeError:
+        raise BadRequest("header frame holds an unpaired UTF-16 surrogate escape (\\udXXX)") from None
     return header
 
 

@@ -6,11 +6,19 @@ by ZeroMQ identity). One worker thread runs the jobs one at a time (the GPU or C
 resource) and hands its replies back to the loop over an inproc PUSH/PULL pair, because
 ZeroMQ sockets must not be shared between threads. ``train_style`` requests bypass the
 queue: each trains in a process of its own (backend/training.py), whose messages reach the
-loop through a thread-safe outbox. See docs/protocol.md.
+loop through a thread-safe outbox.
+
+Clients that go away lose their jobs: the ROUTER socket is "mandatory", so a message to
+a connection that is gone fails; the 2-second keep-alive finds such a client soon after
+it disconnects (or, through ZeroMQ heartbeats, after ``peer_timeout`` s of silence) and
+its queued jobs are dropped, its running job and trainings cancelled. See docs/protocol.md.
 """
 
 import base64
 import collections
+import ctypes
+import ctypes.util
+import errno
 import ipaddress
 import logging
 import os
@@ -29,6 +37,21 @@ log = logging.getLogger("brushwork.daemon")
 HEARTBEAT_S = 2.0          # keep-alive progress to waiting clients, so their timeouts mean "daemon dead"
 LOOP_POLL_MS = 200         # how often the loop looks at the stop flag
 MAX_MESSAGE_SLACK = 1 << 20  # ZMQ_MAXMSGSIZE hard cap = max_bytes + this
+PEER_TIMEOUT_S = 30.0      # a connection that sends nothing (not even ZeroMQ heartbeat replies) this long is dropped
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or a no-op where the C library has none."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return lambda pad: 0
+
+
+# Hands the C heap's free memory back to the system after each job. Without it glibc keeps
+# what a large image (or many image sizes) needed, and the daemon's resident memory stays at
+# its high-water mark (measured with benchmarks/fuzz_daemon.py and tests/test_fuzz_daemon.py).
+_return_free_memory = _malloc_trim()
 
 
 class Job:
@@ -46,7 +69,11 @@ class Job:
 
 
 class FairQueue:
-    """Bounded job queue served round-robin across client identities. Thread-safe."""
+    """Bounded job queue served round-robin across client identities. Thread-safe.
+
+    Clients take turns, one job each, in the order they first queued; a client that was just
+    served never goes next while another client waits.
+    """
 
     def __init__(self, limit):
         self.limit = limit
@@ -55,6 +82,7 @@ class FairQueue:
         self._closed = False
         self._cond = threading.Condition()
         self.running = None  # the job the worker is on
+        self._last_served = None
 
     def put(self, job):
         """Queue ``job``; return how many jobs are ahead of it. Raises Busy when full."""
@@ -73,7 +101,10 @@ class FairQueue:
                 self._cond.wait()
             if self._closed:
                 return None
+            if next(iter(self._by_client)) == self._last_served and len(self._by_client) > 1:
+                self._by_client.move_to_end(self._last_served)
             identity, jobs = next(iter(self._by_client.items()))
+            self._last_served = identity
             job = jobs.popleft()
             del self._by_client[identity]
             if jobs:  # this client goes to the back of the line
@@ -99,6 +130,13 @@ class FairQueue:
                     self._size -= 1
                     return job
             return None
+
+    def remove_client(self, identity):
+        """Take all of ``identity``'s queued jobs out; return them (a list, maybe empty)."""
+        with self._cond:
+            jobs = list(self._by_client.pop(identity, ()))
+            self._size -= len(jobs)
+            return jobs
 
     def snapshot(self):
         """(running job or None, queued jobs in no particular order)."""
@@ -229,24 +267,31 @@ def tcp_endpoint(spec):
     return f"tcp://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def check_endpoint(endpoint):
-    """Refuse endpoints other than IPC and loopback TCP (no authentication exists yet)."""
+def is_loopback(endpoint):
+    """True for IPC and for TCP on a loopback address (127.0.0.0/8, ::1, localhost)."""
+    if endpoint.startswith("ipc://"):
+        return True
+    host = endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(endpoint, authenticated=False):
+    """Refuse endpoints other than IPC and TCP, and non-loopback TCP unless ``authenticated`` (CURVE keys)."""
     if endpoint.startswith("ipc://"):
         if len(endpoint) <= len("ipc://"):
             raise BrushworkError("IPC endpoint needs a socket path: ipc:///path/to/daemon.sock", "bad_request")
         return
     if not endpoint.startswith("tcp://"):
-        raise BrushworkError(f"unsupported endpoint {endpoint!r}: use ipc://PATH or tcp://127.0.0.1:PORT",
+        raise BrushworkError(f"unsupported endpoint {endpoint!r}: use ipc://PATH or tcp://HOST:PORT", "bad_request")
+    if not authenticated and not is_loopback(endpoint):
+        raise BrushworkError(f"refusing to listen on {endpoint} without authentication: other machines could use "
+                             "this daemon. Create keys (`brushwork keys server`, `brushwork keys client NAME`, "
+                             "`brushwork keys allow NAME.key`) and serve with --server-key/--allow (see "
+                             "docs/security.md), or listen on a loopback address (127.0.0.1) and use an SSH tunnel",
                              "bad_request")
-    host = endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise BrushworkError(f"refusing to listen on {endpoint}: only loopback addresses (127.0.0.1, ::1, localhost) "
-                             "are allowed, because the daemon has no authentication yet; to reach it from another "
-                             "machine use an SSH tunnel to a loopback port", "bad_request")
 
 
 def refuse_if_running(context, endpoint):
@@ -273,26 +318,43 @@ def daemon_answering(context, endpoint, timeout=0.5):
     return None
 
 
+def _unix_socket_in_use(path):
+    """True if something accepts connections on the Unix socket ``path`` (binding would take it over)."""
+    import socket
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 # ---- the daemon -----------------------------------------------------------------------
 
 class Daemon:
     """Serve ``engine`` (with its ``store``) at ``endpoint`` until :meth:`stop` is called.
 
     ``training`` holds the keyword arguments of :class:`backend.training.TrainingJobs`
-    (``content_dir``, ``out_dir``, ``limit``, ``defaults``).
+    (``content_dir``, ``out_dir``, ``limit``, ``defaults``). A connection silent for
+    ``peer_timeout`` seconds is dropped, and with it its jobs. ``auth``, a
+    :class:`backend.auth.ServerAuth`, makes the socket a CURVE server that admits only the
+    clients on its allow-list; without it only IPC and loopback TCP are allowed.
     """
 
     def __init__(self, engine, store, endpoint, max_pixels=protocol.DEFAULT_MAX_PIXELS,
-                 max_bytes=protocol.DEFAULT_MAX_BYTES, queue=protocol.DEFAULT_QUEUE, training=None):
-        check_endpoint(endpoint)
+                 max_bytes=protocol.DEFAULT_MAX_BYTES, queue=protocol.DEFAULT_QUEUE, training=None,
+                 peer_timeout=PEER_TIMEOUT_S, auth=None):
+        check_endpoint(endpoint, authenticated=auth is not None)
         for name, value in (("max_pixels", max_pixels), ("max_bytes", max_bytes), ("queue", queue)):
             if int(value) < 1:
                 raise BrushworkError(f"{name} must be at least 1, got {value}", "bad_request")
         self.engine = engine
         self.store = store
         self.endpoint = endpoint
+        self.auth = auth
         self.limits = {"max_pixels": int(max_pixels), "max_bytes": int(max_bytes), "queue": int(queue)}
         self.queue = FairQueue(int(queue))
+        self.peer_timeout = float(peer_timeout)
         self._outbox = queue_module.SimpleQueue()  # (identity, header) from training threads, sent by the loop
         self.trainings = TrainingJobs(store, lambda identity, header: self._outbox.put((identity, header)),
                                       device=engine.device, **(training or {}))
@@ -311,20 +373,35 @@ class Daemon:
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.MAXMSGSIZE, self.limits["max_bytes"] + MAX_MESSAGE_SLACK)
         router.setsockopt(zmq.IPV6, self.endpoint.startswith("tcp://["))
+        self._watch_peers(router)
         try:
+            if self.auth is not None:
+                self.auth.start(self._context)
+                self.auth.secure(router)
             if self.endpoint.startswith("ipc://"):
                 self._bind_ipc(router)
             else:
                 router.bind(self.endpoint)
         except zmq.ZMQError as exc:
-            router.close()
+            self._close_unbound(router)
             raise BrushworkError(f"cannot listen on {self.endpoint}: {exc}", "unavailable") from None
         except BaseException:
-            router.close()
+            self._close_unbound(router)
             raise
         self._router = router
         self._replies = self._context.socket(zmq.PULL)
         self._replies.bind(self._reply_endpoint)
+
+    def _watch_peers(self, router):
+        """Make sends to vanished clients fail (see :meth:`_client_gone`) and drop silent connections."""
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(self.peer_timeout * 1000 / 3)))
+        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(self.peer_timeout * 1000)))
+
+    def _close_unbound(self, router):
+        router.close()
+        if self.auth is not None:
+            self.auth.stop()
 
     def _bind_ipc(self, router):
         path = self.endpoint[len("ipc://"):]
@@ -336,6 +413,9 @@ class Daemon:
                 raise BrushworkError(f"{directory} belongs to another user; refusing to put the socket there",
                                      "unavailable")
             os.chmod(directory, 0o700)
+        if _unix_socket_in_use(path):  # e.g. a daemon with keys, which did not answer our key-less ping
+            raise BrushworkError(f"another program is listening on {path}; stop it first or choose another "
+                                 "--endpoint", "unavailable")
         old_umask = os.umask(0o177)  # the socket file is created 0600
         try:
             router.bind(self.endpoint)
@@ -361,14 +441,17 @@ class Daemon:
         try:
             while not self._stop.is_set():
                 events = dict(poller.poll(LOOP_POLL_MS))
-                if self._replies in events:
-                    self._forward_replies()
-                if self._router in events:
-                    self._receive_requests()
-                self._send_outbox()
-                if time.monotonic() >= next_heartbeat:
-                    self._heartbeat()
-                    next_heartbeat = time.monotonic() + HEARTBEAT_S
+                try:
+                    if self._replies in events:
+                        self._forward_replies()
+                    if self._router in events:
+                        self._receive_requests()
+                    self._send_outbox()
+                    if time.monotonic() >= next_heartbeat:
+                        self._heartbeat()
+                        next_heartbeat = time.monotonic() + HEARTBEAT_S
+                except Exception:   # a bug must cost one message, not the daemon
+                    log.exception("internal error in the daemon's loop")
         finally:
             self._shut_down(worker)
 
@@ -385,6 +468,8 @@ class Daemon:
         self._send_outbox()
         self._router.close(linger=1000)  # let those replies leave
         self._replies.close()
+        if self.auth is not None:
+            self.auth.stop()
         if worker.is_alive():
             log.warning("the running job did not stop within 30 s; exiting without waiting for it")
         else:
@@ -400,7 +485,33 @@ class Daemon:
     # -- loop side
 
     def _send(self, identity, header, frames=()):
-        self._router.send_multipart([identity, protocol.encode_header(header), *frames], copy=False)
+        self._route([identity, protocol.encode_header(header), *frames])
+
+    def _route(self, message):
+        """Send ``[identity, frames...]`` without blocking; False if the client is gone (its jobs are
+        then cancelled). A client too slow to read (its ZeroMQ send buffer is full) misses the message.
+        """
+        try:
+            self._router.send_multipart(message, copy=False, flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            identity = message[0] if isinstance(message[0], bytes) else message[0].bytes
+            if exc.errno == errno.EHOSTUNREACH:
+                self._client_gone(identity)
+                return False
+            if exc.errno != zmq.EAGAIN:
+                raise
+            log.warning("client %s is not reading its replies; one was dropped", identity.hex())
+        return True
+
+    def _client_gone(self, identity):
+        """Drop the queued jobs of a disconnected client and cancel its running job and trainings."""
+        dropped = self.queue.remove_client(identity)
+        running = self.queue.running
+        if running is not None and running.identity == identity and not running.cancelled.is_set():
+            running.cancelled.set()
+            dropped.append(running)
+        for job in dropped:
+            log.info("client %s went away: %s %s cancelled", identity.hex(), job.kind, job.id)
 
     def _send_error(self, identity, request_id, error):
         self._send(identity, {"kind": "error", "id": request_id, "code": error.code, "message": error.message})
@@ -411,7 +522,9 @@ class Daemon:
                 identity, header = self._outbox.get_nowait()
             except queue_module.Empty:
                 return
-            self._send(identity, header)
+            delivered = self._route([identity, protocol.encode_header(header)])
+            if not delivered and header.get("message") != "cancelling":   # its client is gone
+                self.trainings.cancel(identity, header["id"])
 
     def _forward_replies(self):
         while True:
@@ -419,7 +532,7 @@ class Daemon:
                 message = self._replies.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._router.send_multipart(message, copy=False)
+            self._route(message)
 
     def _receive_requests(self):
         while True:
@@ -455,6 +568,8 @@ class Daemon:
         if header.get("v", protocol.PROTOCOL_VERSION) != protocol.PROTOCOL_VERSION:
             raise protocol.BadRequest(f"protocol version {header.get('v')!r} not supported; this daemon speaks "
                                       f"version {protocol.PROTOCOL_VERSION}")
+        if not isinstance(kind, str):
+            raise protocol.BadRequest(f"'kind' must be a string naming the request, got {kind!r}")
         log.debug("request %s: %s", request_id, kind)
         immediate = {"ping": self._ping, "info": self._info, "echo": self._echo, "cancel": self._cancel}
         if kind in immediate:
@@ -537,6 +652,7 @@ class Daemon:
                     self._run(job, replies)
                 finally:
                     self.queue.finish(job)
+                    _return_free_memory(0)
         finally:
             replies.close(linger=-1)
 
@@ -562,6 +678,10 @@ class Daemon:
         except BrushworkError as exc:
             log.info("%s %s failed: %s: %s", job.kind, job.id, exc.code, exc.message)
             send({"kind": "error", "code": exc.code, "message": exc.message})
+        except MemoryError:
+            log.warning("%s %s ran out of memory", job.kind, job.id)
+            send({"kind": "error", "code": "out_of_memory", "message": "the daemon ran out of memory for this "
+                  "image; try a smaller one or close other programs"})
         except Exception:
             log.exception("internal error in %s job %s", job.kind, job.id)
             send({"kind": "error", "code": "internal", "message": "internal error in the daemon; see its log"})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend import cli
+from backend import cli, model_store
 from backend.image_io import read_image, write_image
 from daemon_process import ENGINE_ARGS, daemon_env, start_daemon, stop_daemon
 from helpers import make_model, random_image
@@ -146,7 +146,8 @@ def test_models_lists_models_and_problems(models_dir, tmp_path, capsys):
     assert any(line.startswith("problem:") and "half.json" in line for line in lines)
 
 
-def test_models_without_any(tmp_path, capsys):
+def test_models_without_any(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(model_store, "BUNDLED_MODELS_DIR", tmp_path / "no-bundled-models")
     code, out, _ = run(["models", "--models", str(tmp_path / "nothing")], capsys)
     assert code == 0 and out.startswith("no models installed")
 

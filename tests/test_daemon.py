@@ -404,7 +404,7 @@ def test_tcp_daemon_without_models_says_how_to_get_one_and_stops_on_sigint(tmp_p
     empty = tmp_path / "empty"
     empty.mkdir()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    proc = start_daemon(tmp_path, endpoint, empty, listen=["--tcp", endpoint[len("tcp://"):]])
+    proc = start_daemon(tmp_path, endpoint, empty, "--no-bundled", listen=["--tcp", endpoint[len("tcp://"):]])
     out = daemon_output(proc)
     with Client(endpoint, timeout=10) as c:
         assert c.info()["models"] == []

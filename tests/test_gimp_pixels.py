@@ -74,7 +74,7 @@ def test_selection_rect_and_result_size():
 def test_settings_round_trip_and_defaults(tmp_path):
     assert settings.load(tmp_path) == settings.DEFAULTS
     stored = {"endpoint": "tcp://127.0.0.1:6000", "manage_daemon": False, "daemon_path": "/usr/bin/brushwork",
-              "timeout_s": 12}
+              "timeout_s": 12, "server_key": "/keys/server.key", "client_key": "/keys/laptop.key_secret"}
     path = settings.save(tmp_path, dict(stored, junk=1))
     assert os.path.basename(path) == "brushwork.json"
     assert settings.load(tmp_path) == dict(stored, timeout_s=12.0)

@@ -125,7 +125,7 @@ def upscale_image(run_mode, config, image, drawables):
         data, babl, fmt = _read(layer, (0, 0, w, h))
         r = client.upscale(data, w, h, fmt, scale=scale, model=model,
                            progress=_progress(f"Upscaling {layer.get_name()}", i, len(layers)))
-        gimp_pixels.check_result_size(r.width, r.height, w, h, scale)
+        gimp_pixels.check_result(r, fmt, w, h, scale)
         results.append((layer, babl, r))
     image.undo_group_start()
     try:
@@ -155,7 +155,7 @@ def upscale_selection(run_mode, config, image, drawables):
     client = _connect()
     r = client.upscale(data, rect[2], rect[3], fmt, scale=scale, model=config.get_property("model") or None,
                        progress=_progress("Upscaling the selection", 0, 1))
-    gimp_pixels.check_result_size(r.width, r.height, rect[2], rect[3], scale)
+    gimp_pixels.check_result(r, fmt, rect[2], rect[3], scale)
     layer_type = _layer_type(image, drawable.has_alpha())
     name = f"{drawable.get_name()} ×{scale}"
     if config.get_property("output") == "new-image":
@@ -207,7 +207,7 @@ def stylize(run_mode, config, image, drawables):
         r = client.stylize(data, rect[2], rect[3], fmt, style, strength=config.get_property("strength"),
                            preserve_colors=config.get_property("preserve-colors"),
                            progress=_progress(f"Stylizing {drawable.get_name()}", i, len(jobs)))
-        gimp_pixels.check_result_size(r.width, r.height, rect[2], rect[3])
+        gimp_pixels.check_result(r, fmt, rect[2], rect[3])
         results.append((drawable, rect, babl, r))
     image.undo_group_start()
     try:
@@ -259,6 +259,8 @@ def save_settings(run_mode, config, image, drawables):
         "manage_daemon": config.get_property("manage-daemon"),
         "daemon_path": config.get_property("daemon-path").strip(),
         "timeout_s": config.get_property("timeout"),
+        "server_key": config.get_property("server-key").strip(),
+        "client_key": config.get_property("client-key").strip(),
     }, train_options)
     if run_mode == Gimp.RunMode.INTERACTIVE:
         Gimp.message(f"brushwork settings saved to {path}")
@@ -323,6 +325,8 @@ def _load_settings_into(config):
     config.set_property("manage-daemon", current["manage_daemon"])
     config.set_property("daemon-path", current["daemon_path"])
     config.set_property("timeout", current["timeout_s"])
+    config.set_property("server-key", current["server_key"])
+    config.set_property("client-key", current["client_key"])
 
 
 # ---- registration ---------------------------------------------------------------------
@@ -409,7 +413,8 @@ def _define_settings(procedure):
     procedure.set_menu_label("S_ettings…")
     procedure.set_documentation("Where the brushwork plug-in finds its daemon",
                                 "Stores the daemon endpoint, whether (and which) daemon to start when none answers, "
-                                f"and the reply timeout in {settings_file.FILE_NAME} in GIMP's config folder.",
+                                "the reply timeout and the key files for a daemon on another machine in "
+                                f"{settings_file.FILE_NAME} in GIMP's config folder.",
                                 None)
     procedure.add_menu_path(FILTERS_MENU)
     procedure.add_menu_path(IMAGE_MENU)
@@ -422,7 +427,11 @@ def _define_settings(procedure):
                                   "empty: the one recorded at install time, else the one on PATH", "", RW)
     procedure.add_double_argument("timeout", "_Timeout (s)", "Longest silence from a busy daemon",
                                   5.0, 3600.0, 60.0, RW)
-    return ["endpoint", "manage-daemon", "daemon-path", "timeout"]
+    procedure.add_string_argument("server-key", "_Server key file", "A daemon on another machine: its public key "
+                                  "file (server.key); empty: no keys", "", RW)
+    procedure.add_string_argument("client-key", "_Client key file", "A daemon on another machine: this machine's "
+                                  "secret key file (NAME.key_secret); empty: no keys", "", RW)
+    return ["endpoint", "manage-daemon", "daemon-path", "timeout", "server-key", "client-key"]
 
 
 PROCEDURES = {

@@ -3,6 +3,8 @@
 Needs only the vendored ``client.py``/``protocol.py`` and pyzmq, never torch or numpy.
 A daemon the plug-in starts keeps running after the call (each GIMP procedure call is a
 new plug-in process), so later calls find it warm; stop it with SIGTERM/Ctrl-C as usual.
+With key files in the settings the daemon is a remote one, reached with CURVE
+authentication (docs/security.md), and never started here.
 """
 
 import json
@@ -27,10 +29,13 @@ def connect(settings, log_dir, waiting=None):
     with a message telling the user what to do when no daemon can be reached.
     """
     endpoint = settings["endpoint"] or protocol.default_endpoint()
-    client = Client(endpoint, timeout=PING_TIMEOUT_S)
+    client = Client(endpoint, timeout=PING_TIMEOUT_S, server_key=settings.get("server_key"),
+                    client_key=settings.get("client_key"))
     try:
         client.ping()
-    except protocol.Unavailable:
+    except protocol.Unavailable as exc:
+        if settings.get("server_key") or settings.get("client_key"):
+            raise protocol.Unavailable(f"{exc} (Filters > brushwork > Settings holds the key files)") from None
         if not settings["manage_daemon"]:
             raise protocol.Unavailable(
                 f"No brushwork daemon answers at {endpoint}. Start it with `brushwork serve`, or let the "

@@ -28,6 +28,7 @@ _TRANSFERS = {
 }
 
 SCALES = (2, 4, 8)
+_ITEM_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 
 
 def split_precision(precision):
@@ -75,6 +76,20 @@ def selection_rect(mask_intersect):
     if not ok or width <= 0 or height <= 0:
         return None
     return int(x), int(y), int(width), int(height)
+
+
+def check_result(result, fmt, width, height, scale=1):
+    """Raise ValueError unless the daemon's ``result`` (a client Result) is the image asked for:
+    ``scale`` times ``width`` x ``height``, in ``fmt``, with exactly the bytes those need.
+    Checked before anything is written, so a bad reply never reaches GIMP's buffers."""
+    check_result_size(result.width, result.height, width, height, scale)
+    if result.format != fmt:
+        raise ValueError(f"the daemon returned pixels in the format {result.format}; expected {fmt}")
+    expected = result.width * result.height * len(fmt["channels"]) * _ITEM_SIZES[fmt["dtype"]]
+    size = memoryview(result.pixels).nbytes
+    if size != expected:
+        raise ValueError(f"the daemon returned {size} bytes for a {result.width}x{result.height} image; "
+                         f"expected {expected}")
 
 
 def check_result_size(result_width, result_height, width, height, scale=1):

@@ -1,8 +1,11 @@
 """The plug-in's settings: a small JSON file in GIMP's config folder (pure Python).
 
-    {"endpoint": "", "manage_daemon": true, "daemon_path": "", "timeout_s": 60}
+    {"endpoint": "", "manage_daemon": true, "daemon_path": "", "timeout_s": 60,
+     "server_key": "", "client_key": ""}
 
 ``endpoint`` empty means the client's default (``BRUSHWORK_ENDPOINT`` or the local IPC socket).
+``server_key`` (a remote daemon's public key file) and ``client_key`` (this machine's secret
+key file) turn on CURVE authentication for a daemon on another machine (docs/security.md).
 With ``manage_daemon`` on, the plug-in starts ``<daemon_path> serve`` when no daemon answers;
 an empty ``daemon_path`` means the ``brushwork`` program recorded by the installer, else the
 one on PATH.
@@ -15,7 +18,8 @@ import json
 import os
 
 FILE_NAME = "brushwork.json"
-DEFAULTS = {"endpoint": "", "manage_daemon": True, "daemon_path": "", "timeout_s": 60.0}
+DEFAULTS = {"endpoint": "", "manage_daemon": True, "daemon_path": "", "timeout_s": 60.0, "server_key": "",
+            "client_key": ""}
 # train_style options ``train_options`` may set (docs/protocol.md, "Training a style")
 TRAIN_OPTIONS = ("size", "style_size", "batch", "lr", "seed", "content_weight", "style_weight", "tv_weight",
                  "checkpoint_every", "channels", "blocks")
@@ -46,7 +50,8 @@ def load(config_dir):
     settings = dict(DEFAULTS)
     settings.update({k: v for k, v in _stored(path).items() if k in DEFAULTS})
     settings["endpoint"] = str(settings["endpoint"] or "").strip()
-    settings["daemon_path"] = str(settings["daemon_path"] or "").strip()
+    for key in ("daemon_path", "server_key", "client_key"):
+        settings[key] = str(settings[key] or "").strip()
     settings["manage_daemon"] = bool(settings["manage_daemon"])
     try:
         settings["timeout_s"] = float(settings["timeout_s"])

@@ -2,7 +2,9 @@
 
 No Krita calls here. ``Connection.client()`` is called from the worker thread; it pings the
 configured endpoint and, when nothing answers and ``manage_daemon`` is on, starts
-``brushwork serve`` as a child process and waits for it to come up.
+``brushwork serve`` as a child process and waits for it to come up. With key files set
+(``server_key``, ``client_key``) the daemon is a remote one, reached with CURVE
+authentication (docs/security.md), and never started here.
 """
 
 import os
@@ -38,21 +40,28 @@ class Connection:
     def endpoint(self):
         return self.settings.endpoint or protocol.default_endpoint()
 
+    @property
+    def uses_keys(self):
+        return bool(self.settings.server_key or self.settings.client_key)
+
     def reconfigure(self, settings):
-        """Take new settings; a changed endpoint or timeout gives a fresh Client next time."""
-        if (settings.endpoint, settings.timeout_s) != (self.settings.endpoint, self.settings.timeout_s):
+        """Take new settings; a changed endpoint, key file or timeout gives a fresh Client next time."""
+        def link(s):
+            return s.endpoint, s.server_key, s.client_key, s.timeout_s
+        if link(settings) != link(self.settings):
             self._drop_client()
         self.settings = settings
 
     def client(self, status=None, should_cancel=None, start=True):
         """A Client whose daemon answers a ping, starting the managed daemon if needed (and ``start``)."""
         if self._client is None:
-            self._client = Client(self.endpoint, timeout=self.settings.timeout_s)
+            self._client = Client(self.endpoint, timeout=self.settings.timeout_s,
+                                  server_key=self.settings.server_key, client_key=self.settings.client_key)
         try:
             self._ping(self._client)
             return self._client
         except protocol.Unavailable:
-            if not (start and self.settings.manage_daemon):
+            if not (start and self.settings.manage_daemon) or self.uses_keys:
                 raise
         self._start_daemon(status, should_cancel)
         return self._client

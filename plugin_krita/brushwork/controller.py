@@ -99,7 +99,8 @@ class Controller(QObject):
             result = client.stylize(snapshot.pixels, region.width, region.height, snapshot.format, s.style,
                                     strength=s.strength, preserve_colors=s.preserve_colors, mask=snapshot.mask,
                                     progress=progress, should_cancel=should_cancel)
-            check_result(result.pixels, result.width, result.height, snapshot.format, region.width, region.height)
+            check_result(result.pixels, result.width, result.height, snapshot.format, region.width, region.height,
+                         returned_format=result.format)
             return result.pixels
 
         def apply(pixels):
@@ -128,7 +129,7 @@ class Controller(QObject):
                                         scale=factor, progress=lambda d, t, m: progress(d, t, f"{label}: {m}"),
                                         should_cancel=should_cancel)
                 check_result(result.pixels, result.width, result.height, snap.format,
-                             snap.region.width * factor, snap.region.height * factor)
+                             snap.region.width * factor, snap.region.height * factor, returned_format=result.format)
                 results.append(result.pixels)
             return results
 

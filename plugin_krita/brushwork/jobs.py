@@ -53,6 +53,8 @@ class JobRunner(QObject):
         self.progress.emit(int(done), int(total), str(message))
 
     def _on_finished(self, result, on_success, code, message):
+        if not code and self._cancel.is_set():   # cancelled after the result arrived: do not apply it
+            code, message = "cancelled", "cancelled"
         try:
             if code:
                 self.failed.emit(code, message)

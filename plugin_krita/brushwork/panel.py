@@ -33,6 +33,10 @@ class Panel(QWidget):
         self.endpoint.setPlaceholderText("local daemon (default socket)")
         self.endpoint.editingFinished.connect(lambda: controller.update_settings(endpoint=self.endpoint.text().strip()))
         form.addRow("Address", self.endpoint)
+        self.server_key = self._key_field(s.server_key, "server.key (remote daemon only)", "server_key")
+        form.addRow("Server key", self.server_key)
+        self.client_key = self._key_field(s.client_key, "NAME.key_secret (remote daemon only)", "client_key")
+        form.addRow("Client key", self.client_key)
         self.manage = QCheckBox("Start `brushwork serve` when needed, stop it with Krita")
         self.manage.setChecked(s.manage_daemon)
         self.manage.toggled.connect(lambda on: controller.update_settings(manage_daemon=on))
@@ -113,6 +117,13 @@ class Panel(QWidget):
         self._show_models(controller.models)
         if not controller.busy:
             controller.refresh(start_daemon=False)
+
+    def _key_field(self, path, placeholder, setting):
+        """A line edit for a key file path, saved to ``setting`` when editing ends."""
+        field = QLineEdit(path)
+        field.setPlaceholderText(placeholder)
+        field.editingFinished.connect(lambda: self.controller.update_settings(**{setting: field.text().strip()}))
+        return field
 
     def _combo(self, choices, current, on_change):
         combo = QComboBox()

@@ -61,8 +61,11 @@ def expected_size(width, height, fmt):
     return width * height * bytes_per_pixel(fmt)
 
 
-def check_result(data, width, height, fmt, expected_width, expected_height):
-    """Raise ValueError unless a result is exactly the size and byte count we asked for."""
+def check_result(data, width, height, fmt, expected_width, expected_height, returned_format=None):
+    """Raise ValueError unless a result is exactly the size, byte count (and ``returned_format``,
+    the format its reply names) we asked for."""
+    if returned_format is not None and returned_format != fmt:
+        raise ValueError(f"the daemon returned pixels in the format {returned_format}; expected {fmt}")
     if (width, height) != (expected_width, expected_height):
         raise ValueError(f"the daemon returned a {width}x{height} image; expected "
                          f"{expected_width}x{expected_height}")

@@ -21,6 +21,8 @@ TRAIN_OPTIONS = ("size", "style_size", "batch", "lr", "seed", "content_weight", 
 @dataclass
 class Settings:
     endpoint: str = ""                  # "" = the local daemon at the default endpoint
+    server_key: str = ""                # a remote daemon's public key file (server.key); "" = no keys
+    client_key: str = ""                # this machine's secret key file (NAME.key_secret), with server_key
     manage_daemon: bool = True          # start `brushwork serve` on demand, stop it with Krita
     brushwork_executable: str = ""      # "" = the one recorded by the installer, else `brushwork` on PATH
     daemon_args: list = field(default_factory=list)   # extra `brushwork serve` arguments, e.g. ["--models", DIR]
