@@ -35,6 +35,11 @@ FORMAT_VERSION = 1
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "models"
 THUMBNAIL_SIZE = 128
+MAX_METADATA_BYTES = 1 << 20      # a model's JSON file
+MAX_THUMBNAIL_BYTES = 1 << 20     # larger thumbnails are ignored (they travel in `info` replies)
+MAX_TEXT = {"display_name": 200, "loss": 64, "vgg": 64, "created": 64, "sha256": 64}  # longest strings
+# architecture key -> (lowest, highest); wider or deeper nets than these are refused before any allocation
+ARCHITECTURE_RANGES = {"channels": (1, 256), "blocks": (1, 32), "scale": (2, 8)}
 
 # key -> allowed types; every key is required (null allowed where NoneType is listed).
 _METADATA_TYPES = {
@@ -70,8 +75,9 @@ def user_models_dir():
 def validate_metadata(meta):
     """Check a model's metadata dict; return it or raise BrushworkError('model_error').
 
-    Checks required keys and their types, the name pattern, kind/scale/architecture
-    consistency and that ``weights`` is a plain file name (no directories).
+    Checks required keys and their types, string lengths (no control characters), the name
+    pattern, kind/scale/architecture consistency and ranges, and that ``weights`` is a plain
+    file name (no directories).
     """
     if not isinstance(meta, dict):
         raise BrushworkError("metadata must be a JSON object", "model_error")
@@ -83,6 +89,11 @@ def validate_metadata(meta):
         # bool is an int subclass; a JSON true is never a valid number here.
         if isinstance(value, bool) or not isinstance(value, types):
             raise BrushworkError(f"metadata key {key!r} has the wrong type ({type(value).__name__})", "model_error")
+    for key, limit in MAX_TEXT.items():
+        value = meta[key]
+        if value is not None and (len(value) > limit or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+            raise BrushworkError(f"metadata key {key!r} must be at most {limit} characters without control "
+                                 "characters", "model_error")
     if meta["format"] != FORMAT_VERSION:
         raise BrushworkError(f"unsupported metadata format {meta['format']} (expected {FORMAT_VERSION})",
                              "model_error")
@@ -99,10 +110,18 @@ def validate_metadata(meta):
     if kind == "sr" and (scale not in _SR_SCALES or arch.get("scale") != scale):
         raise BrushworkError(f"SR scale {scale} must be one of {_SR_SCALES} and equal architecture scale "
                              f"{arch.get('scale')!r}", "model_error")
+    allowed = {"type", "channels", "blocks"} | ({"scale", "residual"} if kind == "sr" else set())
+    if set(arch) - allowed:
+        raise BrushworkError(f"unknown architecture keys {sorted(set(arch) - allowed)} (a {kind} model has "
+                             f"{sorted(allowed)})", "model_error")
+    if not isinstance(arch.get("residual", False), bool):
+        raise BrushworkError(f"architecture residual must be true or false, not {arch['residual']!r}", "model_error")
     for key in ("channels", "blocks"):
+        low, high = ARCHITECTURE_RANGES[key]
         value = arch.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024):
-            raise BrushworkError(f"architecture {key} must be a positive integer, not {value!r}", "model_error")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+            raise BrushworkError(f"architecture {key} must be an integer from {low} to {high}, not {value!r}",
+                                 "model_error")
     weights = meta["weights"]
     if weights in ("", ".", "..") or "/" in weights or "\\" in weights or weights != os.path.basename(weights):
         raise BrushworkError(f"weights must be a plain file name in the model's directory, not {weights!r}",
@@ -158,9 +177,12 @@ def _read_weights(path, meta):
 
 
 def _net_from_state(meta, state, weights_name):
-    """Build the metadata's architecture and load ``state`` into it, strictly."""
+    """Build the metadata's architecture and load ``state`` into it, strictly: every tensor's name,
+    shape and dtype must match. The net is built on the meta device, so nothing is allocated
+    before the weights are known to fit; it then takes over the file's tensors."""
     try:
-        net = build_net(meta["architecture"])
+        with torch.device("meta"):
+            net = build_net(meta["architecture"])
     except (ValueError, KeyError, TypeError) as exc:
         raise BrushworkError(f"bad architecture {meta['architecture']}: {exc}", "model_error") from None
     expected = net.state_dict()
@@ -173,13 +195,21 @@ def _net_from_state(meta, state, weights_name):
         if tuple(state[key].shape) != tuple(tensor.shape):
             raise BrushworkError(f"weights {weights_name}: tensor {key} has shape {tuple(state[key].shape)}, "
                                  f"architecture needs {tuple(tensor.shape)}", "model_error")
-    net.load_state_dict(state, strict=True)
+        stored = state[key].dtype
+        if stored == torch.float16 and tensor.dtype == torch.float32:
+            state[key] = state[key].float()  # half-precision files (the bundled models) run in float32
+        elif stored != tensor.dtype:
+            raise BrushworkError(f"weights {weights_name}: tensor {key} is {stored}, architecture needs "
+                                 f"{tensor.dtype}", "model_error")
+    net.load_state_dict(state, strict=True, assign=True)
     return net.eval()
 
 
 def _load_model_files(json_path):
     """Parse, validate and load one model; return (ModelInfo, net). Raises BrushworkError."""
     try:
+        if json_path.stat().st_size > MAX_METADATA_BYTES:
+            raise BrushworkError(f"metadata file is larger than {MAX_METADATA_BYTES} bytes", "model_error")
         meta = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BrushworkError(f"cannot read metadata: {exc}", "model_error") from None
@@ -190,13 +220,22 @@ def _load_model_files(json_path):
     weights_path = json_path.with_name(meta["weights"])
     if not weights_path.is_file():
         raise BrushworkError(f"weights file {meta['weights']} is missing", "model_error")
+    if not _inside_model_dir(weights_path):
+        raise BrushworkError(f"weights file {meta['weights']} is a link to a file outside the model's folder",
+                             "model_error")
     stat = _file_stat(weights_path)
     net = _net_from_state(meta, _read_weights(weights_path, meta), meta["weights"])
-    thumbnail = json_path.with_suffix(".png")
+    thumbnail = json_path.with_name(f"{meta['name']}.png")
+    usable = (thumbnail.is_file() and _inside_model_dir(thumbnail) and thumbnail.stat().st_size <= MAX_THUMBNAIL_BYTES)
     info = ModelInfo(name=meta["name"], display_name=meta["display_name"], kind=meta["kind"], scale=meta["scale"],
                      metadata=meta, json_path=json_path, weights_path=weights_path,
-                     thumbnail_path=thumbnail if thumbnail.is_file() else None, weights_stat=stat)
+                     thumbnail_path=thumbnail if usable else None, weights_stat=stat)
     return info, net
+
+
+def _inside_model_dir(path):
+    """True if ``path``, links resolved, is a file in the folder its name is in (no link elsewhere)."""
+    return path.resolve().parent == path.parent.resolve()
 
 
 def _sort_key(info):
@@ -284,6 +323,9 @@ class ModelStore:
 
     def get(self, name):
         """The ModelInfo called ``name``; BrushworkError('unknown_model') if there is none."""
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise BrushworkError(f"{str(name)[:80]!r} is not a model name (lower-case letters, digits, '_', '.', "
+                                 "'-')", "unknown_model")
         self.refresh()
         with self._lock:
             info = self._models.get(name)
@@ -335,7 +377,7 @@ def architecture_of(net):
         return {"type": "style", "channels": net.encoder[0][1].out_channels, "blocks": len(net.residuals)}
     if isinstance(net, SRNet):
         return {"type": "sr", "scale": net.scale, "channels": net.head[0][1].out_channels,
-                "blocks": len(net.residuals)}
+                "blocks": len(net.residuals), **({"residual": True} if net.residual else {})}
     raise TypeError(f"not a brushwork net: {type(net).__name__}")
 
 
@@ -354,13 +396,14 @@ def write_atomic(path, data):
         raise
 
 
-def save_model(directory, name, net, metadata, thumbnail=None):
+def save_model(directory, name, net, metadata, thumbnail=None, half=False):
     """Save ``net`` as model ``name`` in ``directory``; return the JSON path.
 
     ``metadata`` supplies at least what the files cannot tell (display_name, loss, vgg,
     recipe, data); ``format``, ``name``, ``kind``, ``scale``, ``architecture``,
     ``weights``, ``sha256`` and ``created`` are filled in. ``thumbnail`` is an optional
-    PIL image, shrunk to 128 px. Files are written atomically: weights, thumbnail, JSON last.
+    PIL image, shrunk to 128 px. ``half``: store float tensors in float16 (half the size;
+    they load as float32). Files are written atomically: weights, thumbnail, JSON last.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -374,7 +417,8 @@ def save_model(directory, name, net, metadata, thumbnail=None):
     meta.setdefault("recipe", {})
     meta.setdefault("data", {})
     meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+    float_type = torch.float16 if half else torch.float32
+    state = {k: v.detach().to("cpu", float_type if v.is_floating_point() else v.dtype).contiguous()
              for k, v in net.state_dict().items()}
     data = safetensors.torch.save(state)
     meta["sha256"] = hashlib.sha256(data).hexdigest()

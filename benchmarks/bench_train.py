@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.cli import build_parser  # noqa: E402
-from trainer.loop import autocast_for, cpu_has_native_bf16, train_step  # noqa: E402
+from trainer.loop import autocast_for, cpu_has_native_bf16, net_memory_format, train_step  # noqa: E402
 from trainer.train_style import StyleTask  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -38,14 +38,14 @@ def make_task(size, batch, device):
         "--batch", str(batch), "--vgg-weights", str(SHARED / "weights/vgg16_caffe_relu4_3.pth")])
     torch.manual_seed(0)
     task = StyleTask(args, device)
-    task.net.to(device, memory_format=torch.channels_last)
+    task.net.to(device, memory_format=net_memory_format(device))
     task.loss.loss_net.to(memory_format=torch.channels_last)
     return task
 
 
 def batches(task, count, batch, device):
     """The first ``count`` training batches, decoded once so image loading is not timed."""
-    return [tuple(t.to(device, memory_format=torch.channels_last) for t in task.batch(i * batch, batch))
+    return [tuple(t.to(device, memory_format=net_memory_format(device)) for t in task.batch(i * batch, batch))
             for i in range(count)]
 
 

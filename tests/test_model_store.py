@@ -11,7 +11,7 @@ from PIL import Image
 
 from backend import model_store
 from backend.model_store import ModelStore, save_model, user_models_dir, validate_metadata
-from backend.nets import StyleNet
+from backend.nets import StyleNet, build_net, default_architecture
 from backend.protocol import BrushworkError
 from helpers import make_model
 
@@ -232,3 +232,19 @@ def test_store_searches_bundled_then_user_then_extra(monkeypatch, tmp_path):
     store = ModelStore([tmp_path / "extra"])
     assert store.dirs == [model_store.BUNDLED_MODELS_DIR, tmp_path / "data" / "brushwork" / "models",
                           tmp_path / "extra"]
+
+
+def test_half_precision_models_store_float16_and_load_as_float32(tmp_path):
+    torch.manual_seed(0)
+    net = build_net(default_architecture("style")).eval()
+    save_model(tmp_path / "full", "full", net, {})
+    save_model(tmp_path / "half", "half", net, {}, half=True)
+    tensors = safetensors.torch.load_file(tmp_path / "half" / "half.safetensors")
+    assert {t.dtype for t in tensors.values() if t.is_floating_point()} == {torch.float16}
+    full_size = (tmp_path / "full" / "full.safetensors").stat().st_size
+    assert (tmp_path / "half" / "half.safetensors").stat().st_size < 0.55 * full_size
+    loaded = ModelStore(tmp_path / "half", include_bundled=False, include_user=False).load("half")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert (loaded(x) - net(x)).abs().max() < 0.02

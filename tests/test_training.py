@@ -205,6 +205,57 @@ def test_sr_training_exports_a_model_without_its_holdout(tmp_path):
     assert {Path(p).name for p in held} == set(meta["data"]["held_out"])
 
 
+def test_residual_sr_on_benchmark_degradation_exports_and_reloads_its_architecture(tmp_path):
+    args = parse("train", "sr", "--scale", "2", "--loss", "pixel", "--blur", "0", "--residual",
+                 "--data", SHARED / "data" / "sr" / "Set5", "--size", "32", "--batch", "2", "--channels", "8",
+                 "--blocks", "1", "--iterations", "2", "--precision", "fp32", "--run-dir", tmp_path / "run",
+                 "--out", tmp_path / "models")
+    meta = json.loads(train_sr.run(args).read_text())
+    assert meta["architecture"]["residual"] is True
+    assert meta["recipe"]["degradation"] == "antialiased bicubic"
+    net = ModelStore(tmp_path / "models", include_bundled=False, include_user=False).load("sr_x2_pixel")
+    assert net.residual
+    # With the last conv zeroed the net is exactly a bicubic upscale of its input.
+    torch.nn.init.zeros_(net.tail[1].weight)
+    torch.nn.init.zeros_(net.tail[1].bias)
+    x = torch.rand(1, 3, 10, 12)
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    assert torch.allclose(net(x), bicubic, atol=1e-6)
+
+
+def test_blur_0_is_the_benchmarks_antialiased_bicubic():
+    hr = torch.rand(1, 3, 64, 64)
+    low = degrade(hr, 4, sigma=0)
+    pil = Image.fromarray((hr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).resize((16, 16),
+                                                                                                 Image.BICUBIC)
+    pil = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255).permute(2, 0, 1)
+    assert (low[0] - pil).abs().mean() < 0.01  # Pillow's antialiased bicubic, up to 8-bit rounding
+    assert (degrade(hr, 4) - pil).abs().mean() > 0.02  # the paper's blur + plain bicubic is another degradation
+
+
+def test_time_limit_stops_early_and_the_recipe_says_so(tmp_path):
+    json_path = train_style_run(tmp_path, "--iterations", "50", "--time-limit", "0.001", "--run-dir", tmp_path / "run")
+    recipe = json.loads(json_path.read_text())["recipe"]
+    assert recipe["iterations"] == 1 and recipe["stopped_by_time_limit"] is True
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint_0000001.pt"
+
+
+def test_style_holdout_keeps_images_out_of_training(tmp_path):
+    listing = tmp_path / "held.txt"
+    listing.write_text("# held out\nchicago.jpg\n")
+    json_path = train_style_run(tmp_path, "--iterations", "1", "--holdout-list", listing, "--run-dir", tmp_path / "run")
+    data = json.loads(json_path.read_text())["data"]
+    assert data["held_out"] == ["chicago.jpg"] and data["content_images"] == 2
+
+
+def test_sampler_cache_does_not_change_samples():
+    paths = find_images(CONTENT)
+    cached, uncached = CropSampler(paths, 64, seed=3), CropSampler(paths, 64, seed=3, cache_bytes=0)
+    for number in (0, 1, 2, 3, 7):
+        assert torch.equal(cached.sample(number), uncached.sample(number))
+    assert len(cached._cache) == 3 and not uncached._cache
+
+
 def test_sr_size_must_be_divisible_by_scale(tmp_path):
     args = parse("train", "sr", "--scale", "8", "--data", SHARED / "data" / "sr" / "Set5", "--size", "100",
                  "--loss", "pixel", "--run-dir", tmp_path)

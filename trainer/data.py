@@ -104,12 +104,15 @@ def gaussian_blur(images, sigma=1.0):
 
 def degrade(hr, scale, sigma=1.0):
     """The paper's SR degradation: Gaussian blur (sigma 1.0), then bicubic downsampling
-    by ``scale``. ``hr``: N x 3 x H x W in [0, 1] with H and W divisible by ``scale``."""
+    by ``scale``. ``sigma=0``: the SR benchmarks' degradation instead, antialiased bicubic
+    downsampling (MATLAB's imresize, Pillow's resize). ``hr``: N x 3 x H x W in [0, 1] with
+    H and W divisible by ``scale``."""
     n, c, h, w = hr.shape
     if h % scale or w % scale:
         raise ValueError(f"HR size {w}x{h} is not divisible by the scale {scale}")
-    low = F.interpolate(gaussian_blur(hr, sigma), size=(h // scale, w // scale), mode="bicubic",
-                        align_corners=False, antialias=False)
+    blurred = gaussian_blur(hr, sigma) if sigma > 0 else hr
+    low = F.interpolate(blurred, size=(h // scale, w // scale), mode="bicubic",
+                        align_corners=False, antialias=sigma == 0)
     return low.clamp_(0, 1)
 
 
@@ -121,15 +124,19 @@ class CropSampler:
     scales the shorter side to ``size`` first (style content); ``resize=False`` crops at
     native resolution (SR patches), upscaling only images smaller than ``size``.
     Unreadable files are skipped (with one warning each) in favour of the next image.
+    Decoded images are kept in memory up to ``cache_bytes`` (decoding, not the GPU, is
+    what limits a small data set otherwise); the cache never changes which pixels a
+    sample gets.
     """
 
-    def __init__(self, paths, size, seed=0, resize=True):
+    def __init__(self, paths, size, seed=0, resize=True, cache_bytes=2 << 30):
         self.paths = list(paths)
         if not self.paths:
             raise ValueError("no training images")
         self.size, self.seed, self.resize = size, seed, resize
         self.bad = set()
         self._epoch, self._order = None, None
+        self._cache, self._cache_left = {}, cache_bytes
 
     def _order_of(self, epoch):
         if epoch != self._epoch:
@@ -137,11 +144,20 @@ class CropSampler:
             self._epoch = epoch
         return self._order
 
+    def _prepared(self, path):
+        """The image at ``path`` decoded and sized for cropping (from the cache if there)."""
+        image = self._cache.get(path)
+        if image is None:
+            image = open_rgb(path, min_side=self.size if self.resize else None)  # SR keeps native pixels
+            if self.resize or min(image.size) < self.size:
+                image = resize_shorter_side(image, self.size)
+            nbytes = image.width * image.height * 3
+            if nbytes <= self._cache_left:
+                self._cache[path], self._cache_left = image, self._cache_left - nbytes
+        return image
+
     def _crop(self, path, rng):
-        image = open_rgb(path, min_side=self.size if self.resize else None)  # SR keeps native pixels
-        if self.resize or min(image.size) < self.size:
-            image = resize_shorter_side(image, self.size)
-        return to_tensor(crop_at(image, self.size, rng))
+        return to_tensor(crop_at(self._prepared(path), self.size, rng))
 
     def sample(self, number):
         """Crop number ``number`` as a 3 x size x size tensor."""

@@ -123,7 +123,7 @@ def sr_table(rows, model_label="model"):
     return "\n".join(lines)
 
 
-def _detail_box(hr, size):
+def detail_box(hr, size):
     """The ``size`` x ``size`` box of ``hr`` with the most luma variance (the most telling crop)."""
     y = metrics.rgb_to_y(np.asarray(hr))
     height, width = y.shape
@@ -150,7 +150,7 @@ def sr_grid(rows, scale, model_label="model"):
     for r, row in enumerate(rows):
         images = row["images"]
         hr = images["hr"]
-        box = _detail_box(hr, GRID_CROP)
+        box = detail_box(hr, GRID_CROP)
         top = r * (cell + GRID_LABEL_HEIGHT)
         overview = hr.copy()
         ImageDraw.Draw(overview).rectangle(box, outline=(255, 0, 0), width=max(2, hr.width // 150))

@@ -52,6 +52,9 @@ def add_loop_arguments(parser, iterations, batch):
                         help="auto: bf16 on GPUs and bf16-capable CPUs, else fp16 on older GPUs, else fp32")
     parser.add_argument("--channels", type=int, default=None, help="net width (default: the paper's)")
     parser.add_argument("--blocks", type=int, default=None, help="residual blocks (default: the paper's)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="stop after this many seconds of training, checkpoint and export what was "
+                             "learnt (the model's recipe records the iterations done)")
     parser.add_argument("--progress-json", action="store_true",
                         help="also print one JSON line per progress update on stdout")
 
@@ -72,12 +75,21 @@ class Cluster:
             if not torch.cuda.is_available():
                 raise ValueError("--device cuda asked for, but PyTorch sees no CUDA GPU")
             torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 
     @property
     def is_main(self):
         return self.rank == 0
+
+    def any_rank(self, flag):
+        """True if ``flag`` is true on any rank (so all ranks stop together)."""
+        if self.world == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
 
     def close(self):
         if self.world > 1 and dist.is_initialized():
@@ -105,6 +117,13 @@ def cpu_has_native_bf16():
 def autocast_for(precision, device):
     """The autocast context for a resolved ``precision`` (a no-op for fp32)."""
     return torch.autocast(device.type, dtype=_AMP_DTYPES.get(precision), enabled=precision in _AMP_DTYPES)
+
+
+def net_memory_format(device):
+    """Layout for the trained net and its batches: channels-last on GPUs; NCHW on CPUs, where
+    InstanceNorm returns NCHW output and each following channels-last conv would convert
+    it back (those copies were a fifth of a CPU step). The frozen VGG is channels-last on both."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
 def train_step(model, loss, optimizer, scaler, autocast, inputs, targets):
@@ -221,7 +240,8 @@ def _train(args, make_task, cluster):
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(task.name)
     if cluster.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    net = task.net.to(device, memory_format=torch.channels_last)
+    layout = net_memory_format(device)
+    net = task.net.to(device, memory_format=layout)
     if task.loss.loss_net is not None:
         task.loss.loss_net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
@@ -262,12 +282,14 @@ def _train(args, make_task, cluster):
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None
     started = time.monotonic()
     iteration = start
+    deadline = started + args.time_limit if getattr(args, "time_limit", None) else None
+    timed_out = False
     amp = autocast_for(precision, device)
     model.train()
     try:
-        while iteration < args.iterations:
+        while iteration < args.iterations and not timed_out:
             first = (iteration * cluster.world + cluster.rank) * args.batch
-            inputs, targets = (t.to(device, memory_format=torch.channels_last) for t in task.batch(first, args.batch))
+            inputs, targets = (t.to(device, memory_format=layout) for t in task.batch(first, args.batch))
             total, parts = train_step(model, task.loss, optimizer, scaler, amp, inputs, targets)
             iteration += 1
             values = {"total": total.item(), **{k: v.item() for k, v in parts.items()}}
@@ -275,7 +297,9 @@ def _train(args, make_task, cluster):
             for k, v in values.items():
                 history.setdefault(k, []).append(v)
             progress.update(iteration, values)
-            if iteration % args.checkpoint_every == 0 or iteration == args.iterations:
+            if deadline is not None:
+                timed_out = cluster.any_rank(time.monotonic() >= deadline)
+            if iteration % args.checkpoint_every == 0 or iteration == args.iterations or timed_out:
                 checkpoint(iteration)
     except KeyboardInterrupt:
         progress.close()
@@ -290,7 +314,8 @@ def _train(args, make_task, cluster):
         return None
     wall_time = wall_before + time.monotonic() - started
     recipe = {"command": commands[-1] if len(commands) == 1 else " && ".join(commands),
-              "iterations": args.iterations, "batch": args.batch * cluster.world, "lr": args.lr,
+              "iterations": iteration, **({"stopped_by_time_limit": True} if timed_out else {}),
+              "batch": args.batch * cluster.world, "lr": args.lr,
               "seed": args.seed, "precision": precision, "world_size": cluster.world,
               "hardware": hardware_description(device, cluster.world), "wall_time_s": round(wall_time, 1),
               "final_losses": {k: v[-1] for k, v in history.items() if k != "iteration"}}

@@ -17,7 +17,7 @@ from trainer.export import check_model_name, export_model
 from trainer.losses import LossWeights, PerceptualLoss
 from trainer.loop import add_loop_arguments, run_training
 from trainer.plots import image_grid
-from trainer.train_style import add_vgg_arguments, architecture
+from trainer.train_style import add_holdout_arguments, add_vgg_arguments, architecture
 from trainer.vgg import LossNetwork
 
 
@@ -31,10 +31,13 @@ def add_arguments(parser):
     parser.add_argument("--name", help="model name (default: sr_x<scale>_<loss>)")
     parser.add_argument("--display-name", help="name shown in the editors")
     parser.add_argument("--size", type=int, default=288, help="HR patch size, divisible by the scale (default 288)")
-    parser.add_argument("--holdout", type=int, default=0, metavar="K",
-                        help="hold K images (seeded choice) out of training; listed in the model's metadata (data.held_out)")
-    parser.add_argument("--holdout-list", type=Path, default=None, metavar="FILE",
-                        help="text file naming images never to train on (one file name or path a line)")
+    parser.add_argument("--blur", type=float, default=1.0, metavar="SIGMA",
+                        help="Gaussian blur before bicubic downsampling (default 1.0, the paper's); "
+                             "0: antialiased bicubic alone, the degradation SR benchmarks measure")
+    parser.add_argument("--residual", action="store_true",
+                        help="learn only the detail added to a bicubic upscale (global skip, as VDSR; "
+                             "not in the paper, trains much faster)")
+    add_holdout_arguments(parser)
     parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight (--loss feat)")
     parser.add_argument("--pixel-weight", type=float, default=None, help="pixel loss weight (--loss pixel)")
     parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
@@ -53,6 +56,13 @@ def sr_loss_weights(args):
     return weights
 
 
+def degradation_text(sigma):
+    """How the LR training inputs were made, for the model's recipe."""
+    if sigma > 0:
+        return f"gaussian blur sigma {sigma:g}, bicubic"
+    return "antialiased bicubic"
+
+
 class SRTask:
     """What SR training adds to the shared loop: degraded batches, loss, net, preview, export."""
 
@@ -69,36 +79,38 @@ class SRTask:
         self.weights = sr_loss_weights(args)
         loss_net = LossNetwork(args.vgg, args.vgg_weights).to(device) if args.loss == "feat" else None
         self.loss = PerceptualLoss(loss_net, self.weights)
-        self.arch = architecture(args, "sr", args.scale)
+        if args.blur < 0:
+            raise ValueError("--blur must be 0 or more")
+        self.arch = {**architecture(args, "sr", args.scale), **({"residual": True} if args.residual else {})}
         self.net = build_net(self.arch)
         self.preview_hr = preview_crops(self.held_out or self.paths, args.size, resize=False)
-        self.config = {"kind": "sr", "scale": args.scale, "loss": args.loss, "size": args.size,
+        self.config = {"kind": "sr", "scale": args.scale, "loss": args.loss, "size": args.size, "blur": args.blur,
                        "weights": self.weights.as_dict(), "vgg": args.vgg if loss_net else None,
                        "architecture": self.arch, "data": str(Path(args.data).resolve()),
                        "held_out": [str(p) for p in self.held_out]}
 
     def batch(self, first, count):
         hr = self.sampler.batch(first, count)
-        return degrade(hr, self.args.scale), hr
+        return degrade(hr, self.args.scale, self.args.blur), hr
 
     @torch.no_grad()
     def upscale_previews(self, net):
         device = next(net.parameters()).device
         net.eval()
         try:
-            return net(degrade(self.preview_hr, self.args.scale).to(device)).float().cpu()
+            return net(degrade(self.preview_hr, self.args.scale, self.args.blur).to(device)).float().cpu()
         finally:
             net.train()
 
     def preview(self, net):
         """Rows: bicubic upscaling of the LR input, the net's output, the HR original."""
-        low = degrade(self.preview_hr, self.args.scale)
+        low = degrade(self.preview_hr, self.args.scale, self.args.blur)
         bicubic = F.interpolate(low, scale_factor=self.args.scale, mode="bicubic", align_corners=False)
         return image_grid([list(bicubic.clamp(0, 1)), list(self.upscale_previews(net)), list(self.preview_hr)])
 
     def export(self, net, recipe, out_dir):
         args = self.args
-        recipe = {**recipe, "size": args.size, "scale": args.scale, "degradation": "gaussian blur sigma 1.0, bicubic",
+        recipe = {**recipe, "size": args.size, "scale": args.scale, "degradation": degradation_text(args.blur),
                   "loss_weights": self.weights.as_dict(), "vgg": self.config["vgg"],
                   "vgg_weights": str(args.vgg_weights) if args.vgg_weights else None}
         data = {"images": str(Path(args.data).resolve()), "training_images": len(self.paths),

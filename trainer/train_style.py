@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from backend.nets import build_net, default_architecture
-from trainer.data import CropSampler, find_images, load_image, preview_crops, to_image
+from trainer.data import CropSampler, find_images, load_image, preview_crops, split_holdout, to_image
 from trainer.export import check_model_name, export_model, model_name, sha256_of
 from trainer.losses import LossWeights, PerceptualLoss
 from trainer.loop import add_loop_arguments, run_training
@@ -25,6 +25,13 @@ def add_vgg_arguments(parser):
                         help="VGG-16 state dict (conv1_1..conv4_3, torchvision layout) for the chosen flavour")
 
 
+def add_holdout_arguments(parser):
+    parser.add_argument("--holdout", type=int, default=0, metavar="K",
+                        help="hold K images (seeded choice) out of training; listed in the model's metadata (data.held_out)")
+    parser.add_argument("--holdout-list", type=Path, default=None, metavar="FILE",
+                        help="text file naming images never to train on (one file name or path a line)")
+
+
 def add_arguments(parser):
     """Options of ``train style``."""
     parser.add_argument("--style", type=Path, required=True, metavar="IMG", help="the style image")
@@ -38,6 +45,7 @@ def add_arguments(parser):
     parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight")
     parser.add_argument("--style-weight", type=float, default=None, help="style loss weight")
     parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
+    add_holdout_arguments(parser)
     add_vgg_arguments(parser)
     add_loop_arguments(parser, iterations=40000, batch=4)
 
@@ -71,7 +79,8 @@ class StyleTask:
             raise FileNotFoundError(f"style image {args.style} not found")
         self.args = args
         self.name = check_model_name(args.name) if args.name else model_name(Path(args.style).stem)
-        self.paths = find_images(args.content)
+        self.paths, self.held_out = split_holdout(find_images(args.content), args.holdout, args.holdout_list,
+                                                  seed=args.seed)
         self.sampler = CropSampler(self.paths, args.size, seed=args.seed, resize=True)
         self.weights = loss_weights(args, "style")
         style = load_image(args.style, max_side=args.style_size).to(device)
@@ -82,7 +91,8 @@ class StyleTask:
         self.preview_inputs = preview_crops(self.paths, args.size)
         self.config = {"kind": "style", "size": args.size, "style_size": args.style_size,
                        "weights": self.weights.as_dict(), "vgg": args.vgg, "architecture": self.arch,
-                       "style": str(Path(args.style).resolve()), "content": str(Path(args.content).resolve())}
+                       "style": str(Path(args.style).resolve()), "content": str(Path(args.content).resolve()),
+                       "held_out": [str(p) for p in self.held_out]}
 
     def batch(self, first, count):
         crops = self.sampler.batch(first, count)
@@ -106,7 +116,8 @@ class StyleTask:
                   "loss_weights": self.weights.as_dict(), "vgg": args.vgg,
                   "vgg_weights": str(args.vgg_weights) if args.vgg_weights else None}
         data = {"style_image": str(Path(args.style).resolve()), "style_sha256": sha256_of(args.style),
-                "content": str(Path(args.content).resolve()), "content_images": len(self.paths)}
+                "content": str(Path(args.content).resolve()), "content_images": len(self.paths),
+                "held_out": [p.name for p in self.held_out]}
         thumbnail = to_image(self.stylise_previews(net)[0])
         return export_model(net, self.name, args.display_name, "style", args.vgg, recipe, data, thumbnail, out_dir)
 
