@@ -1,0 +1,115 @@
+"""The pictures of docs/models.md, made with the bundled models through the backend engine.
+
+    python tools/model_card_images.py [--out docs/img/models]
+
+Writes ``styles.jpg`` (every style on the three shared content photos), ``sr_x4.png``
+(bicubic / x4 pixel loss / x4 feature loss / HR, zoomed crops of Set5 and Set14 images) and
+``tiles_2048.jpg`` (a 2048-pixel stylisation, run in tiles, with 1:1 crops where tiles meet).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.engine import Engine  # noqa: E402
+from backend.model_store import ModelStore  # noqa: E402
+from trainer.evaluate import crop_to_multiple, degrade, detail_box  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+STYLES = ["starry_night", "wave", "the_scream", "composition_vii", "udnie"]
+SR_IMAGES = [SHARED / "sr" / "Set5" / "butterfly.png", SHARED / "sr" / "Set14" / "zebra.png",
+             SHARED / "sr" / "Set14" / "comic.png"]
+LABEL = 18
+
+
+def as_array(image):
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+
+
+def as_image(array):
+    return Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8))
+
+
+def labelled_grid(rows, cell_width, cell_height):
+    """Paste ``rows`` (lists of (label, PIL image)) into a white grid with labels under each cell."""
+    columns = max(len(row) for row in rows)
+    grid = Image.new("RGB", (columns * cell_width, len(rows) * (cell_height + LABEL)), "white")
+    draw = ImageDraw.Draw(grid)
+    for r, row in enumerate(rows):
+        top = r * (cell_height + LABEL)
+        for c, (label, image) in enumerate(row):
+            grid.paste(image, (c * cell_width + (cell_width - image.width) // 2, top))
+            draw.text((c * cell_width + 4, top + cell_height + 3), label, fill="black")
+    return grid
+
+
+def styles_grid(engine, size=320):
+    photos = sorted((SHARED / "content").glob("*.jpg"))
+    originals = []
+    for path in photos:
+        image = Image.open(path).convert("RGB")
+        image.thumbnail((size, size), Image.LANCZOS)
+        originals.append(image)
+    rows = [[(f"{p.stem} (original)", image) for p, image in zip(photos, originals)]]
+    for name in STYLES:
+        rows.append([(name, as_image(engine.stylize(as_array(image), None, name)[0])) for image in originals])
+    return labelled_grid(rows, size, size)
+
+
+def sr_grid(engine, crop=72, zoom=3):
+    rows = []
+    for path in SR_IMAGES:
+        hr = crop_to_multiple(Image.open(path).convert("RGB"), 4)
+        lr = degrade(hr, 4)
+        box = detail_box(hr, crop)
+        results = [("bicubic", lr.resize(hr.size, Image.BICUBIC)),
+                   ("x4 pixel loss", as_image(engine.upscale(as_array(lr), None, "sr_x4_pixel")[0])),
+                   ("x4 feature loss", as_image(engine.upscale(as_array(lr), None, "sr_x4_feat")[0])),
+                   ("HR original", hr)]
+        overview = hr.copy()
+        ImageDraw.Draw(overview).rectangle(box, outline=(255, 0, 0), width=2)
+        overview.thumbnail((crop * zoom, crop * zoom))
+        row = [(path.stem, overview)]
+        row += [(label, image.crop(box).resize((crop * zoom, crop * zoom), Image.NEAREST)) for label, image in results]
+        rows.append(row)
+    return labelled_grid(rows, crop * zoom, crop * zoom)
+
+
+def tiles_grid(engine, model="starry_night", size=2048, crop=256):
+    photo = Image.open(SHARED / "content" / "chicago.jpg").convert("RGB")
+    photo = photo.resize((size, round(size * photo.height / photo.width)), Image.BICUBIC)
+    result = as_image(engine.stylize(as_array(photo), None, model)[0])
+    overview = result.copy()
+    overview.thumbnail((crop * 2, crop * 2))
+    centre = (result.width // 2 - crop // 2, result.height // 2 - crop // 2)
+    corner = (result.width // 2 - crop, result.height // 2 - crop)
+    crops = [(f"1:1 at the centre ({engine.tile_size}-px tiles meet here)",
+              result.crop((*centre, centre[0] + crop, centre[1] + crop))),
+             ("1:1 above-left of it", result.crop((*corner, corner[0] + crop, corner[1] + crop)))]
+    return labelled_grid([[(f"{model}, {result.width}x{result.height}", overview)] + crops],
+                         overview.width, overview.height)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "models")
+    parser.add_argument("--tile-size", type=int, default=1024, help="engine tile size for the 2048-px check")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = ModelStore(include_user=False)
+    engine = Engine(store, device="cpu")
+    styles_grid(engine).save(args.out / "styles.jpg", quality=88)
+    sr_grid(engine).save(args.out / "sr_x4.png")
+    tiled = Engine(store, device="cpu", tile_size=args.tile_size)
+    tiles_grid(tiled).save(args.out / "tiles_2048.jpg", quality=90)
+    print("wrote", *(args.out / n for n in ("styles.jpg", "sr_x4.png", "tiles_2048.jpg")))
+
+
+if __name__ == "__main__":
+    main()
