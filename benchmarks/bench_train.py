@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.cli import build_parser  # noqa: E402
-from trainer.loop import autocast_for, cpu_has_native_bf16, net_memory_format, train_step  # noqa: E402
+from trainer.loop import autocast_for, cpu_has_native_bf16, net_memory_format, prepare_loss_network, train_step  # noqa: E402
 from trainer.train_style import StyleTask  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -39,7 +39,7 @@ def make_task(size, batch, device):
     torch.manual_seed(0)
     task = StyleTask(args, device)
     task.net.to(device, memory_format=net_memory_format(device))
-    task.loss.loss_net.to(memory_format=torch.channels_last)
+    prepare_loss_network(task.loss.loss_net, "fp32")
     return task
 
 
@@ -55,6 +55,7 @@ class Trainer:
     def __init__(self, precision, size, batch, device):
         self.precision = precision
         self.task = make_task(size, batch, device)
+        prepare_loss_network(self.task.loss.loss_net, precision)
         self.optimizer = torch.optim.Adam(self.task.net.parameters(), lr=1e-3)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.autocast = autocast_for(precision, device)

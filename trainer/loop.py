@@ -126,6 +126,14 @@ def net_memory_format(device):
     return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
+def prepare_loss_network(loss_net, precision):
+    """Channels-last, and under bf16 its frozen weights cast to bf16 once instead of by
+    autocast in every step (float16 keeps float32 weights for its loss scaling)."""
+    loss_net.to(memory_format=torch.channels_last)
+    if precision == "bf16":
+        loss_net.features.to(torch.bfloat16)  # the convs; preprocessing constants stay float32
+
+
 def train_step(model, loss, optimizer, scaler, autocast, inputs, targets):
     """One optimisation step; returns the (total, parts) of the loss before the update."""
     with autocast:
@@ -243,7 +251,7 @@ def _train(args, make_task, cluster):
     layout = net_memory_format(device)
     net = task.net.to(device, memory_format=layout)
     if task.loss.loss_net is not None:
-        task.loss.loss_net.to(memory_format=torch.channels_last)
+        prepare_loss_network(task.loss.loss_net, precision)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     config = {**task.config, "batch": args.batch, "seed": args.seed, "world_size": cluster.world}
