@@ -2,8 +2,7 @@
 
     .venv/bin/python tests/krita/screenshot.py [docs/img/krita-docker.png]
 
-Uses random-weight demo models (thumbnails from the shared style paintings), so the stylized
-result shows the docker working, not a trained style.
+The daemon serves the bundled models (backend/models), so the result is a real stylization.
 """
 
 import subprocess
@@ -16,11 +15,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import harness  # noqa: E402
-from helpers import make_model, shared_dir  # noqa: E402
+from helpers import shared_dir  # noqa: E402
 from PIL import Image  # noqa: E402
-
-STYLES = {"starry_night": "The Starry Night", "wave": "The Great Wave", "the_scream": "The Scream",
-          "udnie": "Udnie", "composition_vii": "Composition VII"}
 
 SCRIPT = """
 import brushwork
@@ -77,18 +73,12 @@ def main(output):
     output.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        models = tmp / "models"
-        for seed, (name, title) in enumerate(STYLES.items()):
-            with Image.open(shared_dir() / "data" / "styles" / f"{name}.jpg") as painting:
-                thumbnail = painting.convert("RGB")
-            thumbnail.thumbnail((64, 64))   # five 128-px PNGs would overflow the 64 KiB reply header
-            make_model(models, name, "style", 1, seed=seed, thumbnail=thumbnail, display_name=title)
         photo = tmp / "chicago.png"
         with Image.open(shared_dir() / "data" / "content" / "chicago.jpg") as img:
             img.convert("RGB").resize((480, 320), Image.Resampling.LANCZOS).save(photo)
         endpoint = f"ipc://{tmp}/daemon.sock"
         daemon = subprocess.Popen([str(Path(sys.executable).parent / "brushwork"), "serve", "--endpoint", endpoint,
-                                   "--models", str(models), "--device", "cpu"])
+                                   "--device", "cpu"])
         try:
             wait_for_daemon(endpoint)
             home = harness.build_template_home(tmp / "template" / "home")
