@@ -26,8 +26,9 @@ def daemon_env(tmp_path):
     return env
 
 
-def start_daemon(tmp_path, endpoint, models_dir, *extra, listen=None, env=None):
-    """Run `python -m backend.cli serve` at ``endpoint`` (or with ``listen`` args); wait until it answers."""
+def start_daemon(tmp_path, endpoint, models_dir, *extra, listen=None, env=None, client_options=None):
+    """Run `python -m backend.cli serve` at ``endpoint`` (or with ``listen`` args); wait until it answers
+    a client made with ``client_options`` (e.g. CURVE keys)."""
     log = open(tmp_path / f"daemon-{time.monotonic_ns()}.log", "w+")
     listen = ["--endpoint", endpoint] if listen is None else listen
     proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", *listen,
@@ -35,7 +36,7 @@ def start_daemon(tmp_path, endpoint, models_dir, *extra, listen=None, env=None):
                             cwd=REPO, env=dict(daemon_env(tmp_path), **(env or {})), stdout=log,
                             stderr=subprocess.STDOUT)
     proc.log = log
-    wait_until_answering(proc, endpoint)
+    wait_until_answering(proc, endpoint, **(client_options or {}))
     return proc
 
 
@@ -45,9 +46,9 @@ def daemon_output(proc):
     return proc.log.read()
 
 
-def wait_until_answering(proc, endpoint, timeout=90):
+def wait_until_answering(proc, endpoint, timeout=90, **client_options):
     deadline = time.monotonic() + timeout
-    with Client(endpoint, timeout=0.5) as client:
+    with Client(endpoint, timeout=0.5, **client_options) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 pytest.fail(f"daemon exited with {proc.returncode}:\n{daemon_output(proc)}")

@@ -15,7 +15,7 @@ from backend import auth, cli, protocol
 from backend.client import Client
 from backend.image_io import read_image, write_image
 from backend.server import Daemon, check_endpoint
-from daemon_process import ENGINE_ARGS, REPO, daemon_env, daemon_output, stop_daemon
+from daemon_process import ENGINE_ARGS, REPO, daemon_env, daemon_output, start_daemon, stop_daemon
 from helpers import random_image
 
 
@@ -50,23 +50,9 @@ def secure_daemon(models_dir, keys, tmp_path_factory):
     """`brushwork serve` on loopback TCP with CURVE on; yields (endpoint, process)."""
     tmp = tmp_path_factory.mktemp("secure")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    log = open(tmp / "daemon.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--endpoint", endpoint,
-                             "--server-key", str(keys["server_secret"]), "--allow", str(keys["allowed"]),
-                             "--models", str(models_dir), *ENGINE_ARGS],
-                            cwd=REPO, env=daemon_env(tmp), stdout=log, stderr=subprocess.STDOUT)
-    proc.log = log
-    with Client(endpoint, timeout=0.5, server_key=keys["server_public"], client_key=keys["laptop_secret"]) as c:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop_daemon(proc)
-                pytest.fail(f"secure daemon did not come up:\n{daemon_output(proc)}")
-            try:
-                c.ping()
-                break
-            except protocol.Unavailable:
-                time.sleep(0.1)
+    proc = start_daemon(tmp, endpoint, models_dir, "--server-key", str(keys["server_secret"]),
+                        "--allow", str(keys["allowed"]),
+                        client_options={"server_key": keys["server_public"], "client_key": keys["laptop_secret"]})
     yield endpoint, proc
     assert stop_daemon(proc) == 0, daemon_output(proc)
 
