@@ -98,6 +98,12 @@ class SRNet(nn.Module):
             for _ in range(stages)
         ])
         self.tail = ConvLayer(c, 3, 9)
+        if residual:
+            # Start as plain bicubic: a default-initialised tail adds noise of std ~0.4, and
+            # driving that to zero can kill every ReLU before any detail is learnt (the first
+            # x4 run ended with a detail branch of std 1e-4: bicubic and nothing else).
+            nn.init.zeros_(self.tail[1].weight)
+            nn.init.zeros_(self.tail[1].bias)
         self.scale = scale
         self.residual = residual
 

@@ -79,3 +79,18 @@ def test_subpixel_rewrite_computes_the_same_function(kind, scale):
     x = torch.rand(1, 3, 36, 28)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=0)
+
+
+def test_a_new_residual_sr_net_is_exactly_bicubic_and_its_tail_still_learns():
+    """Zero-initialised tail: the net starts as bicubic (no noise for Adam to fight, which once
+    killed a whole x4 net's detail branch), yet the tail's gradient is not zero."""
+    torch.manual_seed(0)
+    net = build_net({"type": "sr", "scale": 4, "channels": 8, "blocks": 1, "residual": True}).train()
+    x = torch.rand(2, 3, 12, 10)
+    out = net(x)
+    assert torch.equal(out, torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False))
+    (out - torch.rand_like(out)).square().mean().backward()
+    assert net.tail[1].weight.grad.abs().sum() > 0
+    # the paper's (non-residual) net keeps PyTorch's default initialisation
+    plain = build_net({"type": "sr", "scale": 4, "channels": 8, "blocks": 1})
+    assert plain.tail[1].weight.abs().sum() > 0

@@ -223,6 +223,28 @@ def test_residual_sr_on_benchmark_degradation_exports_and_reloads_its_architectu
     assert torch.allclose(net(x), bicubic, atol=1e-6)
 
 
+def test_init_fine_tunes_an_existing_model_and_the_recipe_names_it(style_run, tmp_path):
+    tmp, parent_json = style_run
+    parent = json.loads(parent_json.read_text())
+    json_path = train_style_run(tmp_path, "--iterations", "2", "--run-dir", tmp_path / "run", "--name", "tuned",
+                                "--lr", "1e-5", "--init", parent_json)
+    meta = json.loads(json_path.read_text())
+    init = meta["recipe"]["init"]
+    assert init["model"] == "tiny_udnie" and init["sha256"] == parent["sha256"]
+    assert init["recipe"]["command"] == parent["recipe"]["command"] and init["recipe"]["iterations"] == 12
+    # two tiny steps away from the parent, far closer to it than to a fresh net
+    store = ModelStore([tmp / "models", tmp_path / "models"], include_bundled=False, include_user=False)
+    start, tuned = store.load("tiny_udnie").state_dict(), store.load("tuned").state_dict()
+    fresh = train_style.build_net(meta["architecture"]).state_dict()
+    key = "encoder.0.1.weight"
+    assert 0 < (tuned[key] - start[key]).abs().max() < 1e-3 < (fresh[key] - start[key]).abs().max()
+    with pytest.raises(ValueError, match="architecture"):
+        train_style_run(tmp_path, "--iterations", "1", "--run-dir", tmp_path / "run2", "--channels", "4",
+                        "--init", parent_json)
+    with pytest.raises(BrushworkError, match="no model named"):
+        train_style_run(tmp_path, "--iterations", "1", "--run-dir", tmp_path / "run3", "--init", "no_such_model")
+
+
 def test_blur_0_is_the_benchmarks_antialiased_bicubic():
     hr = torch.rand(1, 3, 64, 64)
     low = degrade(hr, 4, sigma=0)

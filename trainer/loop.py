@@ -52,6 +52,9 @@ def add_loop_arguments(parser, iterations, batch):
                         help="auto: bf16 on GPUs and bf16-capable CPUs, else fp16 on older GPUs, else fp32")
     parser.add_argument("--channels", type=int, default=None, help="net width (default: the paper's)")
     parser.add_argument("--blocks", type=int, default=None, help="residual blocks (default: the paper's)")
+    parser.add_argument("--init", default=None, metavar="MODEL",
+                        help="start from this model's weights (a model name or a model .json path; same "
+                             "architecture) instead of random ones: fine-tuning. The recipe records it")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="stop after this many seconds of training, checkpoint and export what was "
                              "learnt (the model's recipe records the iterations done)")
@@ -222,6 +225,22 @@ def _resume(args, run_dir, config, net, optimizer, scaler):
     return ckpt["iteration"], ckpt["history"], ckpt["wall_time_s"], ckpt["commands"]
 
 
+def load_init_weights(spec, net, architecture):
+    """``--init``: copy the weights of model ``spec`` (a name in the model search path or a
+    model .json path) into ``net``, whose ``architecture`` must be the model's. Returns the
+    record kept in the new model's recipe: the model's name, weights hash and own recipe."""
+    from backend.model_store import ModelStore
+
+    path = Path(spec)
+    store = ModelStore(path.parent) if path.suffix == ".json" else ModelStore()
+    info = store.get(path.stem if path.suffix == ".json" else spec)
+    if info.metadata["architecture"] != architecture:
+        raise ValueError(f"--init {spec}: its architecture {info.metadata['architecture']} is not the one "
+                         f"being trained, {architecture}")
+    net.load_state_dict(store.load(info).state_dict())
+    return {"model": info.name, "sha256": info.metadata["sha256"], "recipe": info.metadata["recipe"]}
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -254,7 +273,9 @@ def _train(args, make_task, cluster):
         prepare_loss_network(task.loss.loss_net, precision)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    config = {**task.config, "batch": args.batch, "seed": args.seed, "world_size": cluster.world}
+    init = load_init_weights(args.init, net, task.arch) if getattr(args, "init", None) else None
+    config = {**task.config, "batch": args.batch, "seed": args.seed, "world_size": cluster.world,
+              **({"init": init["sha256"]} if init else {})}
     start, history, wall_before = 0, {"iteration": []}, 0.0
     command = getattr(args, "command_line", None) or "python API: " + json.dumps(vars(args), default=str)
     commands = [command]
@@ -326,7 +347,8 @@ def _train(args, make_task, cluster):
               "batch": args.batch * cluster.world, "lr": args.lr,
               "seed": args.seed, "precision": precision, "world_size": cluster.world,
               "hardware": hardware_description(device, cluster.world), "wall_time_s": round(wall_time, 1),
-              "final_losses": {k: v[-1] for k, v in history.items() if k != "iteration"}}
+              "final_losses": {k: v[-1] for k, v in history.items() if k != "iteration"},
+              **({"init": init} if init else {})}
     json_path = task.export(net, recipe, args.out)
     progress.emit(event="done", model=task.name, path=str(json_path), wall_time_s=round(wall_time, 1))
     return json_path
