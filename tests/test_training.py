@@ -245,6 +245,27 @@ def test_init_fine_tunes_an_existing_model_and_the_recipe_names_it(style_run, tm
         train_style_run(tmp_path, "--iterations", "1", "--run-dir", tmp_path / "run3", "--init", "no_such_model")
 
 
+def test_learning_rate_warms_up_then_decays_to_the_final_rate():
+    from trainer.loop import learning_rate
+    assert [learning_rate(i, 1e-3, 100) for i in (0, 50, 99)] == [1e-3] * 3  # the paper's constant rate
+    assert learning_rate(0, 1e-3, 100, warmup=10) == pytest.approx(1e-4)
+    assert learning_rate(9, 1e-3, 100, warmup=10) == learning_rate(50, 1e-3, 100, warmup=10) == pytest.approx(1e-3)
+    decay = [learning_rate(i, 1e-3, 100, warmup=10, final=1e-5) for i in range(10, 100)]
+    assert decay[0] == pytest.approx(1e-3) and decay[-1] == pytest.approx(1e-5)
+    assert all(a > b for a, b in zip(decay, decay[1:]))
+
+
+def test_schedule_reaches_the_optimizer_and_the_recipe(tmp_path):
+    json_path = train_style_run(tmp_path, "--iterations", "4", "--warmup", "1", "--lr-final", "1e-5",
+                                "--run-dir", tmp_path / "run")
+    assert json.loads(json_path.read_text())["recipe"]["lr_schedule"] == {"warmup": 1, "final": 1e-5, "iterations": 4}
+    optimizer = load_checkpoint(tmp_path / "run" / "checkpoint_0000004.pt")["optimizer"]
+    assert optimizer["param_groups"][0]["lr"] == pytest.approx(1e-5)
+    with pytest.raises(ValueError, match="lr_schedule"):  # a resumed run may not stretch the decay
+        train_style_run(tmp_path, "--iterations", "8", "--warmup", "1", "--lr-final", "1e-5",
+                        "--run-dir", tmp_path / "run", "--resume")
+
+
 def test_blur_0_is_the_benchmarks_antialiased_bicubic():
     hr = torch.rand(1, 3, 64, 64)
     low = degrade(hr, 4, sigma=0)

@@ -11,6 +11,7 @@ bit-identical to an uninterrupted one.
 """
 
 import json
+import math
 import os
 import platform
 import random
@@ -37,6 +38,11 @@ def add_loop_arguments(parser, iterations, batch):
     parser.add_argument("--iterations", type=int, default=iterations, help=f"optimizer steps (default {iterations})")
     parser.add_argument("--batch", type=int, default=batch, help=f"images per step and per process (default {batch})")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--warmup", type=int, default=0, metavar="N",
+                        help="raise the learning rate linearly from 0 over the first N iterations (default 0)")
+    parser.add_argument("--lr-final", type=float, default=None, metavar="LR",
+                        help="decay the learning rate to LR by the last iteration (cosine; default: constant, "
+                             "as the paper)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (default 0)")
     parser.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
                         help="write a checkpoint, preview and loss curve every N iterations (default 1000)")
@@ -135,6 +141,28 @@ def prepare_loss_network(loss_net, precision):
     loss_net.to(memory_format=torch.channels_last)
     if precision == "bf16":
         loss_net.features.to(torch.bfloat16)  # the convs; preprocessing constants stay float32
+
+
+def learning_rate(iteration, lr, iterations, warmup=0, final=None):
+    """The learning rate of step ``iteration`` (0-based): a linear ramp over the first ``warmup``
+    steps, then ``lr``, or with ``final`` a cosine decay from ``lr`` to ``final`` at the last step."""
+    if iteration < warmup:
+        return lr * (iteration + 1) / warmup
+    if final is None:
+        return lr
+    progress = min(1.0, (iteration - warmup) / max(1, iterations - 1 - warmup))
+    return final + (lr - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def lr_schedule(args):
+    """The run's learning-rate schedule as a dict for config and recipe, or None for constant ``--lr``."""
+    warmup, final = getattr(args, "warmup", 0), getattr(args, "lr_final", None)
+    if warmup < 0 or (final is not None and final < 0):
+        raise ValueError("--warmup and --lr-final must not be negative")
+    if not warmup and final is None:
+        return None
+    # a decay is fixed to the run's length: a resumed run may not stretch it
+    return {"warmup": warmup, "final": final, **({"iterations": args.iterations} if final is not None else {})}
 
 
 def train_step(model, loss, optimizer, scaler, autocast, inputs, targets):
@@ -274,8 +302,10 @@ def _train(args, make_task, cluster):
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     init = load_init_weights(args.init, net, task.arch) if getattr(args, "init", None) else None
+    schedule = lr_schedule(args)
     config = {**task.config, "batch": args.batch, "seed": args.seed, "world_size": cluster.world,
-              **({"init": init["sha256"]} if init else {})}
+              **({"init": init["sha256"]} if init else {}),
+              **({"lr_schedule": {**schedule, "lr": args.lr}} if schedule else {})}
     start, history, wall_before = 0, {"iteration": []}, 0.0
     command = getattr(args, "command_line", None) or "python API: " + json.dumps(vars(args), default=str)
     commands = [command]
@@ -319,6 +349,10 @@ def _train(args, make_task, cluster):
         while iteration < args.iterations and not timed_out:
             first = (iteration * cluster.world + cluster.rank) * args.batch
             inputs, targets = (t.to(device, memory_format=layout) for t in task.batch(first, args.batch))
+            if schedule:
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(iteration, args.lr, args.iterations, schedule["warmup"],
+                                                schedule["final"])
             total, parts = train_step(model, task.loss, optimizer, scaler, amp, inputs, targets)
             iteration += 1
             values = {"total": total.item(), **{k: v.item() for k, v in parts.items()}}
@@ -348,7 +382,7 @@ def _train(args, make_task, cluster):
               "seed": args.seed, "precision": precision, "world_size": cluster.world,
               "hardware": hardware_description(device, cluster.world), "wall_time_s": round(wall_time, 1),
               "final_losses": {k: v[-1] for k, v in history.items() if k != "iteration"},
-              **({"init": init} if init else {})}
+              **({"init": init} if init else {}), **({"lr_schedule": schedule} if schedule else {})}
     json_path = task.export(net, recipe, args.out)
     progress.emit(event="done", model=task.name, path=str(json_path), wall_time_s=round(wall_time, 1))
     return json_path
