@@ -260,8 +260,11 @@ def load_init_weights(spec, net, architecture):
     from backend.model_store import ModelStore
 
     path = Path(spec)
-    store = ModelStore(path.parent) if path.suffix == ".json" else ModelStore()
-    info = store.get(path.stem if path.suffix == ".json" else spec)
+    if path.suffix == ".json":  # only that folder: the search path's other models need not be loaded
+        store, name = ModelStore(path.parent, include_bundled=False, include_user=False), path.stem
+    else:
+        store, name = ModelStore(), spec
+    info = store.get(name)
     if info.metadata["architecture"] != architecture:
         raise ValueError(f"--init {spec}: its architecture {info.metadata['architecture']} is not the one "
                          f"being trained, {architecture}")
