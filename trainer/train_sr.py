@@ -71,6 +71,8 @@ class SRTask:
     def __init__(self, args, device):
         if args.size % args.scale:
             raise ValueError(f"--size {args.size} must be divisible by --scale {args.scale}")
+        if args.blur < 0:
+            raise ValueError("--blur must be 0 or more")
         self.args = args
         self.name = check_model_name(args.name or f"sr_x{args.scale}_{args.loss}")
         paths = find_images(args.data)
@@ -79,8 +81,6 @@ class SRTask:
         self.weights = sr_loss_weights(args)
         loss_net = LossNetwork(args.vgg, args.vgg_weights).to(device) if args.loss == "feat" else None
         self.loss = PerceptualLoss(loss_net, self.weights)
-        if args.blur < 0:
-            raise ValueError("--blur must be 0 or more")
         self.arch = {**architecture(args, "sr", args.scale), **({"residual": True} if args.residual else {})}
         self.net = build_net(self.arch)
         self.preview_hr = preview_crops(self.held_out or self.paths, args.size, resize=False)
