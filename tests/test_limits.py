@@ -131,7 +131,13 @@ def test_a_second_client_is_served_between_the_first_ones_jobs(models_dir, tmp_p
     proc = start_daemon(tmp_path, endpoint, models_dir)
     a, b = RawClient(endpoint), RawClient(endpoint)
     try:
+        for client in (a, b):  # both connected first: a slow handshake would let B1 arrive after A1 ran
+            client.send("hello", kind="ping")
+            assert client.final()["kind"] == "pong"
         a.send("A1", width=320, height=256)        # several tiles: the others queue behind it
+        # A1 queued, with nothing ahead, before anything else is sent: the daemon's socket takes
+        # waiting messages from its connections in turns, so B1 could otherwise be read (and run) first.
+        assert json.loads(a.socket.recv_multipart()[0])["message"] == "starting"
         for n in (2, 3, 4):
             a.send(f"A{n}")
         b.send("B1")
