@@ -22,7 +22,7 @@ in tiles of at most that size that use the whole image's exact instance-norm sta
 the fp32 result as the untiled bf16 run is). Cost: about 1.25x the CPU time of an untiled run
 at 2048**2 in 1024**2 tiles. SR nets tile exactly with context alone.
 
-Out of memory (CUDA's error, the CPU allocator's RuntimeError or numpy's MemoryError): the
+Out of memory (CUDA's error, the CPU allocator's or oneDNN's RuntimeError, numpy's MemoryError): the
 run starts again with tiles of half the side, down to ``MIN_TILE`` (``MIN_SR_TILE``
 low-resolution pixels for SR), and then raises BrushworkError('out_of_memory').
 """
@@ -87,12 +87,17 @@ def _default_tile_size(device):
     return 2048 if total >= 8 << 30 else 1024
 
 
+# How the CPU allocator and oneDNN (which cannot allocate a convolution's scratch memory when
+# creating its primitive) word their RuntimeErrors when memory runs out.
+OUT_OF_MEMORY_TEXTS = ("out of memory", "can't allocate memory", "not enough memory", "could not create a primitive")
+
+
 def _is_out_of_memory(exc):
-    """True for the device's out-of-memory errors: CUDA's, the CPU allocator's RuntimeError, numpy's MemoryError."""
+    """True for the device's out-of-memory errors: CUDA's, the CPU allocator's or oneDNN's RuntimeError,
+    numpy's MemoryError."""
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in OUT_OF_MEMORY_TEXTS)
 
 
 def _pad(image, align, min_size):
@@ -215,14 +220,16 @@ class Engine:
             except (RuntimeError, MemoryError) as exc:
                 if not _is_out_of_memory(exc):
                     raise
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             # Out of memory. Here, outside the except clause, the failed attempt's tensors are freed.
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
+            log.warning("out of memory on %s with %d-pixel tiles: %s", self.device, tile, reason)
             smaller = min(tile, max(image.shape[:2])) // 2
             if smaller < min_tile:
                 raise BrushworkError(f"out of memory on {self.device} even with {tile}-pixel tiles; try a "
                                      "smaller image or free memory", "out_of_memory")
-            log.warning("out of memory on %s with %d-pixel tiles; retrying with %d", self.device, tile, smaller)
+            log.warning("retrying with %d-pixel tiles", smaller)
             tile = smaller
 
     def stylize(self, rgb, alpha, model, strength=1.0, preserve_colors=False, mask=None,
