@@ -623,6 +623,7 @@ class Daemon:
             self._send_error(identity, target, protocol.Cancelled("cancelled before it started"))
         elif running is not None and running.identity == identity and running.id == target:
             running.cancelled.set()
+            log.info("cancelling %s %s at step %d of %d", running.kind, running.id, running.done, running.total)
             found = True
         else:
             found = self.trainings.cancel(identity, target)
@@ -676,7 +677,8 @@ class Daemon:
             send(header, frames)
             log.info("%s %s done in %.2f s", job.kind, job.id, time.monotonic() - started)
         except BrushworkError as exc:
-            log.info("%s %s failed: %s: %s", job.kind, job.id, exc.code, exc.message)
+            log.info("%s %s failed at step %d of %d: %s: %s", job.kind, job.id, job.done, job.total, exc.code,
+                     exc.message)
             send({"kind": "error", "code": exc.code, "message": exc.message})
         except MemoryError:
             log.warning("%s %s ran out of memory", job.kind, job.id)

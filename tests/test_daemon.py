@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -252,9 +253,13 @@ def test_cancel_stops_a_running_job_within_a_tile_and_ping_answers_meanwhile(dae
         client.stylize(buf, width, height, fmt, "mosaic", progress=progress, should_cancel=should_cancel)
     pinger.join()
     assert len(pings) == 2, "ping/info must be answered while a job runs"
-    tiles_after_cancel = {done for done, _ in seen[cancel_at[0]:]}  # keep-alives repeat the last one
-    assert len(tiles_after_cancel) <= 2, "the job must stop within one tile of the cancel"
-    assert max(d for d, _ in seen) < max(t for _, t in seen), "the job must not have run to its end"
+    # Counted where the cancel arrives, in the daemon's log: progress messages still in flight
+    # make any count on the client's side depend on how busy the machine is.
+    log = daemon_output(daemon)
+    job_id, arrived = re.findall(r"cancelling stylize (\w+) at step (\d+) of \d+", log)[-1]
+    stopped, total = re.search(rf"stylize {job_id} failed at step (\d+) of (\d+): cancelled", log).groups()
+    assert int(stopped) - int(arrived) <= 1, "the job must stop within one tile of the cancel"
+    assert int(stopped) < int(total), "the job must not have run to its end"
     assert client.ping() > 0
 
 
