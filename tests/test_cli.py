@@ -9,7 +9,7 @@ from PIL import Image
 
 from backend import cli, model_store
 from backend.image_io import read_image, write_image
-from daemon_process import ENGINE_ARGS, daemon_env, start_daemon, stop_daemon
+from daemon_process import ENGINE_ARGS, REPO, daemon_env, start_daemon, stop_daemon
 from helpers import make_model, random_image
 
 
@@ -124,12 +124,24 @@ def test_usage_errors_exit_2(capsys):
 
 
 @pytest.mark.parametrize("command", [[], ["serve"], ["models"], ["stylize"], ["upscale"], ["install-plugin"],
-                                     ["package-plugin"]])
+                                     ["package-plugin"], ["train", "style"], ["train", "sr"], ["eval", "sr"],
+                                     ["eval", "style"]])
 def test_help_everywhere(command, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main([*command, "--help"])
     assert exc.value.code == 0
     assert "usage: brushwork" in capsys.readouterr().out
+
+
+def test_the_command_line_is_built_without_importing_torch(tmp_path):
+    """Every `brushwork` command builds the whole parser first; torch (seconds to import) loads
+    only once a command runs a net."""
+    code = ("import sys; from backend import cli; cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                          env=daemon_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_models_lists_models_and_problems(models_dir, tmp_path, capsys):

@@ -6,7 +6,6 @@ import hashlib
 import json
 import pickle
 import resource
-from pathlib import Path
 
 import numpy as np
 import pytest

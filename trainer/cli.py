@@ -10,6 +10,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from trainer import options
+
 EXIT_ERROR = 1
 EXIT_CANCELLED = 130
 
@@ -34,38 +36,60 @@ def _train_command(module_name):
     return command
 
 
-def register(subparsers):
-    """Add ``train`` (style, sr) and ``eval`` (when trainer.evaluate exists) to ``subparsers``."""
-    from trainer import train_sr, train_style
+def _eval_command(function_name):
+    """An argparse ``func`` running ``trainer.evaluate.<function_name>`` with one-line errors."""
+    def command(args):
+        from backend.protocol import BrushworkError
+        from trainer import evaluate
+        try:
+            return getattr(evaluate, function_name)(args)
+        except (ValueError, OSError, BrushworkError) as exc:
+            print(f"brushwork eval: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            print("brushwork eval: interrupted", file=sys.stderr)
+            return EXIT_CANCELLED
+    return command
 
+
+def register(subparsers):
+    """Add ``train`` (style, sr) and ``eval`` (sr, style) to ``subparsers``. Nothing heavy is
+    imported here: each command imports its module when it runs."""
     train = subparsers.add_parser("train", help="train a style or super-resolution model",
                                   description="Train feed-forward nets with perceptual losses "
                                               "(see docs/training.md).")
     kinds = train.add_subparsers(dest="train_kind", metavar="{style,sr}", required=True)
     style = kinds.add_parser("style", help="train a style transfer model from one style image",
-                             description=train_style.__doc__)
-    train_style.add_arguments(style)
+                             description="Train a feed-forward style transfer net (Johnson et al., Sec. 4.1): "
+                                         "feature loss to the content crop, style loss to one style image, "
+                                         "total variation.")
+    options.add_train_style_arguments(style)
     style.set_defaults(func=_train_command("train_style"))
     sr = kinds.add_parser("sr", help="train a super-resolution model",
-                          description=train_sr.__doc__)
-    train_sr.add_arguments(sr)
+                          description="Train a single-image super-resolution net (Johnson et al., Sec. 4.2) "
+                                      "on HR patches degraded on the fly, with the feature or the pixel loss.")
+    options.add_train_sr_arguments(sr)
     sr.set_defaults(func=_train_command("train_sr"))
 
-    try:
-        from trainer import evaluate
-    except ImportError:
-        return
-    ev = subparsers.add_parser("eval", help="evaluate models (PSNR/SSIM, style comparisons)")
-    evaluate.register(ev.add_subparsers(dest="eval_kind", required=True))
+    evaluations = subparsers.add_parser("eval", help="evaluate models (PSNR/SSIM, style comparisons)")
+    kinds = evaluations.add_subparsers(dest="eval_kind", required=True)
+    ev = kinds.add_parser("sr", help="PSNR/SSIM of a super-resolution model against bicubic (Set5/Set14 protocol)",
+                          description="PSNR/SSIM on Y of an SR model and of bicubic upsampling (standard "
+                                      "benchmark protocol); prints and writes a Markdown table and a crop grid "
+                                      "per data set.")
+    options.add_eval_sr_arguments(ev)
+    ev.set_defaults(func=_eval_command("run_sr"))
+    ev = kinds.add_parser("style", help="style objective of a model vs the L-BFGS baseline (paper's Fig. 5)",
+                          description="The objective of a style model, of the content images and of the "
+                                      "L-BFGS baseline (the paper's Figure 5); prints and writes a Markdown "
+                                      "table and a plot.")
+    options.add_eval_style_arguments(ev)
+    ev.set_defaults(func=_eval_command("run_style"))
 
 
 def add_optimize_arguments(parser):
-    """Add the Gatys et al. optimisation options to ``brushwork stylize`` (if available)."""
-    try:
-        from trainer import gatys
-    except ImportError:
-        return
-    gatys.add_arguments(parser)
+    """Add the Gatys et al. optimisation options to ``brushwork stylize``."""
+    options.add_optimize_arguments(parser)
 
 
 def run_optimize(args):

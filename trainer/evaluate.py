@@ -11,7 +11,6 @@
 Plain functions (:func:`evaluate_sr`, :func:`evaluate_style`) serve report scripts too.
 """
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -357,7 +356,8 @@ def run_sr(args):
 def _model_objective(meta, args, device):
     """The objective a style model was trained on: its VGG flavour, loss weights and style
     image (``--style-image`` / ``--style-size`` / ``--vgg-weights`` override the metadata)."""
-    from trainer.gatys import DEFAULT_STYLE_SIZE, build_objective
+    from trainer.gatys import build_objective
+    from trainer.options import STYLE_SIZE
     from trainer.losses import LossWeights
 
     recipe, sources = meta.get("recipe", {}), meta.get("data", {})
@@ -367,7 +367,7 @@ def _model_objective(meta, args, device):
     style_path = args.style_image or sources.get("style_image")
     if not style_path or not Path(style_path).is_file():
         raise ValueError(f"the style image {style_path!r} is not available here; pass --style-image")
-    style_size = args.style_size or recipe.get("style_size") or DEFAULT_STYLE_SIZE
+    style_size = args.style_size or recipe.get("style_size") or STYLE_SIZE
     vgg_weights = args.vgg_weights or recipe.get("vgg_weights")
     style = data.load_image(style_path, max_side=style_size)
     return build_objective(style, flavour, vgg_weights, weights, device)
@@ -379,7 +379,8 @@ def run_style(args):
     from tqdm import tqdm
 
     from backend.engine import Engine, resolve_device
-    from trainer.gatys import DEFAULT_STYLE_SIZE, build_objective
+    from trainer.gatys import build_objective
+    from trainer.options import STYLE_SIZE
 
     device = resolve_device(args.device)
     if min(args.sizes) < 16 or min(args.iterations) < 1:
@@ -401,7 +402,7 @@ def run_style(args):
     elif args.style_image:
         from trainer.losses import LossWeights
 
-        style = data.load_image(args.style_image, max_side=args.style_size or DEFAULT_STYLE_SIZE)
+        style = data.load_image(args.style_image, max_side=args.style_size or STYLE_SIZE)
         objective = build_objective(style, args.vgg, args.vgg_weights, LossWeights.defaults(args.vgg, "style"), device)
         net, label = None, Path(args.style_image).stem
     else:
@@ -429,56 +430,3 @@ def run_style(args):
     print(f"\nwrote {table_path} and {plot_path}")
     return 0
 
-
-def _command(run):
-    """An argparse ``func`` running ``run(args)`` with one-line errors instead of tracebacks."""
-    from backend.protocol import BrushworkError
-
-    def command(args):
-        try:
-            return run(args)
-        except (ValueError, OSError, BrushworkError) as exc:
-            print(f"brushwork eval: error: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("brushwork eval: interrupted", file=sys.stderr)
-            return 130
-    return command
-
-
-def register(subparsers):
-    """Add ``sr`` and ``style`` to the ``eval`` command's ``subparsers``."""
-    sr = subparsers.add_parser("sr", help="PSNR/SSIM of a super-resolution model against bicubic (Set5/Set14 protocol)",
-                               description=run_sr.__doc__)
-    sr.add_argument("--model", default=None,
-                    help="SR model name (default / 'bicubic': evaluate only the bicubic baseline)")
-    sr.add_argument("--bicubic-only", action="store_true", help="evaluate only the bicubic baseline")
-    sr.add_argument("--data", nargs="+", required=True, metavar="DIR",
-                    help="directories (or files) of high-resolution test images, e.g. shared/data/sr/Set5")
-    sr.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the model's, else 4)")
-    sr.add_argument("--out-dir", default="eval-sr", help="where to write the Markdown table and grids")
-    sr.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
-    sr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    sr.set_defaults(func=_command(run_sr))
-
-    st = subparsers.add_parser("style", help="style objective of a model vs the L-BFGS baseline (paper's Fig. 5)",
-                               description=run_style.__doc__)
-    st.add_argument("--model", default=None, help="style model name")
-    st.add_argument("--content", nargs="+", required=True, metavar="DIR", help="content images or directories")
-    st.add_argument("--sizes", nargs="+", type=int, default=[256, 512], help="square sizes (default 256 512)")
-    st.add_argument("--iterations", nargs="+", type=int, default=[50, 100, 200, 300, 500],
-                    help="L-BFGS iteration counts to report (one run per image; default 50 100 200 300 500)")
-    st.add_argument("--init", choices=("noise", "content"), default="noise",
-                    help="L-BFGS start: white noise (the paper's, default) or the content image")
-    st.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
-    st.add_argument("--style-image", default=None,
-                    help="style image (default: the one in the model's metadata)")
-    st.add_argument("--style-size", type=int, default=None,
-                    help="longer side of the style image (default: the model's training value, else 256)")
-    st.add_argument("--vgg", choices=("caffe", "torchvision"), default="caffe",
-                    help="VGG flavour when no --model is given (a model uses its own)")
-    st.add_argument("--vgg-weights", default=None, metavar="PATH", help="VGG-16 state dict")
-    st.add_argument("--out-dir", default="eval-style", help="where to write the table and the plot")
-    st.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
-    st.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    st.set_defaults(func=_command(run_style))

@@ -17,13 +17,10 @@ import torch
 from backend.protocol import BrushworkError, Cancelled
 from trainer import data
 from trainer.losses import LossWeights, PerceptualLoss
-from trainer.train_style import add_vgg_arguments, loss_weights
+from trainer.options import LBFGS_INITS, LBFGS_ITERATIONS
+from trainer.train_style import loss_weights
 from trainer.vgg import LossNetwork
 
-DEFAULT_ITERATIONS = 300
-DEFAULT_SIZE = 512
-DEFAULT_STYLE_SIZE = 256
-INITS = ("noise", "content")
 
 
 def initial_image(content, init="noise", seed=0):
@@ -33,10 +30,10 @@ def initial_image(content, init="noise", seed=0):
     if init == "noise":
         generator = torch.Generator().manual_seed(seed)
         return torch.rand(content.shape, generator=generator).to(content)
-    raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+    raise ValueError(f"unknown init {init!r}; expected one of {LBFGS_INITS}")
 
 
-def optimize(content, objective, iterations=DEFAULT_ITERATIONS, init="noise", seed=0,
+def optimize(content, objective, iterations=LBFGS_ITERATIONS, init="noise", seed=0,
              progress=None, is_cancelled=None):
     """Minimise ``objective(image, content)`` (a PerceptualLoss) over the image with projected L-BFGS.
 
@@ -94,27 +91,6 @@ def build_objective(style_image, flavour="caffe", vgg_weights=None, weights=None
     loss_net = LossNetwork(flavour, weights=vgg_weights).to(device)
     weights = weights or LossWeights.defaults(flavour, "style")
     return PerceptualLoss(loss_net, weights, style_image=style_image.to(device))
-
-
-def add_arguments(parser):
-    """Add the ``--optimize`` options to ``brushwork stylize``'s ``parser``."""
-    group = parser.add_argument_group("optimisation baseline (Gatys et al., as in Johnson et al. Sec. 4.1)")
-    group.add_argument("--optimize", action="store_true",
-                       help="optimise the image with L-BFGS instead of running a feed-forward model")
-    group.add_argument("--style-image", metavar="S", help="style image (required with --optimize)")
-    group.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
-                       help=f"L-BFGS iterations (default {DEFAULT_ITERATIONS})")
-    group.add_argument("--size", type=int, default=DEFAULT_SIZE,
-                       help=f"longer side of the output in pixels (default {DEFAULT_SIZE})")
-    group.add_argument("--style-size", type=int, default=DEFAULT_STYLE_SIZE,
-                       help=f"longer side the style image is scaled to (default {DEFAULT_STYLE_SIZE}, as in training)")
-    group.add_argument("--init", choices=INITS, default="noise",
-                       help="start from white noise (the paper's baseline, default) or the content image")
-    group.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
-    for term in ("content", "style", "tv"):
-        group.add_argument(f"--{term}-weight", type=float, default=None,
-                           help=f"weight of the {term} loss (default: the training default for --vgg)")
-    add_vgg_arguments(group)
 
 
 def run(args):

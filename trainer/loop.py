@@ -29,43 +29,7 @@ from trainer.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpo
                                 save_checkpoint, set_rng_state)
 from trainer.plots import save_image, save_loss_curve
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def add_loop_arguments(parser, iterations, batch):
-    """Options every training command has."""
-    parser.add_argument("--iterations", type=int, default=iterations, help=f"optimizer steps (default {iterations})")
-    parser.add_argument("--batch", type=int, default=batch, help=f"images per step and per process (default {batch})")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--warmup", type=int, default=0, metavar="N",
-                        help="raise the learning rate linearly from 0 over the first N iterations (default 0)")
-    parser.add_argument("--lr-final", type=float, default=None, metavar="LR",
-                        help="decay the learning rate to LR by the last iteration (cosine; default: constant, "
-                             "as the paper)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (default 0)")
-    parser.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
-                        help="write a checkpoint, preview and loss curve every N iterations (default 1000)")
-    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
-                        help="continue from a checkpoint (default: the latest one in the run dir)")
-    parser.add_argument("--run-dir", type=Path, default=None, metavar="D",
-                        help="where checkpoints, previews and the loss curve go "
-                             "(default: <user data dir>/brushwork/runs/<name>)")
-    parser.add_argument("--out", type=Path, default=None, metavar="MODELS_DIR",
-                        help="models dir to export into (default: the user models dir the daemon reads)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: bf16 on GPUs and bf16-capable CPUs, else fp16 on older GPUs, else fp32")
-    parser.add_argument("--channels", type=int, default=None, help="net width (default: the paper's)")
-    parser.add_argument("--blocks", type=int, default=None, help="residual blocks (default: the paper's)")
-    parser.add_argument("--init", default=None, metavar="MODEL",
-                        help="start from this model's weights (a model name or a model .json path; same "
-                             "architecture) instead of random ones: fine-tuning. The recipe records it")
-    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                        help="stop after this many seconds of training, checkpoint and export what was "
-                             "learnt (the model's recipe records the iterations done)")
-    parser.add_argument("--progress-json", action="store_true",
-                        help="also print one JSON line per progress update on stdout")
 
 
 class Cluster:

@@ -15,34 +15,10 @@ from backend.nets import build_net
 from trainer.data import CropSampler, degrade, find_images, preview_crops, split_holdout, to_image
 from trainer.export import check_model_name, export_model
 from trainer.losses import LossWeights, PerceptualLoss
-from trainer.loop import add_loop_arguments, run_training
+from trainer.loop import run_training
 from trainer.plots import image_grid
-from trainer.train_style import add_holdout_arguments, add_vgg_arguments, architecture
+from trainer.train_style import architecture
 from trainer.vgg import LossNetwork
-
-
-def add_arguments(parser):
-    """Options of ``train sr``."""
-    parser.add_argument("--scale", type=int, choices=(2, 4, 8), required=True, help="upscaling factor")
-    parser.add_argument("--loss", choices=("feat", "pixel"), default="feat",
-                        help="feat: feature loss at relu2_2 (sharper); pixel: per-pixel loss (higher PSNR)")
-    parser.add_argument("--data", type=Path, required=True, metavar="DIR",
-                        help="folder of high-resolution photos (recursive; jpg/jpeg/png/webp)")
-    parser.add_argument("--name", help="model name (default: sr_x<scale>_<loss>)")
-    parser.add_argument("--display-name", help="name shown in the editors")
-    parser.add_argument("--size", type=int, default=288, help="HR patch size, divisible by the scale (default 288)")
-    parser.add_argument("--blur", type=float, default=1.0, metavar="SIGMA",
-                        help="Gaussian blur before bicubic downsampling (default 1.0, the paper's); "
-                             "0: antialiased bicubic alone, the degradation SR benchmarks measure")
-    parser.add_argument("--residual", action="store_true",
-                        help="learn only the detail added to a bicubic upscale (global skip, as VDSR; "
-                             "not in the paper, trains much faster)")
-    add_holdout_arguments(parser)
-    parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight (--loss feat)")
-    parser.add_argument("--pixel-weight", type=float, default=None, help="pixel loss weight (--loss pixel)")
-    parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
-    add_vgg_arguments(parser)
-    add_loop_arguments(parser, iterations=200000, batch=4)
 
 
 def sr_loss_weights(args):

@@ -12,42 +12,9 @@ from backend.nets import build_net, default_architecture
 from trainer.data import CropSampler, find_images, load_image, preview_crops, split_holdout, to_image
 from trainer.export import check_model_name, export_model, model_name, sha256_of
 from trainer.losses import LossWeights, PerceptualLoss
-from trainer.loop import add_loop_arguments, run_training
+from trainer.loop import run_training
 from trainer.plots import image_grid
-from trainer.vgg import FLAVOURS, LossNetwork
-
-
-def add_vgg_arguments(parser):
-    parser.add_argument("--vgg", choices=FLAVOURS, default="caffe",
-                        help="loss network weights: the paper's Caffe VGG-16 (default) or torchvision's "
-                             "ImageNet VGG-16 (downloaded by torchvision on first use)")
-    parser.add_argument("--vgg-weights", type=Path, default=None, metavar="PATH",
-                        help="VGG-16 state dict (conv1_1..conv4_3, torchvision layout) for the chosen flavour")
-
-
-def add_holdout_arguments(parser):
-    parser.add_argument("--holdout", type=int, default=0, metavar="K",
-                        help="hold K images (seeded choice) out of training; listed in the model's metadata (data.held_out)")
-    parser.add_argument("--holdout-list", type=Path, default=None, metavar="FILE",
-                        help="text file naming images never to train on (one file name or path a line)")
-
-
-def add_arguments(parser):
-    """Options of ``train style``."""
-    parser.add_argument("--style", type=Path, required=True, metavar="IMG", help="the style image")
-    parser.add_argument("--content", type=Path, required=True, metavar="DIR",
-                        help="folder of content photos (searched recursively; jpg/jpeg/png/webp)")
-    parser.add_argument("--name", help="model name (default: from the style file name)")
-    parser.add_argument("--display-name", help="name shown in the editors (default: from --name)")
-    parser.add_argument("--size", type=int, default=256, help="training crop size (default 256)")
-    parser.add_argument("--style-size", type=int, default=256,
-                        help="the style image is resized to this longer side (default 256)")
-    parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight")
-    parser.add_argument("--style-weight", type=float, default=None, help="style loss weight")
-    parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
-    add_holdout_arguments(parser)
-    add_vgg_arguments(parser)
-    add_loop_arguments(parser, iterations=40000, batch=4)
+from trainer.vgg import LossNetwork
 
 
 def loss_weights(args, loss):

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-FLAVOURS = ("caffe", "torchvision")
+from trainer.options import VGG_FLAVOURS as FLAVOURS
+
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
 # Index of each named ReLU in torchvision's ``vgg16().features`` (same keys in our weights).

@@ -1,0 +1,164 @@
+"""The trainer's command-line options: ``train style``, ``train sr``, ``eval sr``, ``eval style``
+and ``brushwork stylize --optimize``.
+
+This module imports neither torch nor the training code, so that building the ``brushwork``
+parser (for ``--help``, ``models``, ``stylize`` through a daemon, ...) stays fast; the
+commands import their modules only when they run (see :mod:`trainer.cli`).
+"""
+
+from pathlib import Path
+
+VGG_FLAVOURS = ("caffe", "torchvision")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LBFGS_INITS = ("noise", "content")
+LBFGS_ITERATIONS = 300     # brushwork stylize --optimize
+LBFGS_SIZE = 512
+STYLE_SIZE = 256           # longer side of the style image, in training and in the baseline
+
+
+def add_vgg_arguments(parser):
+    parser.add_argument("--vgg", choices=VGG_FLAVOURS, default="caffe",
+                        help="loss network weights: the paper's Caffe VGG-16 (default) or torchvision's "
+                             "ImageNet VGG-16 (downloaded by torchvision on first use)")
+    parser.add_argument("--vgg-weights", type=Path, default=None, metavar="PATH",
+                        help="VGG-16 state dict (conv1_1..conv4_3, torchvision layout) for the chosen flavour")
+
+
+def add_holdout_arguments(parser):
+    parser.add_argument("--holdout", type=int, default=0, metavar="K",
+                        help="hold K images (seeded choice) out of training; listed in the model's metadata (data.held_out)")
+    parser.add_argument("--holdout-list", type=Path, default=None, metavar="FILE",
+                        help="text file naming images never to train on (one file name or path a line)")
+
+
+def add_loop_arguments(parser, iterations, batch):
+    """Options every training command has."""
+    parser.add_argument("--iterations", type=int, default=iterations, help=f"optimizer steps (default {iterations})")
+    parser.add_argument("--batch", type=int, default=batch, help=f"images per step and per process (default {batch})")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--warmup", type=int, default=0, metavar="N",
+                        help="raise the learning rate linearly from 0 over the first N iterations (default 0)")
+    parser.add_argument("--lr-final", type=float, default=None, metavar="LR",
+                        help="decay the learning rate to LR by the last iteration (cosine; default: constant, "
+                             "as the paper)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (default 0)")
+    parser.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
+                        help="write a checkpoint, preview and loss curve every N iterations (default 1000)")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
+                        help="continue from a checkpoint (default: the latest one in the run dir)")
+    parser.add_argument("--run-dir", type=Path, default=None, metavar="D",
+                        help="where checkpoints, previews and the loss curve go "
+                             "(default: <user data dir>/brushwork/runs/<name>)")
+    parser.add_argument("--out", type=Path, default=None, metavar="MODELS_DIR",
+                        help="models dir to export into (default: the user models dir the daemon reads)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 on GPUs and bf16-capable CPUs, else fp16 on older GPUs, else fp32")
+    parser.add_argument("--channels", type=int, default=None, help="net width (default: the paper's)")
+    parser.add_argument("--blocks", type=int, default=None, help="residual blocks (default: the paper's)")
+    parser.add_argument("--init", default=None, metavar="MODEL",
+                        help="start from this model's weights (a model name or a model .json path; same "
+                             "architecture) instead of random ones: fine-tuning. The recipe records it")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="stop after this many seconds of training, checkpoint and export what was "
+                             "learnt (the model's recipe records the iterations done)")
+    parser.add_argument("--progress-json", action="store_true",
+                        help="also print one JSON line per progress update on stdout")
+
+
+def add_train_style_arguments(parser):
+    """Options of ``train style``."""
+    parser.add_argument("--style", type=Path, required=True, metavar="IMG", help="the style image")
+    parser.add_argument("--content", type=Path, required=True, metavar="DIR",
+                        help="folder of content photos (searched recursively; jpg/jpeg/png/webp)")
+    parser.add_argument("--name", help="model name (default: from the style file name)")
+    parser.add_argument("--display-name", help="name shown in the editors (default: from --name)")
+    parser.add_argument("--size", type=int, default=256, help="training crop size (default 256)")
+    parser.add_argument("--style-size", type=int, default=STYLE_SIZE,
+                        help=f"the style image is resized to this longer side (default {STYLE_SIZE})")
+    parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight")
+    parser.add_argument("--style-weight", type=float, default=None, help="style loss weight")
+    parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
+    add_holdout_arguments(parser)
+    add_vgg_arguments(parser)
+    add_loop_arguments(parser, iterations=40000, batch=4)
+
+
+def add_train_sr_arguments(parser):
+    """Options of ``train sr``."""
+    parser.add_argument("--scale", type=int, choices=(2, 4, 8), required=True, help="upscaling factor")
+    parser.add_argument("--loss", choices=("feat", "pixel"), default="feat",
+                        help="feat: feature loss at relu2_2 (sharper); pixel: per-pixel loss (higher PSNR)")
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR",
+                        help="folder of high-resolution photos (recursive; jpg/jpeg/png/webp)")
+    parser.add_argument("--name", help="model name (default: sr_x<scale>_<loss>)")
+    parser.add_argument("--display-name", help="name shown in the editors")
+    parser.add_argument("--size", type=int, default=288, help="HR patch size, divisible by the scale (default 288)")
+    parser.add_argument("--blur", type=float, default=1.0, metavar="SIGMA",
+                        help="Gaussian blur before bicubic downsampling (default 1.0, the paper's); "
+                             "0: antialiased bicubic alone, the degradation SR benchmarks measure")
+    parser.add_argument("--residual", action="store_true",
+                        help="learn only the detail added to a bicubic upscale (global skip, as VDSR; "
+                             "not in the paper, trains much faster)")
+    add_holdout_arguments(parser)
+    parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight (--loss feat)")
+    parser.add_argument("--pixel-weight", type=float, default=None, help="pixel loss weight (--loss pixel)")
+    parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
+    add_vgg_arguments(parser)
+    add_loop_arguments(parser, iterations=200000, batch=4)
+
+
+def add_eval_sr_arguments(parser):
+    """Options of ``eval sr``."""
+    parser.add_argument("--model", default=None,
+                        help="SR model name (default / 'bicubic': evaluate only the bicubic baseline)")
+    parser.add_argument("--bicubic-only", action="store_true", help="evaluate only the bicubic baseline")
+    parser.add_argument("--data", nargs="+", required=True, metavar="DIR",
+                        help="directories (or files) of high-resolution test images, e.g. shared/data/sr/Set5")
+    parser.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the model's, else 4)")
+    parser.add_argument("--out-dir", default="eval-sr", help="where to write the Markdown table and grids")
+    parser.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def add_eval_style_arguments(parser):
+    """Options of ``eval style``."""
+    parser.add_argument("--model", default=None, help="style model name")
+    parser.add_argument("--content", nargs="+", required=True, metavar="DIR", help="content images or directories")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512], help="square sizes (default 256 512)")
+    parser.add_argument("--iterations", nargs="+", type=int, default=[50, 100, 200, 300, 500],
+                        help="L-BFGS iteration counts to report (one run per image; default 50 100 200 300 500)")
+    parser.add_argument("--init", choices=LBFGS_INITS, default="noise",
+                        help="L-BFGS start: white noise (the paper's, default) or the content image")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    parser.add_argument("--style-image", default=None,
+                        help="style image (default: the one in the model's metadata)")
+    parser.add_argument("--style-size", type=int, default=None,
+                        help=f"longer side of the style image (default: the model's training value, else {STYLE_SIZE})")
+    parser.add_argument("--vgg", choices=VGG_FLAVOURS, default="caffe",
+                        help="VGG flavour when no --model is given (a model uses its own)")
+    parser.add_argument("--vgg-weights", default=None, metavar="PATH", help="VGG-16 state dict")
+    parser.add_argument("--out-dir", default="eval-style", help="where to write the table and the plot")
+    parser.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def add_optimize_arguments(parser):
+    """Add the ``--optimize`` options (the Gatys et al. baseline) to ``brushwork stylize``'s ``parser``."""
+    group = parser.add_argument_group("optimisation baseline (Gatys et al., as in Johnson et al. Sec. 4.1)")
+    group.add_argument("--optimize", action="store_true",
+                       help="optimise the image with L-BFGS instead of running a feed-forward model")
+    group.add_argument("--style-image", metavar="S", help="style image (required with --optimize)")
+    group.add_argument("--iterations", type=int, default=LBFGS_ITERATIONS,
+                       help=f"L-BFGS iterations (default {LBFGS_ITERATIONS})")
+    group.add_argument("--size", type=int, default=LBFGS_SIZE,
+                       help=f"longer side of the output in pixels (default {LBFGS_SIZE})")
+    group.add_argument("--style-size", type=int, default=STYLE_SIZE,
+                       help=f"longer side the style image is scaled to (default {STYLE_SIZE}, as in training)")
+    group.add_argument("--init", choices=LBFGS_INITS, default="noise",
+                       help="start from white noise (the paper's baseline, default) or the content image")
+    group.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    for term in ("content", "style", "tv"):
+        group.add_argument(f"--{term}-weight", type=float, default=None,
+                           help=f"weight of the {term} loss (default: the training default for --vgg)")
+    add_vgg_arguments(group)
