@@ -22,7 +22,6 @@ from trainer.train_style import loss_weights
 from trainer.vgg import LossNetwork
 
 
-
 def initial_image(content, init="noise", seed=0):
     """The starting image: uniform white noise in [0, 1] (``seed``ed) or a copy of ``content``."""
     if init == "content":
