@@ -64,7 +64,20 @@ def test_a_bicubic_callable_scores_exactly_like_the_bicubic_baseline(hr_dir):
         assert images["hr"].size == images["model"].size == (images["lr"].width * 2, images["lr"].height * 2)
         assert images["hr"].width % 2 == 0 and images["hr"].height % 2 == 0
     table = evaluate.sr_table(rows, "copy")
-    assert table_cells(table, "**mean**")[1] == table_cells(table, "**mean**")[3]
+    assert table_cells(table, "**mean**")[1:4] == table_cells(table, "**mean**")[4:7]
+
+
+def test_an_upscaler_with_a_checkerboard_scores_a_high_grid_and_bicubic_a_low_one(hr_dir):
+    pattern = np.array([[1, -1, 0, 1], [-1, 1, 1, 0], [0, 1, -1, -1], [1, 0, -1, 1]]) * 8 / 255
+
+    def bicubic_with_a_checkerboard(lr):   # float32 HxWx3 in [0, 1] -> x4, plus a 4-pixel pattern of +-8 levels
+        image = Image.fromarray(metrics.to_uint8_array(lr))
+        up = np.asarray(image.resize((image.width * 4, image.height * 4), Image.BICUBIC)) / 255.0
+        return up + np.tile(pattern, (image.height, image.width))[..., None]
+
+    rows = evaluate.evaluate_sr(bicubic_with_a_checkerboard, evaluate.image_paths([hr_dir]), scale=4)
+    for row in rows:
+        assert row["model_grid"] > 2 and row["bicubic_grid"] < 0.5
 
 
 def test_a_net_with_the_wrong_scale_is_rejected(hr_dir):
@@ -87,8 +100,9 @@ def test_eval_sr_cli_writes_table_and_grid_for_a_tiny_model(hr_dir, tmp_path):
     for row in rows + [evaluate.mean_row(rows)]:
         cells = table_cells(table, "**mean**" if row["image"] == "mean" else row["image"])
         assert float(cells[1]) == pytest.approx(row["bicubic_psnr"], abs=0.006)
-        assert float(cells[3]) == pytest.approx(row["model_psnr"], abs=0.02)
-        assert float(cells[4]) == pytest.approx(row["model_ssim"], abs=0.001)
+        assert float(cells[4]) == pytest.approx(row["model_psnr"], abs=0.02)
+        assert float(cells[5]) == pytest.approx(row["model_ssim"], abs=0.001)
+        assert float(cells[6]) == pytest.approx(row["model_grid"], rel=0.05, abs=0.01)
     assert row["model_psnr"] < row["bicubic_psnr"]          # an untrained net is worse than bicubic
     grid = Image.open(out / f"sr_x2_tiny_sr_{hr_dir.name}.png")
     cell = evaluate.GRID_CROP * evaluate.GRID_ZOOM

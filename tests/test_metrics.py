@@ -1,4 +1,4 @@
-"""PSNR, SSIM and the BT.601 luma of trainer.metrics against analytic and independent references."""
+"""PSNR, SSIM, the BT.601 luma and the grid energy of trainer.metrics against analytic and independent references."""
 
 import math
 
@@ -141,3 +141,20 @@ def test_to_uint8_array_accepts_tensors_floats_and_bytes():
     tensor = torch.from_numpy(values).permute(2, 0, 1)[None]
     np.testing.assert_array_equal(metrics.to_uint8_array(tensor), expected)
     np.testing.assert_array_equal(metrics.to_uint8_array(expected), expected)
+
+
+def test_grid_energy_of_a_flat_image_is_zero_and_of_a_checkerboard_nearly_all():
+    assert metrics.grid_energy(np.full((32, 32), 90.0), 2) == 0.0
+    checkerboard = 128 + 50 * (-1.0) ** np.add.outer(np.arange(64), np.arange(64))
+    assert metrics.grid_energy(checkerboard, 2) > 0.4   # the window spreads the rest to neighbouring bins
+    assert metrics.grid_energy(checkerboard, 4) == pytest.approx(metrics.grid_energy(checkerboard, 2))
+
+
+def test_grid_energy_finds_a_faint_pattern_repeating_every_period_pixels():
+    small = smooth_image(24, 20)
+    smooth = torch.nn.functional.interpolate(torch.from_numpy(small)[None, None], scale_factor=4,
+                                             mode="bicubic", align_corners=False)[0, 0].numpy()
+    pattern = np.tile(np.random.default_rng(0).uniform(-2, 2, (4, 4)), (24, 20))   # +-2 of 255
+    assert metrics.grid_energy(smooth + pattern, 4, shave=4) > 20 * metrics.grid_energy(smooth, 4, shave=4)
+    assert metrics.grid_energy(smooth + pattern, 4) == pytest.approx(
+        metrics.grid_energy(np.dstack([smooth + pattern] * 3), 4))

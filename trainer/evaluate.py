@@ -74,9 +74,11 @@ def _sr_runner(model):
 def evaluate_sr(model_or_callable, hr_paths, scale, keep_images=False):
     """Evaluate ``model_or_callable`` (None: bicubic only) on the HR images at ``hr_paths``.
 
-    Returns one dict per image: ``image`` (file stem), ``bicubic_psnr``, ``bicubic_ssim`` and,
-    with a model, ``model_psnr``, ``model_ssim``; with ``keep_images`` also ``images``, a dict
-    of PIL images ``lr``, ``bicubic``, ``model`` (if any) and ``hr``.
+    Returns one dict per image: ``image`` (file stem), ``bicubic_psnr``, ``bicubic_ssim``,
+    ``bicubic_grid`` and, with a model, ``model_psnr``, ``model_ssim``, ``model_grid``; with
+    ``keep_images`` also ``images``, a dict of PIL images ``lr``, ``bicubic``, ``model`` (if
+    any) and ``hr``. ``*_grid`` is the upscale's checkerboard power (:func:`metrics.grid_energy`
+    at the scale's period) over the HR image's own: about 1 or less is clean.
     """
     run = None if model_or_callable is None else _sr_runner(model_or_callable)
     rows = []
@@ -91,11 +93,13 @@ def evaluate_sr(model_or_callable, hr_paths, scale, keep_images=False):
                                  f"expected {hr.size} (is it a x{scale} model?)")
         row = {"image": Path(path).stem}
         hr_array = np.asarray(hr)
+        hr_grid = metrics.grid_energy(hr_array, scale, shave=scale)
         for method in ("bicubic", "model"):
             if method in images:
                 out = np.asarray(images[method])
                 row[f"{method}_psnr"] = metrics.psnr(out, hr_array, shave=scale)
                 row[f"{method}_ssim"] = metrics.ssim(out, hr_array, shave=scale)
+                row[f"{method}_grid"] = metrics.grid_energy(out, scale, shave=scale) / max(hr_grid, 1e-12)
         if keep_images:
             row["images"] = images
         rows.append(row)
@@ -104,7 +108,7 @@ def evaluate_sr(model_or_callable, hr_paths, scale, keep_images=False):
 
 def mean_row(rows):
     """The per-column mean of ``evaluate_sr`` rows (image ``mean``)."""
-    keys = [k for k in rows[0] if k.endswith(("_psnr", "_ssim"))]
+    keys = [k for k in rows[0] if k.endswith(("_psnr", "_ssim", "_grid"))]
     return {"image": "mean", **{k: float(np.mean([row[k] for row in rows])) for k in keys}}
 
 
@@ -112,12 +116,12 @@ def sr_table(rows, model_label="model"):
     """Markdown table of ``evaluate_sr`` rows followed by their mean."""
     methods = ["bicubic"] + (["model"] if "model_psnr" in rows[0] else [])
     labels = {"bicubic": "bicubic", "model": model_label}
-    head = ["image"] + [f"{labels[m]} {q}" for m in methods for q in ("PSNR (dB)", "SSIM")]
+    head = ["image"] + [f"{labels[m]} {q}" for m in methods for q in ("PSNR (dB)", "SSIM", "grid")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows + [mean_row(rows)]:
         cells = ["**mean**" if row["image"] == "mean" else row["image"]]
         for m in methods:
-            cells += [f"{row[f'{m}_psnr']:.2f}", f"{row[f'{m}_ssim']:.4f}"]
+            cells += [f"{row[f'{m}_psnr']:.2f}", f"{row[f'{m}_ssim']:.4f}", f"{row[f'{m}_grid']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

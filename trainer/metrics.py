@@ -1,4 +1,5 @@
-"""Image quality metrics of the super-resolution literature: PSNR and SSIM on the Y channel.
+"""Image quality metrics of the super-resolution literature: PSNR and SSIM on the Y channel,
+and a measure of checkerboard artefacts (:func:`grid_energy`).
 
 Conventions (those of the standard Set5/Set14 benchmark, see ``shared/docs/sr-eval-protocol.md``):
 images are numpy arrays on the 0..255 scale (uint8 or float), RGB ``HxWx3`` or one channel
@@ -87,6 +88,26 @@ def ssim(a, b, shave=0, data_range=255.0):
     cov = _blur(x * y, g) - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
     return float(ssim_map.mean())
+
+
+def grid_energy(image, period, shave=0):
+    """Share of an image's luma power at the frequencies of a pattern repeating every ``period``
+    pixels: the checkerboard an x``period`` upscaler can leave (a fixed pattern, not blockiness).
+
+    The shaved image, its mean removed and Hann-windowed against edge leakage, is Fourier
+    transformed; the result is the power at the ``period**2 - 1`` frequencies ``(i/period,
+    j/period)`` cycles per pixel (not both 0) over the total power (0 for a flat image). A photo
+    has some power there too, so compare an upscale's value with its original's."""
+    y, _ = _prepare(image, image, shave)
+    height, width = (side - side % period for side in y.shape)
+    y = y[:height, :width]
+    y = (y - y.mean()) * np.outer(np.hanning(height), np.hanning(width))
+    power = np.abs(np.fft.fft2(y)) ** 2
+    total = float(power.sum())
+    if total == 0.0:
+        return 0.0
+    rows, cols = np.arange(period) * height // period, np.arange(period) * width // period
+    return float(power[np.ix_(rows, cols)].sum() - power[0, 0]) / total
 
 
 def to_uint8_array(image):
