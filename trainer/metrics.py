@@ -29,21 +29,27 @@ def rgb_to_y(rgb):
     return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
 
 
+def _luma(image, shave):
+    """One image as a float64 2-D array (Y for colour input), borders shaved."""
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = rgb_to_y(image)
+    elif image.ndim != 2:
+        raise ValueError(f"expected HxW or HxWx3 arrays, got shape {image.shape}")
+    image = image.astype(np.float64)
+    if shave:
+        if min(image.shape) <= 2 * shave:
+            raise ValueError(f"image {image.shape} too small to shave {shave} pixels from each border")
+        image = image[shave:-shave, shave:-shave]
+    return image
+
+
 def _prepare(a, b, shave):
     """Both images as float64 2-D arrays (Y for colour input), borders shaved."""
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
-    if a.ndim == 3:
-        a, b = rgb_to_y(a), rgb_to_y(b)
-    elif a.ndim != 2:
-        raise ValueError(f"expected HxW or HxWx3 arrays, got shape {a.shape}")
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    if shave:
-        if min(a.shape) <= 2 * shave:
-            raise ValueError(f"image {a.shape} too small to shave {shave} pixels from each border")
-        a, b = a[shave:-shave, shave:-shave], b[shave:-shave, shave:-shave]
-    return a, b
+    return _luma(a, shave), _luma(b, shave)
 
 
 def psnr(a, b, shave=0, data_range=255.0):
@@ -98,7 +104,7 @@ def grid_energy(image, period, shave=0):
     transformed; the result is the power at the ``period**2 - 1`` frequencies ``(i/period,
     j/period)`` cycles per pixel (not both 0) over the total power (0 for a flat image). A photo
     has some power there too, so compare an upscale's value with its original's."""
-    y, _ = _prepare(image, image, shave)
+    y = _luma(image, shave)
     height, width = (side - side % period for side in y.shape)
     y = y[:height, :width]
     y = (y - y.mean()) * np.outer(np.hanning(height), np.hanning(width))
