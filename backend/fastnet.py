@@ -5,7 +5,7 @@ a sub-pixel convolution: each of the four output phases of a pixel only ever see
 2x2 neighbourhood of the low-resolution input, so four 2x2 kernels on the small image
 replace one 3x3 kernel on the 4x larger one (2.25x fewer multiply-adds, no large
 padded copy). Reflection padding of the upsampled image equals replicate padding of the
-small one, so borders match too.
+small one, so borders match too. Bilinear stages are left as they are.
 """
 
 import torch
@@ -52,9 +52,10 @@ class SubpixelUpsampleConv(nn.Module):
 
 
 def with_subpixel_upsampling(net):
-    """Replace (in place) every UpsampleConv of ``net`` by a SubpixelUpsampleConv; return ``net``."""
+    """Replace (in place) every nearest-neighbour UpsampleConv of ``net`` by a SubpixelUpsampleConv;
+    return ``net``."""
     for module in list(net.modules()):
         for name, child in module.named_children():
-            if isinstance(child, UpsampleConv):
+            if isinstance(child, UpsampleConv) and child[0].mode == "nearest":
                 setattr(module, name, SubpixelUpsampleConv(child))
     return net

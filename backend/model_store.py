@@ -28,7 +28,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from backend.nets import SRNet, StyleNet, build_net
+from backend.nets import UPSAMPLE_MODES, SRNet, StyleNet, build_net
 from backend.protocol import BrushworkError
 
 FORMAT_VERSION = 1
@@ -110,12 +110,15 @@ def validate_metadata(meta):
     if kind == "sr" and (scale not in _SR_SCALES or arch.get("scale") != scale):
         raise BrushworkError(f"SR scale {scale} must be one of {_SR_SCALES} and equal architecture scale "
                              f"{arch.get('scale')!r}", "model_error")
-    allowed = {"type", "channels", "blocks"} | ({"scale", "residual"} if kind == "sr" else set())
+    allowed = {"type", "channels", "blocks"} | ({"scale", "residual", "upsample"} if kind == "sr" else set())
     if set(arch) - allowed:
         raise BrushworkError(f"unknown architecture keys {sorted(set(arch) - allowed)} (a {kind} model has "
                              f"{sorted(allowed)})", "model_error")
     if not isinstance(arch.get("residual", False), bool):
         raise BrushworkError(f"architecture residual must be true or false, not {arch['residual']!r}", "model_error")
+    if arch.get("upsample", "nearest") not in UPSAMPLE_MODES:
+        raise BrushworkError(f"architecture upsample must be one of {list(UPSAMPLE_MODES)}, not {arch['upsample']!r}",
+                             "model_error")
     for key in ("channels", "blocks"):
         low, high = ARCHITECTURE_RANGES[key]
         value = arch.get(key)
@@ -377,7 +380,8 @@ def architecture_of(net):
         return {"type": "style", "channels": net.encoder[0][1].out_channels, "blocks": len(net.residuals)}
     if isinstance(net, SRNet):
         return {"type": "sr", "scale": net.scale, "channels": net.head[0][1].out_channels,
-                "blocks": len(net.residuals), **({"residual": True} if net.residual else {})}
+                "blocks": len(net.residuals), **({"residual": True} if net.residual else {}),
+                **({"upsample": net.upsample_mode} if net.upsample_mode != "nearest" else {})}
     raise TypeError(f"not a brushwork net: {type(net).__name__}")
 
 

@@ -20,11 +20,18 @@ class ConvLayer(nn.Sequential):
         )
 
 
-class UpsampleConv(nn.Sequential):
-    """x2 nearest-neighbour resize, then a convolution: upsampling without checkerboard."""
+UPSAMPLE_MODES = ("nearest", "bilinear")
 
-    def __init__(self, in_ch, out_ch, kernel=3):
-        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvLayer(in_ch, out_ch, kernel))
+
+class UpsampleConv(nn.Sequential):
+    """x2 resize (``mode``: nearest or bilinear), then a convolution: upsampling without the
+    overlap checkerboard of strided transposed convolutions."""
+
+    def __init__(self, in_ch, out_ch, kernel=3, mode="nearest"):
+        if mode not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, not {mode!r}")
+        resize = nn.Upsample(scale_factor=2, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+        super().__init__(resize, ConvLayer(in_ch, out_ch, kernel))
 
 
 class ResidualBlock(nn.Module):
@@ -83,9 +90,14 @@ class SRNet(nn.Module):
     ``residual=True`` (our addition, as in VDSR): the net adds its output to a bicubic
     upscale of the input instead of producing the image through tanh, so it only learns the
     missing detail and trains much faster.
+
+    ``upsample="bilinear"`` (our addition): the x2 stages resize bilinearly instead of
+    replicating each feature into a 2x2 block. Nearest-neighbour stages make it easy for
+    a net trained with the feature loss to paint blocks locked to the low-resolution grid;
+    bilinear ones leave at most a faint fixed pattern, which a pixel term holds down.
     """
 
-    def __init__(self, scale=4, channels=64, blocks=4, residual=False):
+    def __init__(self, scale=4, channels=64, blocks=4, residual=False, upsample="nearest"):
         super().__init__()
         if not isinstance(scale, int) or scale < 2 or scale & (scale - 1):
             raise ValueError(f"SR scale must be a power of two >= 2, got {scale!r}")
@@ -94,7 +106,7 @@ class SRNet(nn.Module):
         self.head = nn.Sequential(ConvLayer(3, c, 9), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.residuals = nn.Sequential(*[ResidualBlock(c, nn.BatchNorm2d) for _ in range(blocks)])
         self.upsample = nn.Sequential(*[
-            nn.Sequential(UpsampleConv(c, c), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+            nn.Sequential(UpsampleConv(c, c, mode=upsample), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
             for _ in range(stages)
         ])
         self.tail = ConvLayer(c, 3, 9)
@@ -106,6 +118,7 @@ class SRNet(nn.Module):
             nn.init.zeros_(self.tail[1].bias)
         self.scale = scale
         self.residual = residual
+        self.upsample_mode = upsample
 
     def forward(self, x):
         detail = self.tail(self.upsample(self.residuals(self.head(x))))
@@ -118,14 +131,16 @@ def build_net(architecture):
     """Build an untrained net from a model's ``architecture`` metadata dict.
 
     ``{"type": "style", "channels": 32, "blocks": 5}`` or
-    ``{"type": "sr", "scale": 4, "channels": 64, "blocks": 4}``.
+    ``{"type": "sr", "scale": 4, "channels": 64, "blocks": 4}`` (SR options: ``"residual": true``,
+    ``"upsample": "bilinear"``).
     """
     kind = architecture.get("type")
     if kind == "style":
         return StyleNet(channels=int(architecture.get("channels", 32)), blocks=int(architecture.get("blocks", 5)))
     if kind == "sr":
         return SRNet(scale=int(architecture["scale"]), channels=int(architecture.get("channels", 64)),
-                     blocks=int(architecture.get("blocks", 4)), residual=bool(architecture.get("residual", False)))
+                     blocks=int(architecture.get("blocks", 4)), residual=bool(architecture.get("residual", False)),
+                     upsample=architecture.get("upsample", "nearest"))
     raise ValueError(f"unknown architecture type {kind!r} (expected 'style' or 'sr')")
 
 

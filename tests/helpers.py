@@ -25,13 +25,14 @@ def training_photos(directory, count=3):
     return directory
 
 
-def make_model(directory, name, kind="style", scale=1, seed=0, thumbnail=None, **metadata):
+def make_model(directory, name, kind="style", scale=1, seed=0, thumbnail=None, architecture=None, **metadata):
     """Save a randomly initialised (deterministic for ``seed``) style or SR model; return its JSON path.
 
-    SR nets get non-trivial BatchNorm running statistics so that they are not identities.
+    ``architecture`` adds to (or overrides) the paper's. SR nets get non-trivial BatchNorm
+    running statistics so that they are not identities.
     """
     torch.manual_seed(seed)
-    net = build_net(default_architecture(kind, scale))
+    net = build_net({**default_architecture(kind, scale), **(architecture or {})})
     if kind == "sr":
         generator = torch.Generator().manual_seed(seed)
         for module in net.modules():

@@ -12,7 +12,7 @@ from backend.engine import Engine
 from backend.model_store import ModelStore
 from backend.pixels import rgb_to_ycbcr
 from backend.protocol import BrushworkError
-from helpers import photo, psnr, random_image
+from helpers import make_model, photo, psnr, random_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,6 +228,19 @@ def test_sr_tiles_match_the_whole_image(store):
     whole, _ = Engine(store, precision="fp32", tile_size=4096).upscale(img, None, scale=2)
     tiled, _ = Engine(store, precision="fp32", tile_size=384).upscale(img, None, scale=2)
     assert psnr(tiled, whole) >= 50
+
+
+def test_bilinear_x8_sr_tiles_match_the_whole_image(tmp_path):
+    """The widest receptive field the engine tiles for SR (three bilinear stages) fits its context."""
+    make_model(tmp_path, "sr_x8_bilinear", "sr", 8, seed=5, architecture={"upsample": "bilinear", "channels": 16})
+    store = ModelStore(tmp_path, include_bundled=False, include_user=False)
+    img = random_image(150, 130, seed=6)
+    whole, _ = Engine(store, precision="fp32", tile_size=4096).upscale(img, None, scale=8)
+    steps = []
+    tiled, _ = Engine(store, precision="fp32", tile_size=1024).upscale(
+        img, None, scale=8, progress=lambda done, total: steps.append(total))
+    assert steps[-1] >= 4   # really tiled (64-pixel tiles)
+    assert np.abs(tiled - whole).max() < 1e-6   # rounding only (a 4-pixel context leaves 8e-6)
 
 
 def test_progress_is_reported_per_tile_and_cancel_stops_within_one_tile(store):

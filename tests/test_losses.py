@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from helpers import shared_dir
-from trainer.losses import (LossWeights, PerceptualLoss, feature_loss, gram_matrix, pixel_loss, style_loss,
-                            tv_loss)
+from trainer.losses import (LossWeights, PerceptualLoss, feature_loss, gram_matrix, grid_loss, pixel_loss,
+                            style_loss, tv_loss)
 from trainer.vgg import LossNetwork
 
 WEIGHTS = shared_dir() / "weights" / "vgg16_caffe_relu4_3.pth"
@@ -59,6 +59,23 @@ def test_default_weights_scale_between_flavours():
     assert LossWeights.defaults("caffe", "pixel").content == 0
     with pytest.raises(ValueError, match="flavour"):
         LossWeights.defaults("keras")
+
+
+def test_grid_loss_sees_a_fixed_pattern_not_misplaced_detail():
+    gen = torch.Generator().manual_seed(4)
+    target = torch.rand(2, 3, 32, 32, generator=gen)
+    pattern = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]) * 0.01        # a 2-pixel checkerboard
+    fixed = target + pattern.repeat(16, 16)
+    noisy = target + 0.01 * torch.randn(2, 3, 32, 32, generator=gen)  # the same power, no pattern
+    assert grid_loss(target, target, 2) == 0
+    # 3 channels x 4 positions x 0.01**2: all of the fixed pattern's power; a little of the noise's
+    torch.testing.assert_close(grid_loss(fixed, target, 2), torch.tensor(12 * 1e-4), rtol=1e-4, atol=0)
+    assert grid_loss(noisy, target, 2) < 0.02 * grid_loss(fixed, target, 2)
+    assert grid_loss(target + 0.3, target, 2) < 1e-10   # a uniform shift is no pattern
+    with pytest.raises(ValueError, match="period"):
+        PerceptualLoss(None, LossWeights(pixel=1.0, grid=1.0))
+    total, parts = PerceptualLoss(None, LossWeights(pixel=1.0, grid=2.0), grid_period=2)(fixed, target)
+    torch.testing.assert_close(parts["grid"], 2.0 * grid_loss(fixed, target, 2))
 
 
 @pytest.fixture(scope="module")

@@ -207,6 +207,16 @@ def test_validate_metadata_accepts_what_save_model_writes(tmp_path):
     assert meta["scale"] == 8 and meta["architecture"]["scale"] == 8
 
 
+def test_sr_upsample_mode_is_checked_and_loads_the_bilinear_net(tmp_path):
+    arch = {"type": "sr", "scale": 2, "channels": 8, "blocks": 1, "upsample": "bilinear"}
+    save_model(tmp_path, "sr_bilinear", build_net(arch), {"kind": "sr", "scale": 2, "loss": "feat", "vgg": "caffe"})
+    assert store_of(tmp_path).load("sr_bilinear").upsample_mode == "bilinear"
+    meta = json.loads((tmp_path / "sr_bilinear.json").read_text())
+    meta["architecture"]["upsample"] = "bicubic"
+    with pytest.raises(BrushworkError, match="upsample must be one of"):
+        validate_metadata(meta)
+
+
 def test_save_model_rejects_bad_names(tmp_path):
     with pytest.raises(BrushworkError, match="invalid model name"):
         save_model(tmp_path, "../escape", StyleNet(), {})

@@ -81,6 +81,27 @@ def test_subpixel_rewrite_computes_the_same_function(kind, scale):
         torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=0)
 
 
+def test_bilinear_sr_net_round_trips_its_architecture_and_keeps_its_stages_in_the_fast_rewrite():
+    import copy
+
+    from backend.fastnet import with_subpixel_upsampling
+    from backend.model_store import architecture_of
+    arch = {"type": "sr", "scale": 4, "channels": 8, "blocks": 1, "upsample": "bilinear"}
+    torch.manual_seed(3)
+    net = build_net(arch).eval()
+    assert architecture_of(net) == arch
+    assert architecture_of(build_net({**arch, "upsample": "nearest"})) == {k: v for k, v in arch.items()
+                                                                           if k != "upsample"}
+    x = torch.rand(1, 3, 14, 10)
+    with torch.no_grad():
+        nearest = build_net({**arch, "upsample": "nearest"}).eval()
+        nearest.load_state_dict(net.state_dict())
+        assert not torch.allclose(net(x), nearest(x), atol=1e-3)   # the mode changes the function
+        torch.testing.assert_close(with_subpixel_upsampling(copy.deepcopy(net))(x), net(x), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        build_net({**arch, "upsample": "bicubic"})
+
+
 def test_a_new_residual_sr_net_is_exactly_bicubic_and_its_tail_still_learns():
     """Zero-initialised tail: the net starts as bicubic (no noise for Adam to fight, which once
     killed a whole x4 net's detail branch), yet the tail's gradient is not zero."""

@@ -223,6 +223,22 @@ def test_residual_sr_on_benchmark_degradation_exports_and_reloads_its_architectu
     assert torch.allclose(net(x), bicubic, atol=1e-6)
 
 
+def test_feature_loss_with_pixel_and_grid_terms_trains_on_all_and_records_the_weights(tmp_path):
+    args = parse("train", "sr", "--scale", "2", "--loss", "feat", "--pixel-weight", "1e5", "--grid-weight", "1e6",
+                 "--upsample", "bilinear", "--data",
+                 SHARED / "data" / "sr" / "Set5", "--size", "32", "--batch", "2", "--channels", "8", "--blocks",
+                 "1", "--iterations", "2", "--precision", "fp32", "--vgg-weights", WEIGHTS,
+                 "--run-dir", tmp_path / "run", "--out", tmp_path / "models")
+    meta = json.loads(train_sr.run(args).read_text())
+    assert meta["recipe"]["loss_weights"] == {"content": 1.0, "style": 0.0, "pixel": 1e5, "tv": 2.5e4, "grid": 1e6}
+    assert set(meta["recipe"]["final_losses"]) == {"total", "content", "pixel", "tv", "grid"}
+    assert meta["architecture"]["upsample"] == "bilinear"
+    assert all(value > 0 for value in meta["recipe"]["final_losses"].values())
+    with pytest.raises(ValueError, match="--content-weight .* needs --loss feat"):
+        train_sr.sr_loss_weights(parse("train", "sr", "--scale", "2", "--loss", "pixel", "--data", tmp_path,
+                                       "--content-weight", "1"))
+
+
 def test_init_fine_tunes_an_existing_model_and_the_recipe_names_it(style_run, tmp_path):
     tmp, parent_json = style_run
     parent = json.loads(parent_json.read_text())

@@ -3,8 +3,10 @@
     python tools/model_card_images.py [--out docs/img/models]
 
 Writes ``styles.jpg`` (every style on the three shared content photos), ``sr_x4.png``
-(bicubic / x4 pixel loss / x4 feature loss / HR, zoomed crops of Set5 and Set14 images) and
-``tiles_2048.jpg`` (a 2048-pixel stylisation, run in tiles, with 1:1 crops where tiles meet).
+(bicubic / x4 pixel loss / x4 feature loss / HR, zoomed crops of Set5 and Set14 images),
+``sr_x4_stretched.png`` (the same methods on smooth areas, contrast stretched four times, where
+a checkerboard would show) and ``tiles_2048.jpg`` (a 2048-pixel stylisation, run in tiles,
+with 1:1 crops where tiles meet).
 """
 
 import argparse
@@ -25,6 +27,9 @@ SHARED = ROOT.parent / "shared" / "data"
 STYLES = ["starry_night", "wave", "the_scream", "composition_vii", "udnie"]
 SR_IMAGES = [SHARED / "sr" / "Set5" / "butterfly.png", SHARED / "sr" / "Set14" / "zebra.png",
              SHARED / "sr" / "Set14" / "comic.png"]
+SMOOTH_CROPS = [(SHARED / "sr" / "Set14" / "lenna.png", (40, 40)),
+                (SHARED / "sr" / "Set5" / "butterfly.png", (40, 150)),
+                (SHARED / "sr" / "Set14" / "comic.png", (150, 300))]   # (image, top-left of a 48-px crop)
 LABEL = 18
 
 
@@ -62,21 +67,42 @@ def styles_grid(engine, size=320):
     return labelled_grid(rows, size, size)
 
 
+def x4_results(engine, hr):
+    """(label, image) for bicubic, the two x4 models and the original, all of ``hr``'s size."""
+    lr = degrade(hr, 4)
+    return [("bicubic", lr.resize(hr.size, Image.BICUBIC)),
+            ("x4 pixel loss", as_image(engine.upscale(as_array(lr), None, "sr_x4_pixel")[0])),
+            ("x4 feature loss", as_image(engine.upscale(as_array(lr), None, "sr_x4_feat")[0])),
+            ("HR (original)", hr)]
+
+
 def sr_grid(engine, crop=72, zoom=3):
     rows = []
     for path in SR_IMAGES:
         hr = crop_to_multiple(Image.open(path).convert("RGB"), 4)
-        lr = degrade(hr, 4)
         box = detail_box(hr, crop)
-        results = [("bicubic", lr.resize(hr.size, Image.BICUBIC)),
-                   ("x4 pixel loss", as_image(engine.upscale(as_array(lr), None, "sr_x4_pixel")[0])),
-                   ("x4 feature loss", as_image(engine.upscale(as_array(lr), None, "sr_x4_feat")[0])),
-                   ("HR original", hr)]
+        results = x4_results(engine, hr)
         overview = hr.copy()
         ImageDraw.Draw(overview).rectangle(box, outline=(255, 0, 0), width=2)
         overview.thumbnail((crop * zoom, crop * zoom))
         row = [(path.stem, overview)]
         row += [(label, image.crop(box).resize((crop * zoom, crop * zoom), Image.NEAREST)) for label, image in results]
+        rows.append(row)
+    return labelled_grid(rows, crop * zoom, crop * zoom)
+
+
+def stretched_grid(engine, crop=48, zoom=6, gain=4):
+    """Smooth crops (``SMOOTH_CROPS``) with their contrast stretched ``gain`` times around the
+    crop's mean colour: a faint pattern locked to the pixel grid becomes visible."""
+    rows = []
+    for path, (left, top) in SMOOTH_CROPS:
+        hr = crop_to_multiple(Image.open(path).convert("RGB"), 4)
+        row = []
+        for label, image in x4_results(engine, hr):
+            part = np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.float32) / 255
+            part = (part - part.mean(axis=(0, 1))) * gain + 0.5
+            row.append((f"{label}, x{gain} contrast", as_image(part).resize((crop * zoom, crop * zoom),
+                                                                              Image.NEAREST)))
         rows.append(row)
     return labelled_grid(rows, crop * zoom, crop * zoom)
 
@@ -106,9 +132,10 @@ def main():
     engine = Engine(store, device="cpu")
     styles_grid(engine).save(args.out / "styles.jpg", quality=88)
     sr_grid(engine).save(args.out / "sr_x4.png")
+    stretched_grid(engine).save(args.out / "sr_x4_stretched.png")
     tiled = Engine(store, device="cpu", tile_size=args.tile_size)
     tiles_grid(tiled).save(args.out / "tiles_2048.jpg", quality=90)
-    print("wrote", *(args.out / n for n in ("styles.jpg", "sr_x4.png", "tiles_2048.jpg")))
+    print("wrote", *(args.out / n for n in ("styles.jpg", "sr_x4.png", "sr_x4_stretched.png", "tiles_2048.jpg")))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ All images are RGB in [0, 1], NCHW. Losses are computed in float32 even under au
   matrices (Grams normalised by C H W), summed over layers, averaged over the batch;
 - pixel loss: mean squared difference of pixels;
 - total variation: mean squared difference of horizontally plus vertically
-  neighbouring pixels (independent of image size).
+  neighbouring pixels (independent of image size);
+- grid (SR only, our addition): the power of the part of the error that repeats every
+  ``scale`` pixels, a pattern locked to the low-resolution grid.
 
 Default weights per VGG flavour are derived in docs/training.md.
 """
@@ -76,6 +78,20 @@ def tv_loss(image):
         return dx + dy
 
 
+def grid_loss(image, target, period):
+    """The error pattern repeating every ``period`` pixels: the mean error (over the batch and
+    every ``period`` x ``period`` block) at each position in a block, minus the mean of those,
+    squared and summed over positions and channels. A fixed checkerboard raises it; detail in
+    the wrong place, which differs from block to block, barely does."""
+    with _float32(image.device.type):
+        error = image.float() - target.float()
+        n, c, height, width = error.shape
+        height, width = height - height % period, width - width % period
+        blocks = error[:, :, :height, :width].reshape(n, c, height // period, period, width // period, period)
+        pattern = blocks.mean(dim=(0, 2, 4))
+        return (pattern - pattern.mean(dim=(1, 2), keepdim=True)).pow(2).sum()
+
+
 @dataclass
 class LossWeights:
     """Weights of the terms of the total objective (0 switches a term off)."""
@@ -84,6 +100,7 @@ class LossWeights:
     style: float = 0.0
     pixel: float = 0.0
     tv: float = 0.0
+    grid: float = 0.0
 
     @classmethod
     def defaults(cls, flavour, loss="style"):
@@ -125,15 +142,19 @@ class PerceptualLoss(torch.nn.Module):
 
     ``loss_net`` (a :class:`trainer.vgg.LossNetwork`) may be None for a pixel-only loss.
     ``style_image`` (1 x 3 x H x W in [0, 1]) is needed when ``weights.style`` > 0; its
-    Grams are computed once here. ``loss(output, target)`` returns ``(total, parts)`` where
+    Grams are computed once here. ``grid_period`` (an SR net's scale) is needed when
+    ``weights.grid`` > 0. ``loss(output, target)`` returns ``(total, parts)`` where
     ``parts`` maps each active term to its weighted value (a detached float tensor).
     """
 
     def __init__(self, loss_net, weights, style_image=None, content_layer=CONTENT_LAYER,
-                 style_layers=LAYERS):
+                 style_layers=LAYERS, grid_period=None):
         super().__init__()
         self.loss_net = loss_net
         self.weights = weights
+        self.grid_period = grid_period
+        if weights.grid and not grid_period:
+            raise ValueError("the grid loss needs the period of the grid (the SR scale)")
         self.content_layer = content_layer
         self.style_layers = tuple(style_layers) if weights.style else ()
         self.style_grams = {}
@@ -165,6 +186,8 @@ class PerceptualLoss(torch.nn.Module):
             parts["pixel"] = w.pixel * pixel_loss(output, target)
         if w.tv:
             parts["tv"] = w.tv * tv_loss(output)
+        if w.grid:
+            parts["grid"] = w.grid * grid_loss(output, target, self.grid_period)
         if not parts:
             raise ValueError("all loss weights are zero")
         total = sum(parts.values())

@@ -100,10 +100,17 @@ def add_train_sr_arguments(parser):
     parser.add_argument("--residual", action="store_true",
                         help="learn only the detail added to a bicubic upscale (global skip, as VDSR; "
                              "not in the paper, trains much faster)")
+    parser.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest",
+                        help="how the net's x2 stages resize (default nearest); bilinear makes it harder for a "
+                             "feature-loss net to paint blocks locked to the low-resolution grid (not in the paper)")
     add_holdout_arguments(parser)
     parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight (--loss feat)")
-    parser.add_argument("--pixel-weight", type=float, default=None, help="pixel loss weight (--loss pixel)")
+    parser.add_argument("--pixel-weight", type=float, default=None,
+                        help="pixel loss weight; with --loss feat it adds a pixel term (default 0 there)")
     parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
+    parser.add_argument("--grid-weight", type=float, default=None,
+                        help="weight of the grid loss: the error pattern repeating every scale pixels "
+                             "(default 0; not in the paper)")
     add_vgg_arguments(parser)
     add_loop_arguments(parser, iterations=200000, batch=4)
 

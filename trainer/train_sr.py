@@ -2,8 +2,9 @@
 
 HR patches are cropped at native resolution; the LR input is made on the fly with the
 paper's degradation (Gaussian blur sigma 1.0, then bicubic downsampling). The loss is the
-feature loss at relu2_2 (``--loss feat``) or the pixel loss (``--loss pixel``), plus an
-optional total-variation term. ``--holdout`` keeps evaluation images out of training.
+feature loss at relu2_2 (``--loss feat``, optionally with pixel and grid terms) or the pixel
+loss (``--loss pixel``), plus an optional total-variation term. ``--holdout`` keeps
+evaluation images out of training.
 """
 
 from pathlib import Path
@@ -22,13 +23,22 @@ from trainer.vgg import LossNetwork
 
 
 def sr_loss_weights(args):
+    """The objective's weights: ``--loss``'s defaults, then any weight given on the command line.
+
+    ``--pixel-weight`` with ``--loss feat`` adds a pixel term to the feature loss (not in the
+    paper): it pins colours and the patterns the feature loss cannot see. ``--grid-weight``
+    penalises a pattern repeating every ``scale`` pixels (:func:`trainer.losses.grid_loss`)."""
     weights = LossWeights.defaults(args.vgg, args.loss)
-    if args.loss == "feat" and args.content_weight is not None:
+    if args.content_weight is not None:
+        if args.loss != "feat":
+            raise ValueError("--content-weight is the feature loss weight: it needs --loss feat")
         weights.content = args.content_weight
-    if args.loss == "pixel" and args.pixel_weight is not None:
+    if args.pixel_weight is not None:
         weights.pixel = args.pixel_weight
     if args.tv_weight is not None:
         weights.tv = args.tv_weight
+    if args.grid_weight is not None:
+        weights.grid = args.grid_weight
     return weights
 
 
@@ -55,9 +65,10 @@ class SRTask:
         self.paths, self.held_out = split_holdout(paths, args.holdout, args.holdout_list, seed=args.seed)
         self.sampler = CropSampler(self.paths, args.size, seed=args.seed, resize=False)
         self.weights = sr_loss_weights(args)
-        loss_net = LossNetwork(args.vgg, args.vgg_weights).to(device) if args.loss == "feat" else None
-        self.loss = PerceptualLoss(loss_net, self.weights)
-        self.arch = {**architecture(args, "sr", args.scale), **({"residual": True} if args.residual else {})}
+        loss_net = LossNetwork(args.vgg, args.vgg_weights).to(device) if self.weights.content else None
+        self.loss = PerceptualLoss(loss_net, self.weights, grid_period=args.scale)
+        self.arch = {**architecture(args, "sr", args.scale), **({"residual": True} if args.residual else {}),
+                     **({"upsample": args.upsample} if args.upsample != "nearest" else {})}
         self.net = build_net(self.arch)
         self.preview_hr = preview_crops(self.held_out or self.paths, args.size, resize=False)
         self.config = {"kind": "sr", "scale": args.scale, "loss": args.loss, "size": args.size, "blur": args.blur,
