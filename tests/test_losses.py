@@ -76,6 +76,9 @@ def test_grid_loss_sees_a_fixed_pattern_not_misplaced_detail():
         PerceptualLoss(None, LossWeights(pixel=1.0, grid=1.0))
     total, parts = PerceptualLoss(None, LossWeights(pixel=1.0, grid=2.0), grid_period=2)(fixed, target)
     torch.testing.assert_close(parts["grid"], 2.0 * grid_loss(fixed, target, 2))
+    # listed only when used: the weights of runs from before the grid loss read the same
+    assert LossWeights(pixel=1.0).as_dict() == {"content": 0.0, "style": 0.0, "pixel": 1.0, "tv": 0.0}
+    assert LossWeights(**LossWeights(grid=2.0).as_dict()).grid == 2.0
 
 
 @pytest.fixture(scope="module")

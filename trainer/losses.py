@@ -113,7 +113,12 @@ class LossWeights:
         return cls(**DEFAULT_WEIGHTS[flavour][loss])
 
     def as_dict(self):
-        return asdict(self)
+        """The weights by name. ``grid`` (SR only, off by default) is listed only when used, so
+        checkpoints written before it existed still resume."""
+        weights = asdict(self)
+        if not weights["grid"]:
+            del weights["grid"]
+        return weights
 
 
 # Caffe features are about 255 times larger than torchvision's (input scale 0..255 vs a
