@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from backend.model_store import architecture_of
 from backend.nets import build_net
 from trainer.data import CropSampler, degrade, find_images, preview_crops, split_holdout, to_image
 from trainer.export import check_model_name, export_model
@@ -67,9 +68,9 @@ class SRTask:
         self.weights = sr_loss_weights(args)
         loss_net = LossNetwork(args.vgg, args.vgg_weights).to(device) if self.weights.content else None
         self.loss = PerceptualLoss(loss_net, self.weights, grid_period=args.scale)
-        self.arch = {**architecture(args, "sr", args.scale), **({"residual": True} if args.residual else {}),
-                     **({"upsample": args.upsample} if args.upsample != "nearest" else {})}
-        self.net = build_net(self.arch)
+        self.net = build_net({**architecture(args, "sr", args.scale), "residual": args.residual,
+                              "upsample": args.upsample})
+        self.arch = architecture_of(self.net)   # the form save_model records, defaults left out
         self.preview_hr = preview_crops(self.held_out or self.paths, args.size, resize=False)
         self.config = {"kind": "sr", "scale": args.scale, "loss": args.loss, "size": args.size, "blur": args.blur,
                        "weights": self.weights.as_dict(), "vgg": args.vgg if loss_net else None,
