@@ -105,6 +105,32 @@ def test_sampler_is_reproducible_and_skips_unreadable_files_with_one_warning(tmp
         assert not torch.equal(CropSampler(paths, 24, seed=6).batch(3, 4), again.batch(3, 4))
 
 
+def test_flip_mirrors_about_half_the_crops(tmp_path):
+    write_png(tmp_path / "one.png", 0, size=(24, 24))   # the crop is the whole image: only the flip varies
+    original = CropSampler(find_images(tmp_path), 24, seed=1).sample(0)
+    crops = CropSampler(find_images(tmp_path), 24, seed=1, flip=True).batch(0, 40)
+    mirrored = [torch.equal(c, original.flip(-1)) for c in crops]
+    assert all(m or torch.equal(c, original) for m, c in zip(mirrored, crops))
+    assert 10 <= sum(mirrored) <= 30
+
+
+def test_zoom_crops_at_random_scales_up_to_zoom_times_closer(tmp_path):
+    # A horizontal ramp: the span of values in a crop shrinks as the crop zooms in.
+    ramp = np.tile(np.linspace(0, 255, 400).round().astype(np.uint8)[None, :, None], (200, 1, 3))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    paths = find_images(tmp_path)
+
+    def spans(sampler):
+        return [float(c[0].max() - c[0].min()) for c in sampler.batch(0, 30)]
+    plain, zoomed = spans(CropSampler(paths, 50, seed=2)), spans(CropSampler(paths, 50, seed=2, zoom=2.0))
+    assert max(plain) - min(plain) < 0.01        # always the whole height at one scale
+    assert max(zoomed) == pytest.approx(max(plain), abs=0.02)    # as far out as without zoom
+    assert min(zoomed) == pytest.approx(max(plain) / 2, abs=0.03)  # up to twice as close
+    for bad in ({"zoom": 0.5}, {"zoom": 2.0, "resize": False}):
+        with pytest.raises(ValueError, match="zoom"):
+            CropSampler(paths, 50, **bad)
+
+
 def test_split_holdout(tmp_path):
     paths = [tmp_path / f"im{i}.png" for i in range(6)]
     listing = tmp_path / "held.txt"
@@ -297,6 +323,17 @@ def test_time_limit_stops_early_and_the_recipe_says_so(tmp_path):
     recipe = json.loads(json_path.read_text())["recipe"]
     assert recipe["iterations"] == 1 and recipe["stopped_by_time_limit"] is True
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint_0000001.pt"
+
+
+def test_augmentation_is_recorded_and_a_resume_must_keep_it(tmp_path):
+    json_path = train_style_run(tmp_path, "--iterations", "2", "--checkpoint-every", "1", "--zoom", "1.5", "--flip",
+                                "--run-dir", tmp_path / "run")
+    recipe = json.loads(json_path.read_text())["recipe"]
+    assert recipe["zoom"] == 1.5 and recipe["flip"] is True
+    assert "zoom" not in json.loads(train_style_run(tmp_path, "--iterations", "1",
+                                                    "--run-dir", tmp_path / "plain").read_text())["recipe"]
+    with pytest.raises(ValueError, match="zoom"):
+        train_style_run(tmp_path, "--iterations", "3", "--flip", "--run-dir", tmp_path / "run", "--resume")
 
 
 def test_style_holdout_keeps_images_out_of_training(tmp_path):

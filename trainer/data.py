@@ -123,17 +123,24 @@ class CropSampler:
     position ``s % n``; its crop position is seeded by ``(seed, s)``. ``resize=True``
     scales the shorter side to ``size`` first (style content); ``resize=False`` crops at
     native resolution (SR patches), upscaling only images smaller than ``size``.
+    Augmentation (style content; off by default): ``zoom`` > 1 scales the shorter side to
+    ``zoom * size`` instead and cuts a square of a random side between ``size`` and that,
+    resized to ``size`` (content seen at scales from the whole photo to ``zoom`` x closer);
+    ``flip`` mirrors half the crops left to right.
     Unreadable files are skipped (with one warning each) in favour of the next image.
     Decoded images are kept in memory up to ``cache_bytes`` (decoding, not the GPU, is
     what limits a small data set otherwise); the cache never changes which pixels a
     sample gets.
     """
 
-    def __init__(self, paths, size, seed=0, resize=True, cache_bytes=2 << 30):
+    def __init__(self, paths, size, seed=0, resize=True, zoom=1.0, flip=False, cache_bytes=2 << 30):
         self.paths = list(paths)
         if not self.paths:
             raise ValueError("no training images")
+        if zoom < 1 or (zoom > 1 and not resize):
+            raise ValueError(f"zoom must be >= 1, and needs resize=True (got {zoom})")
         self.size, self.seed, self.resize = size, seed, resize
+        self.zoom, self.flip = zoom, flip
         self.bad = set()
         self._epoch, self._order = None, None
         self._cache, self._cache_left = {}, cache_bytes
@@ -148,16 +155,25 @@ class CropSampler:
         """The image at ``path`` decoded and sized for cropping (from the cache if there)."""
         image = self._cache.get(path)
         if image is None:
-            image = open_rgb(path, min_side=self.size if self.resize else None)  # SR keeps native pixels
-            if self.resize or min(image.size) < self.size:
-                image = resize_shorter_side(image, self.size)
+            side = round(self.size * self.zoom)
+            image = open_rgb(path, min_side=side if self.resize else None)  # SR keeps native pixels
+            if self.resize or min(image.size) < side:
+                image = resize_shorter_side(image, side)
             nbytes = image.width * image.height * 3
             if nbytes <= self._cache_left:
                 self._cache[path], self._cache_left = image, self._cache_left - nbytes
         return image
 
     def _crop(self, path, rng):
-        return to_tensor(crop_at(self._prepared(path), self.size, rng))
+        image = self._prepared(path)
+        if self.zoom > 1:
+            side = rng.randint(self.size, min(image.size))
+            crop = crop_at(image, side, rng).resize((self.size, self.size), Image.BICUBIC)
+        else:
+            crop = crop_at(image, self.size, rng)
+        if self.flip and rng.random() < 0.5:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return to_tensor(crop)
 
     def sample(self, number):
         """Crop number ``number`` as a 3 x size x size tensor."""

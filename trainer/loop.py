@@ -194,7 +194,7 @@ class Progress:
 
 
 def _check_resume_config(saved, current):
-    different = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+    different = {k: (saved.get(k), current.get(k)) for k in {**saved, **current} if saved.get(k) != current.get(k)}
     if different:
         lines = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in different.items())
         raise ValueError(f"cannot resume: the run's options changed ({lines})")

@@ -79,6 +79,10 @@ def add_train_style_arguments(parser):
     parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight")
     parser.add_argument("--style-weight", type=float, default=None, help="style loss weight")
     parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
+    parser.add_argument("--zoom", type=float, default=1.0, metavar="Z",
+                        help="augment: crop at random scales, from the whole photo (shorter side = --size) "
+                             "to Z times closer (default 1: off)")
+    parser.add_argument("--flip", action="store_true", help="augment: mirror half the crops left to right")
     add_holdout_arguments(parser)
     add_vgg_arguments(parser)
     add_loop_arguments(parser, iterations=40000, batch=4)

@@ -36,6 +36,15 @@ def architecture(args, kind, scale=1):
     return arch
 
 
+def augmentation(args):
+    """The crop augmentation asked for (``zoom``, ``flip``), listing only what is on: runs and
+    checkpoints from before these options existed keep the same configuration."""
+    zoom, flip = getattr(args, "zoom", 1.0), getattr(args, "flip", False)
+    if zoom < 1:
+        raise ValueError(f"--zoom must be at least 1, not {zoom}")
+    return {**({"zoom": zoom} if zoom > 1 else {}), **({"flip": True} if flip else {})}
+
+
 class StyleTask:
     """What style training adds to the shared loop: data, loss, net, preview, export."""
 
@@ -48,7 +57,8 @@ class StyleTask:
         self.name = check_model_name(args.name) if args.name else model_name(Path(args.style).stem)
         self.paths, self.held_out = split_holdout(find_images(args.content), args.holdout, args.holdout_list,
                                                   seed=args.seed)
-        self.sampler = CropSampler(self.paths, args.size, seed=args.seed, resize=True)
+        self.augment = augmentation(args)
+        self.sampler = CropSampler(self.paths, args.size, seed=args.seed, resize=True, **self.augment)
         self.weights = loss_weights(args, "style")
         style = load_image(args.style, max_side=args.style_size).to(device)
         loss_net = LossNetwork(args.vgg, args.vgg_weights).to(device)
@@ -59,7 +69,7 @@ class StyleTask:
         self.config = {"kind": "style", "size": args.size, "style_size": args.style_size,
                        "weights": self.weights.as_dict(), "vgg": args.vgg, "architecture": self.arch,
                        "style": str(Path(args.style).resolve()), "content": str(Path(args.content).resolve()),
-                       "held_out": [str(p) for p in self.held_out]}
+                       "held_out": [str(p) for p in self.held_out], **self.augment}
 
     def batch(self, first, count):
         crops = self.sampler.batch(first, count)
@@ -80,7 +90,7 @@ class StyleTask:
     def export(self, net, recipe, out_dir):
         args = self.args
         recipe = {**recipe, "size": args.size, "style_size": args.style_size,
-                  "loss_weights": self.weights.as_dict(), "vgg": args.vgg,
+                  "loss_weights": self.weights.as_dict(), "vgg": args.vgg, **self.augment,
                   "vgg_weights": str(args.vgg_weights) if args.vgg_weights else None}
         data = {"style_image": str(Path(args.style).resolve()), "style_sha256": sha256_of(args.style),
                 "content": str(Path(args.content).resolve()), "content_images": len(self.paths),
