@@ -37,12 +37,10 @@ def architecture(args, kind, scale=1):
 
 
 def augmentation(args):
-    """The crop augmentation asked for (``zoom``, ``flip``), listing only what is on: runs and
-    checkpoints from before these options existed keep the same configuration."""
+    """The crop augmentation asked for (``zoom``, ``flip``; CropSampler checks them), listing only
+    what is on: runs and checkpoints from before these options existed keep the same configuration."""
     zoom, flip = getattr(args, "zoom", 1.0), getattr(args, "flip", False)
-    if zoom < 1:
-        raise ValueError(f"--zoom must be at least 1, not {zoom}")
-    return {**({"zoom": zoom} if zoom > 1 else {}), **({"flip": True} if flip else {})}
+    return {**({"zoom": zoom} if zoom != 1 else {}), **({"flip": True} if flip else {})}
 
 
 class StyleTask:
