@@ -147,6 +147,12 @@ def test_evaluate_style_measures_net_content_and_lbfgs(content_dir):
         assert row["content"] == pytest.approx(float(total), rel=1e-6)
         assert float(parts["content"]) == 0.0
         assert row["network"] == pytest.approx(float(objective(net.eval()(content), content)[0]), rel=1e-5)
+    assert list(row["terms"]) == ["net", "L-BFGS 4"]
+    for output, total in (("net", row["network"]), ("L-BFGS 4", row["lbfgs"][4])):
+        terms = row["terms"][output]
+        style = [name for name in terms if name.startswith("style ")]
+        assert style == [f"style {layer}" for layer in objective.style_layers]
+        assert sum(terms.values()) == pytest.approx(total, rel=1e-4)        # the split adds up to the objective
 
 
 def test_eval_style_cli_writes_table_and_plot(content_dir, tmp_path):
@@ -163,6 +169,7 @@ def test_eval_style_cli_writes_table_and_plot(content_dir, tmp_path):
     assert status == 0
     table = (out / "style_tiny_style.md").read_text()
     assert "L-BFGS 1 | L-BFGS 3" in table
+    assert "| 32 | net | " in table and "| 32 | L-BFGS 3 | " in table and "style relu3_3" in table
     cells = table_cells(table, "chi", column=1)
     values = [float(v) for v in cells[2:]]           # content image, net, L-BFGS 1, L-BFGS 3
     assert all(np.isfinite(values)) and values[3] < values[2]

@@ -207,7 +207,8 @@ def evaluate_style(net, objective, content_paths, sizes=(256, 512), iterations=(
     nn.Module, a callable on HxWx3 arrays, or None), of the content image itself, and of one
     projected L-BFGS run (:func:`trainer.gatys.optimize`) after each count in ``iterations``.
     Returns one dict per (size, image): ``size``, ``image``, ``content``, ``network`` (None
-    without a net), ``lbfgs`` ({iterations: objective}) and ``history`` (every iteration).
+    without a net), ``lbfgs`` ({iterations: objective}), ``history`` (every iteration), and
+    ``terms``: {"net" (with a net), "L-BFGS N" (the largest count): ``objective.terms``}.
     ``progress(done, total, objective)`` is passed on to each L-BFGS run.
     """
     from trainer.gatys import optimize
@@ -221,13 +222,17 @@ def evaluate_style(net, objective, content_paths, sizes=(256, 512), iterations=(
     for size in sizes:
         for path in content_paths:
             content = square_content(path, size).to(device)
+            row = {"size": size, "image": Path(path).stem, "network": None, "terms": {}}
             with torch.no_grad():
-                row = {"size": size, "image": Path(path).stem,
-                       "content": float(objective(content, content)[0]),
-                       "network": None if run is None else float(objective(run(content).to(device), content)[0])}
-            _, history = optimize(content, objective, iterations[-1], init, seed, progress)
+                row["content"] = float(objective(content, content)[0])
+                if run is not None:
+                    output = run(content).to(device)
+                    row["network"] = float(objective(output, content)[0])
+                    row["terms"]["net"] = objective.terms(output, content)
+            image, history = optimize(content, objective, iterations[-1], init, seed, progress)
             row["lbfgs"] = {n: history[n] for n in iterations}
             row["history"] = history
+            row["terms"][f"L-BFGS {iterations[-1]}"] = objective.terms(image, content)
             rows.append(row)
     return rows
 
@@ -273,7 +278,22 @@ def style_table(rows, net_label="feed-forward net"):
             where = f"after {at} L-BFGS iterations" if at is not None else \
                 f"not within {len(mean['curve']) - 1} L-BFGS iterations"
             notes.append(f"- {size} px: the mean L-BFGS objective reaches the net's level {where}.")
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + ([""] + notes if notes else []) + ["", terms_table(rows)])
+
+
+def terms_table(rows):
+    """Markdown table of the objective's weighted terms (style split by VGG layer), mean over the
+    images of each size, for the net's output and the final L-BFGS image."""
+    outputs = list(rows[0]["terms"])
+    names = list(rows[0]["terms"][outputs[0]])
+    lines = ["Weighted terms, mean over the images:", "",
+             "| size | output | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
+    for size in dict.fromkeys(row["size"] for row in rows):
+        group = [row for row in rows if row["size"] == size]
+        for output in outputs:
+            means = [_mean([row["terms"][output][name] for row in group]) for name in names]
+            lines.append(f"| {size} | {output} | " + " | ".join(f"{v:.3g}" for v in means) + " |")
+    return "\n".join(lines)
 
 
 def style_plot(rows, path, title="style objective (Eq. 5)"):

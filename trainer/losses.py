@@ -197,3 +197,17 @@ class PerceptualLoss(torch.nn.Module):
             raise ValueError("all loss weights are zero")
         total = sum(parts.values())
         return total, {name: value.detach() for name, value in parts.items()}
+
+    def terms(self, output, target):
+        """The weighted terms of ``self(output, target)`` as floats, the style term split by
+        VGG layer (``"style relu3_3"``, ...): where an output falls short. Runs without grad."""
+        terms = {}
+        with torch.no_grad():
+            for name, value in self(output, target)[1].items():
+                if name != "style":
+                    terms[name] = float(value)
+                    continue
+                feats = self.loss_net(output, list(self.style_layers))
+                for layer, gram in self.style_grams.items():
+                    terms[f"style {layer}"] = float(self.weights.style * style_loss({layer: gram}, feats))
+        return terms
