@@ -226,9 +226,8 @@ def evaluate_style(net, objective, content_paths, sizes=(256, 512), iterations=(
             with torch.no_grad():
                 row["content"] = float(objective(content, content)[0])
                 if run is not None:
-                    output = run(content).to(device)
-                    row["network"] = float(objective(output, content)[0])
-                    row["terms"]["net"] = objective.terms(output, content)
+                    row["terms"]["net"] = objective.terms(run(content).to(device), content)
+                    row["network"] = sum(row["terms"]["net"].values())
             image, history = optimize(content, objective, iterations[-1], init, seed, progress)
             row["lbfgs"] = {n: history[n] for n in iterations}
             row["history"] = history

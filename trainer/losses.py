@@ -173,6 +173,18 @@ class PerceptualLoss(torch.nn.Module):
                 self.style_grams = {name: gram_matrix(f) for name, f in feats.items()}
 
     def forward(self, output, target):
+        parts = self._weighted_terms(output, target, style_by_layer=False)
+        total = sum(parts.values())
+        return total, {name: value.detach() for name, value in parts.items()}
+
+    def terms(self, output, target):
+        """The weighted terms of ``self(output, target)`` as floats, the style term split by
+        VGG layer (``"style relu3_3"``, ...): where an output falls short. Runs without grad."""
+        with torch.no_grad():
+            parts = self._weighted_terms(output, target, style_by_layer=True)
+        return {name: float(value) for name, value in parts.items()}
+
+    def _weighted_terms(self, output, target, style_by_layer):
         w = self.weights
         layers = list(self.style_layers)
         if w.content and self.content_layer not in layers:
@@ -185,7 +197,10 @@ class PerceptualLoss(torch.nn.Module):
                     target_feats = self.loss_net(target, [self.content_layer])
                 parts["content"] = w.content * feature_loss(feats[self.content_layer],
                                                             target_feats[self.content_layer])
-            if w.style:
+            if w.style and style_by_layer:
+                for layer, gram in self.style_grams.items():
+                    parts[f"style {layer}"] = w.style * style_loss({layer: gram}, feats)
+            elif w.style:
                 parts["style"] = w.style * style_loss(self.style_grams, feats)
         if w.pixel:
             parts["pixel"] = w.pixel * pixel_loss(output, target)
@@ -195,19 +210,4 @@ class PerceptualLoss(torch.nn.Module):
             parts["grid"] = w.grid * grid_loss(output, target, self.grid_period)
         if not parts:
             raise ValueError("all loss weights are zero")
-        total = sum(parts.values())
-        return total, {name: value.detach() for name, value in parts.items()}
-
-    def terms(self, output, target):
-        """The weighted terms of ``self(output, target)`` as floats, the style term split by
-        VGG layer (``"style relu3_3"``, ...): where an output falls short. Runs without grad."""
-        terms = {}
-        with torch.no_grad():
-            for name, value in self(output, target)[1].items():
-                if name != "style":
-                    terms[name] = float(value)
-                    continue
-                feats = self.loss_net(output, list(self.style_layers))
-                for layer, gram in self.style_grams.items():
-                    terms[f"style {layer}"] = float(self.weights.style * style_loss({layer: gram}, feats))
-        return terms
+        return parts
