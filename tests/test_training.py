@@ -22,6 +22,7 @@ from trainer.checkpoint import latest_checkpoint, load_checkpoint
 from trainer.cli import build_parser
 from trainer.data import CropSampler, degrade, find_images, gaussian_blur, split_holdout
 from trainer.job import StyleTrainingJob
+from trainer.loop import copy_and_deepen, deeper_by
 from trainer import train_sr, train_style
 
 REPO = Path(__file__).resolve().parents[1]
@@ -285,6 +286,24 @@ def test_init_fine_tunes_an_existing_model_and_the_recipe_names_it(style_run, tm
                         "--init", parent_json)
     with pytest.raises(BrushworkError, match="no model named"):
         train_style_run(tmp_path, "--iterations", "1", "--run-dir", tmp_path / "run3", "--init", "no_such_model")
+
+
+def test_init_with_more_blocks_starts_from_the_same_function(style_run, tmp_path):
+    tmp, parent_json = style_run
+    parent = json.loads(parent_json.read_text())["architecture"]
+    deeper = {**parent, "blocks": parent["blocks"] + 2}
+    assert deeper_by(parent, deeper) == 2 and deeper_by(parent, parent) == 0
+    assert deeper_by(deeper, parent) is None and deeper_by(parent, {**deeper, "channels": 16}) is None
+    source = ModelStore(tmp / "models", include_bundled=False, include_user=False).load("tiny_udnie")
+    net = train_style.build_net(deeper)
+    copy_and_deepen(net, source)
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(image), source(image), atol=1e-6)
+    json_path = train_style_run(tmp_path, "--iterations", "2", "--run-dir", tmp_path / "run", "--name", "deeper",
+                                "--blocks", str(deeper["blocks"]), "--init", parent_json)
+    meta = json.loads(json_path.read_text())
+    assert meta["architecture"] == deeper and meta["recipe"]["init"]["model"] == "tiny_udnie"
 
 
 def test_learning_rate_warms_up_then_decays_to_the_final_rate():

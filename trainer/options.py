@@ -58,7 +58,8 @@ def add_loop_arguments(parser, iterations, batch):
     parser.add_argument("--blocks", type=int, default=None, help="residual blocks (default: the paper's)")
     parser.add_argument("--init", default=None, metavar="MODEL",
                         help="start from this model's weights (a model name or a model .json path; same "
-                             "architecture) instead of random ones: fine-tuning. The recipe records it")
+                             "architecture, or more --blocks, which start as the identity) instead of random "
+                             "ones: fine-tuning. The recipe records it")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="stop after this many seconds of training, checkpoint and export what was "
                              "learnt (the model's recipe records the iterations done)")
