@@ -181,6 +181,28 @@ def test_resume_is_bit_identical(style_run, tmp_path):
     assert len(resumed["commands"]) == 2 and '"resume": "latest"' in resumed["commands"][1]
 
 
+def test_batches_made_ahead_in_threads_train_the_same_net(style_run, tmp_path):
+    tmp, _ = style_run
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoint_0000006.pt").write_bytes((tmp / "run" / "checkpoint_0000006.pt").read_bytes())
+    train_style_run(tmp_path, "--iterations", "12", "--checkpoint-every", "6", "--run-dir", run_dir,
+                    "--name", "tiny_udnie", "--resume", "--loader-threads", "3")
+    threaded = load_checkpoint(latest_checkpoint(run_dir))
+    straight = load_checkpoint(tmp / "run" / "checkpoint_0000012.pt")
+    assert all(torch.equal(threaded["model"][k], v) for k, v in straight["model"].items())
+    with pytest.raises(ValueError, match="--loader-threads"):
+        train_style_run(tmp_path, "--iterations", "1", "--run-dir", tmp_path / "run2", "--loader-threads", "-1")
+
+
+@pytest.mark.slow
+def test_compiled_net_trains_and_exports_plain_weights(tmp_path):
+    json_path = train_style_run(tmp_path, "--iterations", "2", "--run-dir", tmp_path / "run", "--compile")
+    net = ModelStore(tmp_path / "models", include_bundled=False, include_user=False).load(json_path.stem)
+    assert not any(key.startswith("_orig_mod") for key in net.state_dict())
+    assert all(v > 0 for v in json.loads(json_path.read_text())["recipe"]["final_losses"].values())
+
+
 def test_resume_refuses_changed_options(style_run, tmp_path):
     tmp, _ = style_run
     with pytest.raises(ValueError, match="seed"):

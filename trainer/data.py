@@ -7,6 +7,7 @@ data, and DDP ranks draw disjoint samples without any state to share.
 
 import math
 import random
+import threading
 import warnings
 from pathlib import Path
 
@@ -130,7 +131,7 @@ class CropSampler:
     Unreadable files are skipped (with one warning each) in favour of the next image.
     Decoded images are kept in memory up to ``cache_bytes`` (decoding, not the GPU, is
     what limits a small data set otherwise); the cache never changes which pixels a
-    sample gets.
+    sample gets. Several threads may draw samples at once (trainer/prefetch.py).
     """
 
     def __init__(self, paths, size, seed=0, resize=True, zoom=1.0, flip=False, cache_bytes=2 << 30):
@@ -142,14 +143,18 @@ class CropSampler:
         self.size, self.seed, self.resize = size, seed, resize
         self.zoom, self.flip = zoom, flip
         self.bad = set()
-        self._epoch, self._order = None, None
+        self._orders = {}  # epoch -> permutation, for the epochs in use
         self._cache, self._cache_left = {}, cache_bytes
+        self._lock = threading.Lock()
 
     def _order_of(self, epoch):
-        if epoch != self._epoch:
-            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.paths))
-            self._epoch = epoch
-        return self._order
+        with self._lock:
+            order = self._orders.get(epoch)
+            if order is None:
+                order = np.random.default_rng([self.seed, epoch]).permutation(len(self.paths))
+                self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
+                self._orders[epoch] = order
+            return order
 
     def _prepared(self, path):
         """The image at ``path`` decoded and sized for cropping (from the cache if there)."""
@@ -160,8 +165,9 @@ class CropSampler:
             if self.resize or min(image.size) < side:
                 image = resize_shorter_side(image, side)
             nbytes = image.width * image.height * 3
-            if nbytes <= self._cache_left:
-                self._cache[path], self._cache_left = image, self._cache_left - nbytes
+            with self._lock:
+                if path not in self._cache and nbytes <= self._cache_left:
+                    self._cache[path], self._cache_left = image, self._cache_left - nbytes
         return image
 
     def _crop(self, path, rng):

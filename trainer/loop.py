@@ -28,6 +28,7 @@ from tqdm import tqdm
 from trainer.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, rng_state,
                                 save_checkpoint, set_rng_state)
 from trainer.plots import save_image, save_loss_curve
+from trainer.prefetch import Prefetcher
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -97,6 +98,13 @@ def net_memory_format(device):
     InstanceNorm returns NCHW output and each following channels-last conv would convert
     it back (those copies were a fifth of a CPU step). The frozen VGG is channels-last on both."""
     return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+def loader_threads(args, device):
+    """``--loader-threads``, or by default 4 on a GPU (crops would otherwise hold it up) and
+    none on a CPU (the crops are a small part of a CPU step, and the cores are busy)."""
+    threads = getattr(args, "loader_threads", None)
+    return threads if threads is not None else (4 if device.type == "cuda" else 0)
 
 
 def prepare_loss_network(loss_net, precision):
@@ -279,6 +287,8 @@ def run_training(args, make_task):
 def _train(args, make_task, cluster):
     if args.iterations < 1 or args.batch < 1 or args.checkpoint_every < 1:
         raise ValueError("--iterations, --batch and --checkpoint-every must be at least 1")
+    if (getattr(args, "loader_threads", None) or 0) < 0:
+        raise ValueError("--loader-threads must be 0 or more")
     device = cluster.device
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(args.seed)
@@ -314,6 +324,8 @@ def _train(args, make_task, cluster):
     if cluster.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
+    if getattr(args, "compile", False):
+        model = torch.compile(model)  # same weights (checkpoints and exports save ``net``)
 
     def checkpoint(iteration):
         if not cluster.is_main:
@@ -338,10 +350,11 @@ def _train(args, make_task, cluster):
     timed_out = False
     amp = autocast_for(precision, device)
     model.train()
+    batches = Prefetcher(lambda i: task.batch((i * cluster.world + cluster.rank) * args.batch, args.batch),
+                         start, loader_threads(args, device))
     try:
         while iteration < args.iterations and not timed_out:
-            first = (iteration * cluster.world + cluster.rank) * args.batch
-            inputs, targets = (t.to(device, memory_format=layout) for t in task.batch(first, args.batch))
+            inputs, targets = (t.to(device, memory_format=layout) for t in batches.take())
             if schedule:
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(iteration, args.lr, args.iterations, schedule["warmup"],
@@ -363,6 +376,7 @@ def _train(args, make_task, cluster):
         progress.emit(event="cancelled", iteration=iteration, checkpoint=str(path) if path else None)
         raise
     finally:
+        batches.close()
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_handler)
     progress.close()

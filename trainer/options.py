@@ -54,6 +54,11 @@ def add_loop_arguments(parser, iterations, batch):
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: bf16 on GPUs and bf16-capable CPUs, else fp16 on older GPUs, else fp32")
+    parser.add_argument("--loader-threads", type=int, default=None, metavar="N",
+                        help="threads making the next batches during a step (default: 4 on a GPU, 0 on a CPU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the net: about a quarter faster per step on an H100, after "
+                             "about 40 s of compiling")
     parser.add_argument("--channels", type=int, default=None, help="net width (default: the paper's)")
     parser.add_argument("--blocks", type=int, default=None, help="residual blocks (default: the paper's)")
     parser.add_argument("--init", default=None, metavar="MODEL",
