@@ -26,7 +26,7 @@ log = logging.getLogger("brushwork.training")
 MIN_STYLE_SIDE = 16   # the trainer's smallest style image
 CANCEL_GRACE_S = 10.0  # SIGTERM lets the trainer checkpoint; SIGKILL after this
 
-# Training options a client may set: name -> (int or float, lowest, highest).
+# Training options a client may set: name -> (int, float or bool, lowest, highest).
 # The daemon decides the rest (device, output and run dirs, VGG weights).
 TRAIN_OPTIONS = {
     "iterations": (int, 1, 1_000_000),
@@ -41,7 +41,12 @@ TRAIN_OPTIONS = {
     "checkpoint_every": (int, 1, 1_000_000),
     "channels": (int, 4, 128),
     "blocks": (int, 1, 16),
+    "zoom": (float, 1.0, 4.0),          # crops from the whole photo to zoom x closer
+    "flip": (bool, False, True),        # mirror half the crops
 }
+# A few hundred photos of one's own are a small training set: crops at varied scales, mirrored
+# half the time, keep a net from learning them by heart (docs/models.md, "Overfitting").
+AUGMENTATION = {"zoom": 2.0, "flip": True}
 HEADER_FIELDS = {"v", "id", "kind", "width", "height", "format", "mask", "name", "display_name"}
 
 
@@ -78,6 +83,10 @@ def training_options(header):
 def check_option(key, value):
     """``value`` if it suits training option ``key``; raises BadRequest."""
     kind, low, high = TRAIN_OPTIONS[key]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise protocol.BadRequest(f"{key!r} must be true or false, got {value!r}")
+        return value
     if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)) \
             or not math.isfinite(value) or not low <= value <= high:
         raise protocol.BadRequest(f"{key!r} must be {'an integer' if kind is int else 'a number'} "
@@ -249,7 +258,7 @@ class TrainingJobs:
             run_dir = new_run_dir(run.name)
             style_path = run_dir / "style.png"
             Image.fromarray(style).save(style_path)
-            options = {**self.defaults, **options, "run_dir": run_dir}
+            options = {**AUGMENTATION, **self.defaults, **options, "run_dir": run_dir}
             if self.device:
                 options["device"] = self.device
             try:

@@ -124,6 +124,7 @@ def test_training_streams_progress_then_the_model_is_served(daemon, client):
 
     assert model["name"] == "tiny_waves" and model["display_name"] == "Tiny Waves" and model["kind"] == "style"
     assert model["recipe"]["iterations"] == 3 and model["architecture"]["channels"] == 8
+    assert model["recipe"]["zoom"] == 2 and model["recipe"]["flip"] is True  # the editors' augmentation
     assert Path(model["path"]) == daemon.train_out / "tiny_waves.json"
     counted = [(done, total) for done, total, _ in progress if total]
     assert counted[-1] == (3, 3) and [d for d, _ in counted] == sorted(d for d, _ in counted)
@@ -168,6 +169,12 @@ def test_cancel_stops_the_trainer_while_other_clients_are_served(daemon, content
     assert not (daemon.train_out / "never_finished.json").exists()
 
 
+def test_a_client_can_turn_the_augmentation_off(client):
+    model = train_request(client, "plain crops", iterations=1, zoom=1, flip=False, **TINY)
+    assert "zoom" not in model["recipe"] and "flip" not in model["recipe"]
+    assert "--zoom 1" in model["recipe"]["command"] and "--flip" not in model["recipe"]["command"]
+
+
 @pytest.mark.parametrize("fields, code, words", [
     ({"vgg_weights": "/etc/passwd"}, "bad_request", "unknown train_style field"),
     ({"iterations": 0}, "bad_request", "'iterations' must be an integer from 1"),
@@ -177,6 +184,8 @@ def test_cancel_stops_the_trainer_while_other_clients_are_served(daemon, content
     ({"name": "  "}, "bad_request", "'name'"),
     ({"name": "mosaic"}, "bad_request", "already exists"),
     ({"mask": True}, "bad_request", "'mask'"),
+    ({"flip": 1}, "bad_request", "'flip' must be true or false"),
+    ({"zoom": 0.5}, "bad_request", "'zoom' must be a number from 1"),
 ])
 def test_bad_train_requests_are_refused_with_a_reason(client, fields, code, words):
     fields = dict(fields)

@@ -39,7 +39,7 @@ OPTION_FLAGS = {
     "content_weight": "--content-weight", "style_weight": "--style-weight", "tv_weight": "--tv-weight",
     "vgg": "--vgg", "vgg_weights": "--vgg-weights", "checkpoint_every": "--checkpoint-every",
     "run_dir": "--run-dir", "device": "--device", "precision": "--precision",
-    "channels": "--channels", "blocks": "--blocks",
+    "channels": "--channels", "blocks": "--blocks", "zoom": "--zoom", "flip": "--flip",
 }
 
 
@@ -91,7 +91,9 @@ class StyleTrainingJob:
             name = options.get("name") or "style"
             options = {**options, "run_dir": default_run_dir(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")}
         for key, value in options.items():
-            if value is not None:
+            if isinstance(value, bool):  # a switch: present or not
+                self.command += [OPTION_FLAGS[key]] if value else []
+            elif value is not None:
                 self.command += [OPTION_FLAGS[key], str(value)]
         self.process = None
         self.result = None
