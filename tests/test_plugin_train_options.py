@@ -7,13 +7,14 @@ import pytest
 from plugin_gimp.brushwork import settings as gimp_settings
 from plugin_krita.brushwork import settings as krita_settings
 
-TINY = {"size": 32, "style_size": 32, "channels": 8, "blocks": 1, "lr": 0.002}
+TINY = {"size": 32, "style_size": 32, "channels": 8, "blocks": 1, "lr": 0.002, "zoom": 1.5, "flip": False}
 
 
 def test_krita_keeps_known_numeric_options_and_drops_the_rest():
     loaded = krita_settings.from_dict({"train_options": dict(TINY, vgg_weights="/etc/passwd", batch=True,
                                                              seed="7", name=3)})
     assert loaded.train_options == TINY
+    assert krita_settings.from_dict({"train_options": {"flip": 1, "zoom": True}}).train_options == {}
     assert krita_settings.from_dict({"train_options": [1, 2]}).train_options == {}
     assert krita_settings.Settings().train_options == {}
 
@@ -34,7 +35,7 @@ def test_gimp_reads_train_options_and_the_settings_procedure_keeps_them(tmp_path
     assert gimp_settings.load_train_options(tmp_path) == {}
 
 
-@pytest.mark.parametrize("options", [{"vgg_weights": "/etc/passwd"}, {"size": "32"}, {"blocks": True}, [32]])
+@pytest.mark.parametrize("options", [{"vgg_weights": "/etc/passwd"}, {"size": "32"}, {"blocks": True}, {"flip": 1}, [32]])
 def test_gimp_bad_train_options_name_the_file(tmp_path, options):
     (tmp_path / "brushwork.json").write_text(json.dumps({"endpoint": "", "train_options": options}))
     with pytest.raises(ValueError, match="brushwork.json: train_options must map some of size, style_size"):

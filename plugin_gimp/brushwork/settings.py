@@ -22,7 +22,7 @@ DEFAULTS = {"endpoint": "", "manage_daemon": True, "daemon_path": "", "timeout_s
             "client_key": ""}
 # train_style options ``train_options`` may set (docs/protocol.md, "Training a style")
 TRAIN_OPTIONS = ("size", "style_size", "batch", "lr", "seed", "content_weight", "style_weight", "tv_weight",
-                 "checkpoint_every", "channels", "blocks")
+                 "checkpoint_every", "channels", "blocks", "zoom", "flip")   # flip: true/false, the rest numbers
 
 
 def settings_path(config_dir):
@@ -60,14 +60,21 @@ def load(config_dir):
     return settings
 
 
+def _fits(key, value):
+    """Whether ``value`` has the type train_style option ``key`` takes (ranges are the daemon's to check)."""
+    if key == "flip":
+        return isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def load_train_options(config_dir):
     """The file's ``train_options`` ({} when absent); ValueError naming the file when they are wrong."""
     path = settings_path(config_dir)
     options = _stored(path).get("train_options", {})
-    if not isinstance(options, dict) or any(key not in TRAIN_OPTIONS or isinstance(value, bool)
-                                            or not isinstance(value, (int, float)) for key, value in options.items()):
+    if not isinstance(options, dict) or not all(key in TRAIN_OPTIONS and _fits(key, value)
+                                                for key, value in options.items()):
         raise ValueError(f"brushwork settings {path}: train_options must map some of {', '.join(TRAIN_OPTIONS)} "
-                         f"to numbers, got {options!r}")
+                         f"to numbers (flip: to true or false), got {options!r}")
     return options
 
 

@@ -15,7 +15,7 @@ UPSCALE_LAYERS = ("all", "active")
 UPSCALE_FACTORS = (2, 4, 8)
 # train_style options the plug-in forwards from ``train_options`` (docs/protocol.md, "Training a style")
 TRAIN_OPTIONS = ("size", "style_size", "batch", "lr", "seed", "content_weight", "style_weight", "tv_weight",
-                 "checkpoint_every", "channels", "blocks")
+                 "checkpoint_every", "channels", "blocks", "zoom", "flip")   # flip: true/false, the rest numbers
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Settings:
         if fixed.timeout_s <= 0:
             fixed.timeout_s = defaults.timeout_s
         fixed.train_options = {key: value for key, value in self.train_options.items()
-                               if key in TRAIN_OPTIONS and type(value) in (int, float)}
+                               if key in TRAIN_OPTIONS and type(value) in ((bool,) if key == "flip" else (int, float))}
         return fixed
 
 
