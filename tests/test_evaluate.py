@@ -12,6 +12,7 @@ from PIL import Image
 from backend import cli
 from backend.model_store import save_model
 from backend.nets import SRNet, StyleNet
+from trainer.baselines import BaselineStore, objective_digest
 from trainer import data, evaluate, metrics
 from trainer.gatys import build_objective
 from trainer.losses import LossWeights
@@ -163,11 +164,15 @@ def test_eval_style_cli_writes_table_and_plot(content_dir, tmp_path):
                {"loss": "style", "vgg": "caffe", "recipe": {"style_size": 32, "loss_weights": weights.as_dict()},
                 "data": {"style_image": str(STYLE_IMAGE)}})
     out = tmp_path / "out"
-    status = cli.main(["eval", "style", "--model", "tiny_style", "--models", str(models), "--content",
-                       str(content_dir), "--sizes", "32", "--iterations", "1", "3", "--out-dir", str(out),
-                       "--vgg-weights", str(VGG_WEIGHTS), "--device", "cpu"])
-    assert status == 0
+    command = ["eval", "style", "--model", "tiny_style", "--models", str(models), "--content", str(content_dir),
+               "--sizes", "32", "--iterations", "1", "3", "--out-dir", str(out), "--vgg-weights", str(VGG_WEIGHTS),
+               "--device", "cpu", "--baselines", str(tmp_path / "baselines.json")]
+    assert cli.main(command) == 0
     table = (out / "style_tiny_style.md").read_text()
+    assert "L-BFGS runs: 1 on " in table and "read from" not in table
+    assert cli.main(command) == 0                                       # again: the L-BFGS run is read back
+    again = (out / "style_tiny_style.md").read_text()
+    assert "1 of 1 read from" in again and again.replace("; 1 of 1 read from " + str(tmp_path / "baselines.json"), "") == table
     assert "L-BFGS 1 | L-BFGS 3" in table
     assert "| 32 | net | " in table and "| 32 | L-BFGS 3 | " in table and "style relu3_3" in table
     cells = table_cells(table, "chi", column=1)
@@ -177,6 +182,31 @@ def test_eval_style_cli_writes_table_and_plot(content_dir, tmp_path):
     assert re.search(r"32 px: the mean L-BFGS objective (reaches the net's level after \d+|.*not within 3)", table)
     plot = Image.open(out / "style_tiny_style.png")
     assert plot.size[0] > 300 and plot.size[1] > 200
+
+
+def test_stored_baselines_are_read_back_and_only_for_the_same_objective(content_dir, tmp_path):
+    style = data.load_image(STYLE_IMAGE, max_side=32)
+    weights = LossWeights.defaults("caffe", "style")
+    objective = build_objective(style, "caffe", VGG_WEIGHTS, weights)
+    paths = evaluate.image_paths([content_dir])
+
+    def evaluate_with(store, objective=objective, seed=0):
+        return evaluate.evaluate_style(None, objective, paths, sizes=[32], iterations=[3], seed=seed,
+                                       baselines=store, objective_id=objective_digest(style, objective))
+
+    (first,) = evaluate_with(BaselineStore(tmp_path / "baselines.json"))
+    (again,) = evaluate_with(BaselineStore(tmp_path / "baselines.json"))       # a new store: read from the file
+    assert not first["lbfgs_stored"] and again["lbfgs_stored"] and again["lbfgs_device"] == first["lbfgs_device"]
+    assert again["history"] == first["history"] and again["terms"] == first["terms"]
+    (other_seed,) = evaluate_with(BaselineStore(tmp_path / "baselines.json"), seed=1)
+    heavier = build_objective(style, "caffe", VGG_WEIGHTS, LossWeights(**{**weights.as_dict(), "style": 2 * weights.style}))
+    (other_weights,) = evaluate_with(BaselineStore(tmp_path / "baselines.json"), heavier)
+    assert not other_seed["lbfgs_stored"] and not other_weights["lbfgs_stored"]
+    assert other_weights["history"][-1] != first["history"][-1]
+    assert len(BaselineStore(tmp_path / "baselines.json").runs) == 3
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="cannot read the baselines file .*broken.json"):
+        BaselineStore(tmp_path / "broken.json")
 
 
 def test_eval_style_cli_needs_a_style_image(content_dir, tmp_path, capsys):

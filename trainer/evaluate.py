@@ -11,6 +11,7 @@
 Plain functions (:func:`evaluate_sr`, :func:`evaluate_style`) serve report scripts too.
 """
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +201,7 @@ def _style_runner(net):
 
 
 def evaluate_style(net, objective, content_paths, sizes=(256, 512), iterations=(50, 100, 200, 300, 500),
-                   init="noise", seed=0, progress=None):
+                   init="noise", seed=0, progress=None, baselines=None, objective_id=None):
     """The paper's Figure 5 measurements for the style objective ``objective`` (a PerceptualLoss).
 
     For each size and content image: the objective of the feed-forward output of ``net`` (an
@@ -210,30 +211,62 @@ def evaluate_style(net, objective, content_paths, sizes=(256, 512), iterations=(
     without a net), ``lbfgs`` ({iterations: objective}), ``history`` (every iteration), and
     ``terms``: {"net" (with a net), "L-BFGS N" (the largest count): ``objective.terms``}.
     ``progress(done, total, objective)`` is passed on to each L-BFGS run.
+
+    ``baselines`` (a :class:`trainer.baselines.BaselineStore`, with ``objective_id`` from
+    :func:`trainer.baselines.objective_digest`): L-BFGS runs found there are not run again,
+    new ones are added. Each row's ``lbfgs_device`` says where its run was computed, and
+    ``lbfgs_stored`` whether it came from the store.
     """
+    from trainer.baselines import digest
     from trainer.gatys import optimize
+    from trainer.loop import hardware_description
 
     iterations = sorted(set(int(n) for n in iterations))
     if not iterations or iterations[0] < 1:
         raise ValueError(f"iteration counts must be >= 1, got {iterations}")
     device = next(objective.loss_net.parameters()).device
+    here = hardware_description(device, 1)
+    if baselines is not None and objective_id is None:
+        raise ValueError("stored baselines need the objective's digest (objective_id)")
     run = None if net is None else _style_runner(net)
     rows = []
     for size in sizes:
         for path in content_paths:
-            content = square_content(path, size).to(device)
+            content = square_content(path, size)
+            key = None if baselines is None else digest(objective_id, content, init, seed, iterations[-1])
+            content = content.to(device)
             row = {"size": size, "image": Path(path).stem, "network": None, "terms": {}}
             with torch.no_grad():
                 row["content"] = float(objective(content, content)[0])
                 if run is not None:
                     row["terms"]["net"] = objective.terms(run(content).to(device), content)
                     row["network"] = sum(row["terms"]["net"].values())
-            image, history = optimize(content, objective, iterations[-1], init, seed, progress)
+            stored = baselines.get(key) if baselines is not None else None
+            if stored is not None:
+                history, terms, row["lbfgs_device"] = stored["history"], stored["terms"], stored["device"]
+                for done in range(1, len(history)):
+                    if progress is not None:
+                        progress(done, len(history) - 1, history[done])
+            else:
+                image, history = optimize(content, objective, iterations[-1], init, seed, progress)
+                terms, row["lbfgs_device"] = objective.terms(image, content), here
+                if baselines is not None:
+                    baselines.put(key, history, terms, here)
+            row["lbfgs_stored"] = stored is not None
             row["lbfgs"] = {n: history[n] for n in iterations}
             row["history"] = history
-            row["terms"][f"L-BFGS {iterations[-1]}"] = objective.terms(image, content)
+            row["terms"][f"L-BFGS {iterations[-1]}"] = terms
             rows.append(row)
     return rows
+
+
+def lbfgs_provenance(rows, baselines_path=None):
+    """One sentence: where the L-BFGS runs of ``rows`` were computed, and how many came from
+    the baselines file."""
+    devices = ", ".join(f"{n} on {d}" for d, n in Counter(row["lbfgs_device"] for row in rows).items())
+    stored = sum(row["lbfgs_stored"] for row in rows)
+    return (f"L-BFGS runs: {devices}" + (f"; {stored} of {len(rows)} read from {baselines_path}" if stored else "")
+            + ".")
 
 
 def _mean(values):
@@ -377,8 +410,9 @@ def run_sr(args):
 
 
 def _model_objective(meta, args, device):
-    """The objective a style model was trained on: its VGG flavour, loss weights and style
-    image (``--style-image`` / ``--style-size`` / ``--vgg-weights`` override the metadata)."""
+    """The objective a style model was trained on, and the style image (1x3xHxW) it was built
+    from: the model's VGG flavour, loss weights and style image (``--style-image`` /
+    ``--style-size`` / ``--vgg-weights`` override the metadata)."""
     from trainer.gatys import build_objective
     from trainer.options import STYLE_SIZE
     from trainer.losses import LossWeights
@@ -393,7 +427,7 @@ def _model_objective(meta, args, device):
     style_size = args.style_size or recipe.get("style_size") or STYLE_SIZE
     vgg_weights = args.vgg_weights or recipe.get("vgg_weights")
     style = data.load_image(style_path, max_side=style_size)
-    return build_objective(style, flavour, vgg_weights, weights, device)
+    return build_objective(style, flavour, vgg_weights, weights, device), style
 
 
 def run_style(args):
@@ -416,7 +450,7 @@ def run_style(args):
         info = store.get(args.model)
         if info.kind != "style":
             raise ValueError(f"model {args.model!r} is a {info.kind} model, not a style model")
-        objective = _model_objective(info.metadata, args, device)
+        objective, style = _model_objective(info.metadata, args, device)
         engine = Engine(store, device=device, precision="fp32")
 
         def net(rgb):
@@ -435,7 +469,13 @@ def run_style(args):
         def progress(done, _total, value):
             bar.set_postfix(objective=f"{value:.4g}", refresh=False)
             bar.update(1)
-        rows = evaluate_style(net, objective, paths, args.sizes, args.iterations, args.init, args.seed, progress)
+        baselines = None
+        if args.baselines:
+            from trainer.baselines import BaselineStore, objective_digest
+
+            baselines = BaselineStore(args.baselines)
+        rows = evaluate_style(net, objective, paths, args.sizes, args.iterations, args.init, args.seed, progress,
+                              baselines, objective_digest(style, objective) if baselines else None)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = style_table(rows, label if net is not None else "net")
@@ -448,6 +488,7 @@ def run_style(args):
         f"Eq. 5 with VGG-16 '{objective.loss_net.flavour}', weights content {weights.content:g}, "
         f"style {weights.style:g}, TV {weights.tv:g}; content images: shorter side scaled to the size, "
         f"centre square crop; L-BFGS (projected to [0, 1]) from {args.init} (seed {args.seed}).", "",
+        lbfgs_provenance(rows, args.baselines), "",
         table, "", f"![objective vs L-BFGS iterations]({plot_path.name})", ""]), encoding="utf-8")
     print(table)
     print(f"\nwrote {table_path} and {plot_path}")

@@ -155,6 +155,10 @@ def add_eval_style_arguments(parser):
     parser.add_argument("--vgg", choices=VGG_FLAVOURS, default="caffe",
                         help="VGG flavour when no --model is given (a model uses its own)")
     parser.add_argument("--vgg-weights", default=None, metavar="PATH", help="VGG-16 state dict")
+    parser.add_argument("--baselines", default=None, metavar="FILE",
+                        help="JSON file of L-BFGS runs: runs of the same objective, content image, size, "
+                             "start, seed and iteration count are read from it instead of run again, and new "
+                             "ones are added (one eval per file at a time)")
     parser.add_argument("--out-dir", default="eval-style", help="where to write the table and the plot")
     parser.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
