@@ -165,15 +165,20 @@ def test_style_objective_falls(style_run):
     assert Image.open(tmp / "run" / "preview.png").size[0] > 3 * 48
 
 
-def test_resume_is_bit_identical(style_run, tmp_path):
+def resume_from_iteration_6(style_run, tmp_path, *extra):
+    """Continue the fixture's run from its checkpoint at 6 to 12 in a new run dir; return
+    (the resumed final checkpoint, the uninterrupted run's)."""
     tmp, _ = style_run
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "checkpoint_0000006.pt").write_bytes((tmp / "run" / "checkpoint_0000006.pt").read_bytes())
     train_style_run(tmp_path, "--iterations", "12", "--checkpoint-every", "6", "--run-dir", run_dir,
-                    "--name", "tiny_udnie", "--resume")
-    resumed = load_checkpoint(latest_checkpoint(run_dir))
-    straight = load_checkpoint(tmp / "run" / "checkpoint_0000012.pt")
+                    "--name", "tiny_udnie", "--resume", *extra)
+    return load_checkpoint(latest_checkpoint(run_dir)), load_checkpoint(tmp / "run" / "checkpoint_0000012.pt")
+
+
+def test_resume_is_bit_identical(style_run, tmp_path):
+    resumed, straight = resume_from_iteration_6(style_run, tmp_path)
     assert resumed["iteration"] == 12
     for key, value in straight["model"].items():
         assert torch.equal(resumed["model"][key], value), key
@@ -182,14 +187,7 @@ def test_resume_is_bit_identical(style_run, tmp_path):
 
 
 def test_batches_made_ahead_in_threads_train_the_same_net(style_run, tmp_path):
-    tmp, _ = style_run
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "checkpoint_0000006.pt").write_bytes((tmp / "run" / "checkpoint_0000006.pt").read_bytes())
-    train_style_run(tmp_path, "--iterations", "12", "--checkpoint-every", "6", "--run-dir", run_dir,
-                    "--name", "tiny_udnie", "--resume", "--loader-threads", "3")
-    threaded = load_checkpoint(latest_checkpoint(run_dir))
-    straight = load_checkpoint(tmp / "run" / "checkpoint_0000012.pt")
+    threaded, straight = resume_from_iteration_6(style_run, tmp_path, "--loader-threads", "3")
     assert all(torch.equal(threaded["model"][k], v) for k, v in straight["model"].items())
     with pytest.raises(ValueError, match="--loader-threads"):
         train_style_run(tmp_path, "--iterations", "1", "--run-dir", tmp_path / "run2", "--loader-threads", "-1")
