@@ -204,9 +204,10 @@ def test_stored_baselines_are_read_back_and_only_for_the_same_objective(content_
     assert not other_seed["lbfgs_stored"] and not other_weights["lbfgs_stored"]
     assert other_weights["history"][-1] != first["history"][-1]
     assert len(BaselineStore(tmp_path / "baselines.json").runs) == 3
-    (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(ValueError, match="cannot read the baselines file .*broken.json"):
-        BaselineStore(tmp_path / "broken.json")
+    for broken in ("{", '{"format": 1, "runs": {"abc": {"history": 3}}}', "[]"):
+        (tmp_path / "broken.json").write_text(broken)
+        with pytest.raises(ValueError, match="cannot read the baselines file .*broken.json"):
+            BaselineStore(tmp_path / "broken.json")
 
 
 def test_eval_style_cli_needs_a_style_image(content_dir, tmp_path, capsys):

@@ -51,6 +51,10 @@ class BaselineStore:
                 stored = json.loads(self.path.read_text(encoding="utf-8"))
                 if stored.get("format") != FORMAT or not isinstance(stored.get("runs"), dict):
                     raise ValueError(f"not a format-{FORMAT} baselines file")
+                for key, run in stored["runs"].items():
+                    if not (isinstance(run.get("history"), list) and isinstance(run.get("terms"), dict)
+                            and isinstance(run.get("device"), str)):
+                        raise ValueError(f"run {key[:12]}... lacks its history, terms or device")
             except (OSError, ValueError, AttributeError) as exc:
                 raise ValueError(f"cannot read the baselines file {self.path}: {exc}") from None
             self.runs = stored["runs"]
