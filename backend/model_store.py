@@ -110,7 +110,7 @@ def validate_metadata(meta):
     if kind == "sr" and (scale not in _SR_SCALES or arch.get("scale") != scale):
         raise BrushworkError(f"SR scale {scale} must be one of {_SR_SCALES} and equal architecture scale "
                              f"{arch.get('scale')!r}", "model_error")
-    allowed = {"type", "channels", "blocks"} | ({"scale", "residual", "upsample"} if kind == "sr" else set())
+    allowed = {"type", "channels", "blocks"} | ({"scale", "residual", "upsample"} if kind == "sr" else {"border"})
     if set(arch) - allowed:
         raise BrushworkError(f"unknown architecture keys {sorted(set(arch) - allowed)} (a {kind} model has "
                              f"{sorted(allowed)})", "model_error")
@@ -118,6 +118,10 @@ def validate_metadata(meta):
         raise BrushworkError(f"architecture residual must be true or false, not {arch['residual']!r}", "model_error")
     if arch.get("upsample", "nearest") not in UPSAMPLE_MODES:
         raise BrushworkError(f"architecture upsample must be one of {list(UPSAMPLE_MODES)}, not {arch['upsample']!r}",
+                             "model_error")
+    border = arch.get("border", 0)
+    if isinstance(border, bool) or not isinstance(border, int) or not 0 <= border <= 128 or border % 4:
+        raise BrushworkError(f"architecture border must be a multiple of 4 from 0 to 128, not {border!r}",
                              "model_error")
     for key in ("channels", "blocks"):
         low, high = ARCHITECTURE_RANGES[key]
@@ -377,7 +381,8 @@ def _named_weights_stat(json_path):
 def architecture_of(net):
     """The ``architecture`` metadata dict describing ``net`` (a StyleNet or SRNet)."""
     if isinstance(net, StyleNet):
-        return {"type": "style", "channels": net.encoder[0][1].out_channels, "blocks": len(net.residuals)}
+        return {"type": "style", "channels": net.encoder[0][1].out_channels, "blocks": len(net.residuals),
+                **({"border": net.border} if net.border else {})}
     if isinstance(net, SRNet):
         return {"type": "sr", "scale": net.scale, "channels": net.head[0][1].out_channels,
                 "blocks": len(net.residuals), **({"residual": True} if net.residual else {}),

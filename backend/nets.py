@@ -52,6 +52,13 @@ def instance_norm(channels):
     return nn.InstanceNorm2d(channels, affine=True)
 
 
+def mirror_pad(x, border):
+    """``x`` (NxCxHxW) mirrored ``border`` pixels out on every side (repeated where it is too
+    small to mirror)."""
+    mode = "reflect" if border < min(x.shape[-2:]) else "replicate"
+    return F.pad(x, (border,) * 4, mode=mode)
+
+
 def to_pixel_range(x):
     """Map the last layer's output to [0, 1] with a scaled tanh, as the paper does."""
     return (torch.tanh(x) + 1) * 0.5
@@ -59,10 +66,18 @@ def to_pixel_range(x):
 
 class StyleNet(nn.Module):
     """Style image transformation network: 9x9 conv, two stride-2 convs, residual blocks,
-    two x2 upsampling stages, 9x9 conv to RGB. Instance normalisation throughout."""
+    two x2 upsampling stages, 9x9 conv to RGB. Instance normalisation throughout.
 
-    def __init__(self, channels=32, blocks=5):
+    ``border`` > 0 (our addition): the input is mirrored ``border`` pixels out on every side
+    and the output cropped back. The image's edge is then no edge to the net, so a net
+    trained this way cannot paint lines along it (docs/models.md, "Styles").
+    """
+
+    def __init__(self, channels=32, blocks=5, border=0):
         super().__init__()
+        if border < 0 or border % 4:
+            raise ValueError(f"border must be a multiple of 4 and at least 0, got {border!r}")
+        self.border = border
         c = channels
         self.encoder = nn.Sequential(
             ConvLayer(3, c, 9), instance_norm(c), nn.ReLU(inplace=True),
@@ -77,7 +92,9 @@ class StyleNet(nn.Module):
         )
 
     def forward(self, x):
-        return to_pixel_range(self.decoder(self.residuals(self.encoder(x))))
+        b = self.border
+        y = to_pixel_range(self.decoder(self.residuals(self.encoder(mirror_pad(x, b) if b else x))))
+        return y[..., b:y.shape[-2] - b, b:y.shape[-1] - b] if b else y
 
 
 class SRNet(nn.Module):
@@ -130,13 +147,14 @@ class SRNet(nn.Module):
 def build_net(architecture):
     """Build an untrained net from a model's ``architecture`` metadata dict.
 
-    ``{"type": "style", "channels": 32, "blocks": 5}`` or
+    ``{"type": "style", "channels": 32, "blocks": 5}`` (option: ``"border": 32``) or
     ``{"type": "sr", "scale": 4, "channels": 64, "blocks": 4}`` (SR options: ``"residual": true``,
     ``"upsample": "bilinear"``).
     """
     kind = architecture.get("type")
     if kind == "style":
-        return StyleNet(channels=int(architecture.get("channels", 32)), blocks=int(architecture.get("blocks", 5)))
+        return StyleNet(channels=int(architecture.get("channels", 32)), blocks=int(architecture.get("blocks", 5)),
+                        border=int(architecture.get("border", 0)))
     if kind == "sr":
         return SRNet(scale=int(architecture["scale"]), channels=int(architecture.get("channels", 64)),
                      blocks=int(architecture.get("blocks", 4)), residual=bool(architecture.get("residual", False)),

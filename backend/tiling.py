@@ -289,8 +289,13 @@ def stylize_tiled(net, image, tile, context, blend, progress=None, is_cancelled=
     image pixels, multiples of :data:`STYLE_STRIDE`. Every instance norm uses the whole image's exact
     statistics (see the module docstring). ``progress`` and ``is_cancelled`` are as for
     :func:`run_tiled`, counting the tiles of every pass and each middle layer.
-    Returns HxWx3 float32.
+    Returns HxWx3 float32. A net with a ``border`` gets the image mirrored out by it, as
+    its forward does, and its output cropped back.
     """
+    border = getattr(net, "border", 0)
+    if border:
+        mode = "reflect" if border < min(image.shape[:2]) else "edge"
+        image = np.pad(image, ((border, border), (border, border), (0, 0)), mode=mode)
     height, width = image.shape[:2]
     if height % STYLE_STRIDE or width % STYLE_STRIDE or context % STYLE_STRIDE or blend % STYLE_STRIDE:
         raise ValueError(f"image sides, context and blend must be multiples of {STYLE_STRIDE}")
@@ -324,7 +329,8 @@ def stylize_tiled(net, image, tile, context, blend, progress=None, is_cancelled=
             del x
             _freeze_exact_statistics(to_output, half, layout(2, blend), steps, device, dtype)
             run = _runner(to_output, device, dtype, lambda y: to_image(to_pixel_range(y)))
-            return _blend_tiles(run, half, layout(2, blend), steps)
+            result = _blend_tiles(run, half, layout(2, blend), steps)
+            return result[border:height - border, border:width - border]
     finally:
         for module in net.modules():
             if isinstance(module, StatsNorm):

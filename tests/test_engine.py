@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from backend.engine import Engine
 from backend.model_store import ModelStore
@@ -205,6 +206,20 @@ def test_tiles_of_odd_and_thin_images_reproduce_the_whole_image(store):
                                                  random_image(height, width, seed=height))
         assert steps > 1 and tiled.shape == (height, width, 3)
         assert psnr(tiled, whole) >= 80, (height, width)
+
+
+def test_a_net_with_a_mirrored_border_runs_whole_and_in_tiles_as_its_forward_does(tmp_path):
+    make_model(tmp_path, "bordered", architecture={"channels": 8, "blocks": 1, "border": 16}, seed=4)
+    store = ModelStore(tmp_path, include_bundled=False, include_user=False)
+    image = random_image(203, 141, seed=8)
+    whole, _ = Engine(store, device="cpu", precision="fp32", tile_size=256).stylize(image, None, "bordered")
+    tiled, _ = Engine(store, device="cpu", precision="fp32", tile_size=128).stylize(image, None, "bordered")
+    net = store.load("bordered")
+    with torch.no_grad():   # the engine pads to a multiple of 4 (mirrored) before the border
+        padded = np.pad(image, ((0, 1), (0, 3), (0, 0)), mode="reflect")
+        direct = net(torch.from_numpy(padded).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()[:203, :141]
+    assert whole.shape == tiled.shape == image.shape
+    assert psnr(whole, direct) >= 80 and psnr(tiled, whole) >= 80
 
 
 def test_tiles_in_the_default_precision_stay_close_to_the_whole_image(store):

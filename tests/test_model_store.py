@@ -217,6 +217,22 @@ def test_sr_upsample_mode_is_checked_and_loads_the_bilinear_net(tmp_path):
         validate_metadata(meta)
 
 
+def test_style_border_round_trips_and_is_checked(tmp_path):
+    arch = {"type": "style", "channels": 8, "blocks": 1, "border": 16}
+    save_model(tmp_path, "bordered", build_net(arch), {"kind": "style", "loss": "style", "vgg": "caffe"})
+    assert store_of(tmp_path).load("bordered").border == 16
+    meta = json.loads((tmp_path / "bordered.json").read_text())
+    assert meta["architecture"] == arch
+    for bad in (6, -4, 256, True, "16"):
+        meta["architecture"]["border"] = bad
+        with pytest.raises(BrushworkError, match="border must be a multiple of 4"):
+            validate_metadata(meta)
+    sr = json.loads(make_model(tmp_path, "sr_thing", "sr", 2).read_text())
+    sr["architecture"]["border"] = 16
+    with pytest.raises(BrushworkError, match="unknown architecture keys"):
+        validate_metadata(sr)
+
+
 def test_save_model_rejects_bad_names(tmp_path):
     with pytest.raises(BrushworkError, match="invalid model name"):
         save_model(tmp_path, "../escape", StyleNet(), {})

@@ -1,6 +1,8 @@
 """Tile layout and blending (tiles cover the image, overlaps cross-fade to exactly one) and the
 exact instance-norm statistics of tiled style nets."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -110,6 +112,17 @@ def test_tiled_style_net_reproduces_the_untiled_one(style_net):
     tiled = tiling.stylize_tiled(style_net, image, 96, 16, 16, progress=lambda done, total: steps.append((done, total)))
     assert len(steps) > 20 and steps == [(i, steps[-1][1]) for i in range(1, len(steps) + 1)]
     assert psnr(tiled, _whole(style_net, image)) >= 80
+
+
+def test_tiles_of_a_net_with_a_mirrored_border_reproduce_its_forward(style_net):
+    bordered = copy.deepcopy(style_net)
+    bordered.border = 16
+    image = random_image(192, 240, seed=7)
+    tiled = tiling.stylize_tiled(bordered, image, 96, 16, 16)
+    whole = _whole(bordered, image)
+    assert tiled.shape == whole.shape == image.shape
+    assert psnr(tiled, whole) >= 80
+    assert psnr(whole, _whole(style_net, image)) < 40        # the border does change the result
 
 
 def test_tiled_style_net_stops_when_cancelled_and_unfreezes(style_net):

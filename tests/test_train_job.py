@@ -124,7 +124,8 @@ def test_training_streams_progress_then_the_model_is_served(daemon, client):
 
     assert model["name"] == "tiny_waves" and model["display_name"] == "Tiny Waves" and model["kind"] == "style"
     assert model["recipe"]["iterations"] == 3 and model["architecture"]["channels"] == 8
-    assert model["recipe"]["zoom"] == 2 and model["recipe"]["flip"] is True  # the editors' augmentation
+    assert model["recipe"]["zoom"] == 2 and model["recipe"]["flip"] is True  # the editors' defaults
+    assert model["architecture"]["border"] == 32
     assert Path(model["path"]) == daemon.train_out / "tiny_waves.json"
     counted = [(done, total) for done, total, _ in progress if total]
     assert counted[-1] == (3, 3) and [d for d, _ in counted] == sorted(d for d, _ in counted)
@@ -169,9 +170,9 @@ def test_cancel_stops_the_trainer_while_other_clients_are_served(daemon, content
     assert not (daemon.train_out / "never_finished.json").exists()
 
 
-def test_a_client_can_turn_the_augmentation_off(client):
-    model = train_request(client, "plain crops", iterations=1, zoom=1, flip=False, **TINY)
-    assert "zoom" not in model["recipe"] and "flip" not in model["recipe"]
+def test_a_client_can_turn_the_editor_defaults_off(client):
+    model = train_request(client, "plain crops", iterations=1, zoom=1, flip=False, border=0, **TINY)
+    assert "zoom" not in model["recipe"] and "flip" not in model["recipe"] and "border" not in model["architecture"]
     assert "--zoom 1" in model["recipe"]["command"] and "--flip" not in model["recipe"]["command"]
 
 
@@ -186,6 +187,7 @@ def test_a_client_can_turn_the_augmentation_off(client):
     ({"mask": True}, "bad_request", "'mask'"),
     ({"flip": 1}, "bad_request", "'flip' must be true or false"),
     ({"zoom": 0.5}, "bad_request", "'zoom' must be a number from 1"),
+    ({"border": 6}, "bad_request", "'border' must be a multiple of 4"),
 ])
 def test_bad_train_requests_are_refused_with_a_reason(client, fields, code, words):
     fields = dict(fields)

@@ -308,7 +308,7 @@ def test_init_fine_tunes_an_existing_model_and_the_recipe_names_it(style_run, tm
         train_style_run(tmp_path, "--iterations", "1", "--run-dir", tmp_path / "run3", "--init", "no_such_model")
 
 
-def test_init_with_more_blocks_starts_from_the_same_function(style_run, tmp_path):
+def test_init_with_more_blocks_starts_from_the_same_function_and_may_add_a_border(style_run, tmp_path):
     tmp, parent_json = style_run
     parent = json.loads(parent_json.read_text())["architecture"]
     deeper = {**parent, "blocks": parent["blocks"] + 2}
@@ -321,9 +321,13 @@ def test_init_with_more_blocks_starts_from_the_same_function(style_run, tmp_path
     with torch.no_grad():
         assert torch.allclose(net.eval()(image), source(image), atol=1e-6)
     json_path = train_style_run(tmp_path, "--iterations", "2", "--run-dir", tmp_path / "run", "--name", "deeper",
-                                "--blocks", str(deeper["blocks"]), "--init", parent_json)
+                                "--blocks", str(deeper["blocks"]), "--init", parent_json, "--border", "8")
     meta = json.loads(json_path.read_text())
-    assert meta["architecture"] == deeper and meta["recipe"]["init"]["model"] == "tiny_udnie"
+    assert meta["architecture"] == {**deeper, "border": 8} and meta["recipe"]["init"]["model"] == "tiny_udnie"
+    trained = ModelStore(tmp_path / "models", include_bundled=False, include_user=False).load("deeper")
+    assert trained.border == 8 and trained(image).shape == image.shape
+    with pytest.raises(ValueError, match="border must be a multiple of 4"):
+        train_style_run(tmp_path, "--iterations", "1", "--run-dir", tmp_path / "run2", "--border", "6")
 
 
 def test_learning_rate_warms_up_then_decays_to_the_final_rate():

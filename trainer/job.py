@@ -39,7 +39,7 @@ OPTION_FLAGS = {
     "content_weight": "--content-weight", "style_weight": "--style-weight", "tv_weight": "--tv-weight",
     "vgg": "--vgg", "vgg_weights": "--vgg-weights", "checkpoint_every": "--checkpoint-every",
     "run_dir": "--run-dir", "device": "--device", "precision": "--precision",
-    "channels": "--channels", "blocks": "--blocks", "zoom": "--zoom", "flip": "--flip",
+    "channels": "--channels", "blocks": "--blocks", "zoom": "--zoom", "flip": "--flip", "border": "--border",
 }
 
 

@@ -226,13 +226,14 @@ def _resume(args, run_dir, config, net, optimizer, scaler):
 
 
 def deeper_by(source, target):
-    """How many residual blocks architecture ``target`` adds to ``source`` (0 when they are
-    the same); None when ``target`` is not ``source`` with extra blocks."""
-    def without_blocks(arch):
-        return {k: v for k, v in arch.items() if k != "blocks"}
+    """How many residual blocks architecture ``target`` adds to ``source`` (0 when as many);
+    None when ``target`` is not ``source`` with extra blocks. The mirrored ``border`` may
+    differ: it changes how the net is run, not its weights."""
+    def layers(arch):
+        return {k: v for k, v in arch.items() if k not in ("blocks", "border")}
 
     extra = target.get("blocks", 0) - source.get("blocks", 0)
-    return extra if without_blocks(source) == without_blocks(target) and extra >= 0 else None
+    return extra if layers(source) == layers(target) and extra >= 0 else None
 
 
 def copy_and_deepen(net, source):
@@ -252,7 +253,8 @@ def copy_and_deepen(net, source):
 def load_init_weights(spec, net, architecture):
     """``--init``: copy the weights of model ``spec`` (a name in the model search path or a
     model .json path) into ``net``, whose ``architecture`` must be the model's, or the model's
-    with more residual blocks (``--blocks``; see :func:`copy_and_deepen`). Returns the record
+    with more residual blocks (``--blocks``; see :func:`copy_and_deepen`) or another
+    ``--border``. Returns the record
     kept in the new model's recipe: the model's name, weights hash and own recipe."""
     from backend.model_store import ModelStore
 

@@ -89,6 +89,10 @@ def add_train_style_arguments(parser):
                         help="augment: crop at random scales, from the whole photo (shorter side = --size) "
                              "to Z times closer (default 1: off)")
     parser.add_argument("--flip", action="store_true", help="augment: mirror half the crops left to right")
+    parser.add_argument("--border", type=int, default=0, metavar="B",
+                        help="run the net on its input mirrored B pixels out on every side and crop the output "
+                             "back, in training and in use (a multiple of 4; default 0): the net cannot lean on "
+                             "the image's edge, so it paints no lines along it")
     add_holdout_arguments(parser)
     add_vgg_arguments(parser)
     add_loop_arguments(parser, iterations=40000, batch=4)

@@ -33,6 +33,8 @@ def architecture(args, kind, scale=1):
         arch["channels"] = args.channels
     if args.blocks:
         arch["blocks"] = args.blocks
+    if getattr(args, "border", 0):
+        arch["border"] = args.border
     return arch
 
 
