@@ -7,7 +7,7 @@ import pytest
 from plugin_gimp.brushwork import settings as gimp_settings
 from plugin_krita.brushwork import settings as krita_settings
 
-TINY = {"size": 32, "style_size": 32, "channels": 8, "blocks": 1, "lr": 0.002, "zoom": 1.5, "flip": False}
+TINY = {"size": 32, "style_size": 32, "channels": 8, "blocks": 1, "lr": 0.002, "zoom": 1.5, "flip": False, "border": 8}
 
 
 def test_krita_keeps_known_numeric_options_and_drops_the_rest():

@@ -20,9 +20,10 @@ import os
 FILE_NAME = "brushwork.json"
 DEFAULTS = {"endpoint": "", "manage_daemon": True, "daemon_path": "", "timeout_s": 60.0, "server_key": "",
             "client_key": ""}
-# train_style options ``train_options`` may set (docs/protocol.md, "Training a style")
+# train_style options ``train_options`` may set (docs/protocol.md, "Training a style"):
+# flip is true or false, the rest are numbers
 TRAIN_OPTIONS = ("size", "style_size", "batch", "lr", "seed", "content_weight", "style_weight", "tv_weight",
-                 "checkpoint_every", "channels", "blocks", "zoom", "flip")   # flip: true/false, the rest numbers
+                 "checkpoint_every", "channels", "blocks", "zoom", "flip", "border")
 
 
 def settings_path(config_dir):

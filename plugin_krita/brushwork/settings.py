@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 OUTPUT_MODES = ("new_layer", "replace")
 UPSCALE_LAYERS = ("all", "active")
 UPSCALE_FACTORS = (2, 4, 8)
-# train_style options the plug-in forwards from ``train_options`` (docs/protocol.md, "Training a style")
+# train_style options the plug-in forwards from ``train_options`` (docs/protocol.md, "Training a style"):
+# flip is true or false, the rest are numbers
 TRAIN_OPTIONS = ("size", "style_size", "batch", "lr", "seed", "content_weight", "style_weight", "tv_weight",
-                 "checkpoint_every", "channels", "blocks", "zoom", "flip")   # flip: true/false, the rest numbers
+                 "checkpoint_every", "channels", "blocks", "zoom", "flip", "border")
 
 
 @dataclass
