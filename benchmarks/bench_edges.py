@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.model_store import ModelStore  # noqa: E402
+from backend.nets import mirror_pad  # noqa: E402
+from trainer.data import find_images, split_holdout  # noqa: E402
 from trainer.evaluate import _model_objective, square_content  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -52,7 +54,7 @@ def run(net, x, border, own_stats):
     """``net`` on the 1x3xHxW image ``x``: plain (border 0) or mirrored and cropped back."""
     if not border:
         return net(x)
-    padded = F.pad(x, (border,) * 4, mode="reflect")
+    padded = mirror_pad(x, border)
     if own_stats:
         net = copy.deepcopy(net)
         for module in list(net.modules()):
@@ -84,9 +86,8 @@ def main():
         image = Image.open(SHARED / "content" / f"{name}.jpg").convert("RGB")
         image.thumbnail((384, 384))
         photos.append(torch.from_numpy(np.asarray(image, np.float32) / 255).permute(2, 0, 1)[None])
-    held = [SHARED / "train" / "sun_hays80" / line.strip() for line in HOLDOUT.read_text().splitlines()
-            if line.strip() and not line.startswith("#")][:args.held]
-    held = [square_content(next(SHARED.glob(f"train/sun_hays80/**/{p.name}")), args.size) for p in held]
+    _, held = split_holdout(find_images(SHARED / "train" / "sun_hays80"), holdout_list=HOLDOUT)
+    held = [square_content(path, args.size) for path in held[:args.held]]
     ways = {"plain": (0, False), "mirrored": (args.border, False), "mirrored, own stats": (args.border, True)}
     print(f"edge ratio: worst side, max over 3 photos; objective: mean over {len(held)} held-out photos at "
           f"{args.size} px; border {args.border}")

@@ -244,8 +244,8 @@ def evaluate_style(net, objective, content_paths, sizes=(256, 512), iterations=(
             stored = baselines.get(key) if baselines is not None else None
             if stored is not None:
                 history, terms, row["lbfgs_device"] = stored["history"], stored["terms"], stored["device"]
-                for done in range(1, len(history)):
-                    if progress is not None:
+                if progress is not None:
+                    for done in range(1, len(history)):
                         progress(done, len(history) - 1, history[done])
             else:
                 image, history = optimize(content, objective, iterations[-1], init, seed, progress)
