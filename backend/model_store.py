@@ -28,7 +28,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from backend.nets import UPSAMPLE_MODES, SRNet, StyleNet, build_net
+from backend.nets import MAX_BORDER, UPSAMPLE_MODES, SRNet, StyleNet, build_net
 from backend.protocol import BrushworkError
 
 FORMAT_VERSION = 1
@@ -120,8 +120,8 @@ def validate_metadata(meta):
         raise BrushworkError(f"architecture upsample must be one of {list(UPSAMPLE_MODES)}, not {arch['upsample']!r}",
                              "model_error")
     border = arch.get("border", 0)
-    if isinstance(border, bool) or not isinstance(border, int) or not 0 <= border <= 128 or border % 4:
-        raise BrushworkError(f"architecture border must be a multiple of 4 from 0 to 128, not {border!r}",
+    if isinstance(border, bool) or not isinstance(border, int) or not 0 <= border <= MAX_BORDER or border % 4:
+        raise BrushworkError(f"architecture border must be a multiple of 4 from 0 to {MAX_BORDER}, not {border!r}",
                              "model_error")
     for key in ("channels", "blocks"):
         low, high = ARCHITECTURE_RANGES[key]

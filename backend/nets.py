@@ -21,6 +21,7 @@ class ConvLayer(nn.Sequential):
 
 
 UPSAMPLE_MODES = ("nearest", "bilinear")
+MAX_BORDER = 160  # a style net's mirrored border; edge_hiding_border(16 blocks) is 148
 
 
 class UpsampleConv(nn.Sequential):
@@ -59,6 +60,19 @@ def mirror_pad(x, border):
     return F.pad(x, (border,) * 4, mode=mode)
 
 
+def style_reach(blocks):
+    """How many pixels away an input pixel can change a :class:`StyleNet` output pixel with
+    ``blocks`` residual blocks, through its convolutions (instance norm's image-wide statistics
+    carry no position): the two 9x9 convs, the strided 3x3 convs and their upsampling convs,
+    two 3x3 convs per block at quarter resolution, and the stride phase. 57 px for 5 blocks."""
+    return 17 + 8 * blocks
+
+
+def edge_hiding_border(blocks):
+    """The smallest ``border`` (a multiple of 4) at least :func:`style_reach` ``(blocks)``: 60 for 5 blocks."""
+    return -(-style_reach(blocks) // 4) * 4
+
+
 def to_pixel_range(x):
     """Map the last layer's output to [0, 1] with a scaled tanh, as the paper does."""
     return (torch.tanh(x) + 1) * 0.5
@@ -69,8 +83,8 @@ class StyleNet(nn.Module):
     two x2 upsampling stages, 9x9 conv to RGB. Instance normalisation throughout.
 
     ``border`` > 0 (our addition): the input is mirrored ``border`` pixels out on every side
-    and the output cropped back. The image's edge is then no edge to the net, so a net
-    trained this way cannot paint lines along it (docs/models.md, "Styles").
+    and the output cropped back. A border of at least :func:`style_reach` hides the image's
+    edge from the net: a net trained so cannot paint lines along it (docs/models.md, "Styles").
     """
 
     def __init__(self, channels=32, blocks=5, border=0):
@@ -147,7 +161,7 @@ class SRNet(nn.Module):
 def build_net(architecture):
     """Build an untrained net from a model's ``architecture`` metadata dict.
 
-    ``{"type": "style", "channels": 32, "blocks": 5}`` (option: ``"border": 32``) or
+    ``{"type": "style", "channels": 32, "blocks": 5}`` (option: ``"border": 60``) or
     ``{"type": "sr", "scale": 4, "channels": 64, "blocks": 4}`` (SR options: ``"residual": true``,
     ``"upsample": "bilinear"``).
     """

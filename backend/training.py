@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from backend import pixels, protocol
+from backend.nets import MAX_BORDER, default_architecture, edge_hiding_border
 from backend.protocol import BrushworkError
 
 log = logging.getLogger("brushwork.training")
@@ -43,13 +44,14 @@ TRAIN_OPTIONS = {
     "blocks": (int, 1, 16),
     "zoom": (float, 1.0, 4.0),          # crops from the whole photo to zoom x closer
     "flip": (bool, False, True),        # mirror half the crops
-    "border": (int, 0, 128),            # mirrored pixels around the net's input, a multiple of 4
+    "border": (int, 0, MAX_BORDER),     # mirrored pixels around the net's input, a multiple of 4
 }
 # What the editors' trainings use unless a request says otherwise (docs/models.md). A few
 # hundred photos of one's own are a small training set: crops at varied scales, mirrored half
-# the time, keep a net from learning them by heart. A 32-pixel mirrored border keeps it from
-# painting lines along the image's edge (at 1.56 times the work per 256-pixel crop).
-EDITOR_DEFAULTS = {"zoom": 2.0, "flip": True, "border": 32}
+# the time, keep a net from learning them by heart. Unless a request sets ``border``, the net
+# runs on its input mirrored out by its reach (edge_hiding_border: 60 pixels for 5 blocks, 2.2
+# times the work per 256-pixel crop), so that it cannot paint lines along the image's edge.
+EDITOR_DEFAULTS = {"zoom": 2.0, "flip": True}
 HEADER_FIELDS = {"v", "id", "kind", "width", "height", "format", "mask", "name", "display_name"}
 
 
@@ -262,6 +264,8 @@ class TrainingJobs:
             style_path = run_dir / "style.png"
             Image.fromarray(style).save(style_path)
             options = {**EDITOR_DEFAULTS, **self.defaults, **options, "run_dir": run_dir}
+            options.setdefault("border", edge_hiding_border(options.get("blocks")
+                                                            or default_architecture("style")["blocks"]))
             if self.device:
                 options["device"] = self.device
             try:

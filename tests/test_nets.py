@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from backend.nets import SRNet, StyleNet, build_net, default_architecture
+from backend.nets import SRNet, StyleNet, build_net, default_architecture, style_reach
 
 
 def parameter_count(net):
@@ -16,6 +16,28 @@ def test_style_net_keeps_size_and_range():
         y = net(torch.rand(2, 3, 64, 48))
     assert y.shape == (2, 3, 64, 48)
     assert 0 <= y.min() and y.max() <= 1
+
+
+@pytest.mark.parametrize("blocks", [1, 5, 8])
+def test_style_reach_is_how_far_one_input_pixel_moves_the_output(blocks):
+    # Without instance norm (whose statistics are image-wide), changing one input column
+    # changes output columns up to style_reach(blocks) away, for some column phase, and no further.
+    torch.manual_seed(0)
+    net = StyleNet(blocks=blocks).double().eval()
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.InstanceNorm2d):
+                setattr(module, name, torch.nn.Identity())
+    x = torch.rand(1, 3, 8, 240, dtype=torch.double)
+    farthest = 0
+    with torch.no_grad():
+        y = net(x)
+        for column in range(116, 120):
+            nudged = x.clone()
+            nudged[..., column] += 1
+            changed = ((net(nudged) - y).abs().amax((0, 1, 2)) > 0).nonzero().flatten()
+            farthest = max(farthest, column - int(changed.min()), int(changed.max()) - column)
+    assert farthest == style_reach(blocks)
 
 
 def test_style_net_has_the_papers_size():

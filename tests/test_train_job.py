@@ -12,6 +12,7 @@ from PIL import Image
 
 from backend import protocol
 from backend.client import Client
+from backend.nets import edge_hiding_border
 from daemon_process import daemon_output, start_daemon, stop_daemon
 from helpers import shared_dir, training_photos
 
@@ -125,7 +126,7 @@ def test_training_streams_progress_then_the_model_is_served(daemon, client):
     assert model["name"] == "tiny_waves" and model["display_name"] == "Tiny Waves" and model["kind"] == "style"
     assert model["recipe"]["iterations"] == 3 and model["architecture"]["channels"] == 8
     assert model["recipe"]["zoom"] == 2 and model["recipe"]["flip"] is True  # the editors' defaults
-    assert model["architecture"]["border"] == 32
+    assert model["architecture"]["border"] == edge_hiding_border(TINY["blocks"])  # hides the edge from the net
     assert Path(model["path"]) == daemon.train_out / "tiny_waves.json"
     counted = [(done, total) for done, total, _ in progress if total]
     assert counted[-1] == (3, 3) and [d for d, _ in counted] == sorted(d for d, _ in counted)

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from backend.model_store import ModelStore
+from backend.nets import style_reach
 from backend.protocol import BrushworkError
 from helpers import shared_dir
 from trainer.checkpoint import latest_checkpoint, load_checkpoint
@@ -320,8 +321,10 @@ def test_init_with_more_blocks_starts_from_the_same_function_and_may_add_a_borde
     image = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(net.eval()(image), source(image), atol=1e-6)
-    json_path = train_style_run(tmp_path, "--iterations", "2", "--run-dir", tmp_path / "run", "--name", "deeper",
-                                "--blocks", str(deeper["blocks"]), "--init", parent_json, "--border", "8")
+    reach = style_reach(deeper["blocks"])
+    with pytest.warns(UserWarning, match=f"less than the reach of a {deeper['blocks']}-block net [(]{reach} px"):
+        json_path = train_style_run(tmp_path, "--iterations", "2", "--run-dir", tmp_path / "run", "--name", "deeper",
+                                    "--blocks", str(deeper["blocks"]), "--init", parent_json, "--border", "8")
     meta = json.loads(json_path.read_text())
     assert meta["architecture"] == {**deeper, "border": 8} and meta["recipe"]["init"]["model"] == "tiny_udnie"
     trained = ModelStore(tmp_path / "models", include_bundled=False, include_user=False).load("deeper")

@@ -4,11 +4,12 @@ The net learns to minimise feature loss (relu2_2) to the content crop plus style
 (relu1_2 ... relu4_3) to one style image plus total variation. See docs/training.md.
 """
 
+import warnings
 from pathlib import Path
 
 import torch
 
-from backend.nets import build_net, default_architecture
+from backend.nets import build_net, default_architecture, edge_hiding_border, style_reach
 from trainer.data import CropSampler, find_images, load_image, preview_crops, split_holdout, to_image
 from trainer.export import check_model_name, export_model, model_name, sha256_of
 from trainer.losses import LossWeights, PerceptualLoss
@@ -65,6 +66,11 @@ class StyleTask:
         self.loss = PerceptualLoss(loss_net, self.weights, style_image=style)
         self.arch = architecture(args, "style")
         self.net = build_net(self.arch)
+        blocks, border = self.arch["blocks"], self.arch.get("border", 0)
+        if 0 < border < style_reach(blocks):
+            warnings.warn(f"--border {border} is less than the reach of a {blocks}-block net "
+                          f"({style_reach(blocks)} px): it can still find the image's edge and paint lines "
+                          f"along it; --border {edge_hiding_border(blocks)} hides the edge", stacklevel=2)
         self.preview_inputs = preview_crops(self.paths, args.size)
         self.config = {"kind": "style", "size": args.size, "style_size": args.style_size,
                        "weights": self.weights.as_dict(), "vgg": args.vgg, "architecture": self.arch,
