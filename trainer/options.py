@@ -91,8 +91,8 @@ def add_train_style_arguments(parser):
     parser.add_argument("--flip", action="store_true", help="augment: mirror half the crops left to right")
     parser.add_argument("--border", type=int, default=0, metavar="B",
                         help="run the net on its input mirrored B pixels out on every side and crop the output "
-                             "back, in training and in use (a multiple of 4; default 0). At least the net's "
-                             "reach (60 for 5 blocks, 84 for 8: 17 + 8 x blocks, rounded up), the net cannot "
+                             "back, in training and in use (a multiple of 4; default 0). With at least the net's "
+                             "reach (17 + 8 x blocks, rounded up: 60 for 5 blocks, 84 for 8) the net cannot "
                              "find the image's edge, so it paints no lines along it")
     add_holdout_arguments(parser)
     add_vgg_arguments(parser)
