@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from backend.nets import to_pixel_range
+from backend.nets import mirror_pad, to_pixel_range
 from backend.protocol import BrushworkError
 
 STYLE_STRIDE = 4   # a StyleNet's encoder has two stride-2 convolutions
@@ -293,9 +293,8 @@ def stylize_tiled(net, image, tile, context, blend, progress=None, is_cancelled=
     its forward does, and its output cropped back.
     """
     border = getattr(net, "border", 0)
-    if border:
-        mode = "reflect" if border < min(image.shape[:2]) else "edge"
-        image = np.pad(image, ((border, border), (border, border), (0, 0)), mode=mode)
+    if border:  # StyleNet.forward's own pad
+        image = to_image(mirror_pad(to_input(image, "cpu", torch.float32), border))
     height, width = image.shape[:2]
     if height % STYLE_STRIDE or width % STYLE_STRIDE or context % STYLE_STRIDE or blend % STYLE_STRIDE:
         raise ValueError(f"image sides, context and blend must be multiples of {STYLE_STRIDE}")
