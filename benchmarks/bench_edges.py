@@ -9,8 +9,10 @@ For each bundled style model, three ways to run it:
 It prints the worst side's edge ratio (the step from the outermost row or column to the next,
 over the mean of the 8 steps after it; about 1 when the edge looks like what lies inside it)
 on the three shared content photos (384 px), and the mean objective (Eq. 5) on held-out photos.
+``--lbfgs N`` adds, per held-out photo, the edge ratio of the plain net's output and of the
+Gatys baseline after N L-BFGS iterations from noise (does the objective itself want lines?).
 
-    .venv/bin/python benchmarks/bench_edges.py [--border 32] [--held 4] [--size 256]
+    .venv/bin/python benchmarks/bench_edges.py [--border 32] [--held 4] [--size 256] [--lbfgs 100]
 """
 
 import argparse
@@ -31,6 +33,7 @@ from backend.model_store import ModelStore  # noqa: E402
 from backend.nets import mirror_pad  # noqa: E402
 from trainer.data import find_images, split_holdout  # noqa: E402
 from trainer.evaluate import _model_objective, square_content  # noqa: E402
+from trainer.gatys import optimize  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 HOLDOUT = ROOT / "trainer" / "recipes" / "sun_hays80_holdout.txt"
@@ -78,6 +81,8 @@ def main():
     parser.add_argument("--border", type=int, default=32, help="mirrored pixels on each side (default 32)")
     parser.add_argument("--held", type=int, default=4, help="held-out photos for the objective (default 4)")
     parser.add_argument("--size", type=int, default=256, help="their square size (default 256)")
+    parser.add_argument("--lbfgs", type=int, default=0, metavar="N",
+                        help="also compare edge ratios with L-BFGS after N iterations on the held-out photos")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     store = ModelStore(include_user=False)
@@ -104,6 +109,12 @@ def main():
             value = np.mean([float(objective(run(net, c, border, own).clamp(0, 1), c)[0]) for c in held])
             cells.append(f"edge {ratio:4.2f}, objective {value:.4g}")
         print(f"{info.name:16s} " + " | ".join(f"{c:>28s}" for c in cells))
+        if args.lbfgs:
+            nets = " ".join(f"{edge_ratio(net(c).clamp(0, 1)[0]):.2f}" for c in held)
+            with torch.enable_grad():
+                optimised = [optimize(c, objective, args.lbfgs)[0] for c in held]
+            lbfgs = " ".join(f"{edge_ratio(image[0]):.2f}" for image in optimised)
+            print(f"{'':16s} edge ratio on each held-out photo: net {nets}; L-BFGS {args.lbfgs}: {lbfgs}")
 
 
 if __name__ == "__main__":
