@@ -117,13 +117,16 @@ def cmd_serve(args):
                 "defaults": {"iterations": args.train_iterations}}
     daemon = Daemon(engine, store, endpoint, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
                     queue=args.queue, training=training, auth=auth)
+    models = store.list()   # the first scan, before the socket exists
     daemon.bind()
     print(f"brushwork {__version__} daemon listening on {endpoint}", flush=True)
+    if auth is None and endpoint.startswith("tcp://"):
+        print(f"warning: {endpoint} without keys lets every user of this machine use this daemon; the default "
+              "IPC socket, or --server-key and --allow, keep it yours (docs/security.md)", flush=True)
     if auth is not None:
         print(f"CURVE authentication on: server public key {auth.public_key.decode()}, "
               f"{len(auth.allow_list.keys())} allowed client key(s) in {auth.allow_list.path}", flush=True)
     print(f"device {engine.device}, precision {engine.precision}", flush=True)
-    models = store.list()
     if models:
         print("models: " + ", ".join(f"{m.name} ({m.kind}{'' if m.kind == 'style' else f' x{m.scale}'})"
                                      for m in models), flush=True)
@@ -168,8 +171,10 @@ def cmd_models(args):
         info = _client(args, args.timeout).info()
         print(f"daemon at {args.endpoint or protocol.default_endpoint()}: brushwork {info.get('version')}, "
               f"device {info.get('device')}")
-        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], os.path.dirname(m["path"]))
+        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], os.path.dirname(m["path"]) or "(remote)")
                 for m in info.get("models", [])]
+        if info.get("left_out"):
+            print(f"the daemon left out {info['left_out']}")
         return _print_models(rows, info.get("problems", []), "the daemon has no models")
     store = _make_store(args)
     rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, str(m.json_path.parent)) for m in store.list()]
@@ -347,8 +352,9 @@ def cmd_stylize(args):
 
 
 def cmd_upscale(args):
-    options = {"model": args.model, "scale": args.scale, "histogram_match": args.histogram_match}
-    return _process_files(args, "upscale", options, f"x{args.scale}")
+    scale = args.scale or (None if args.model else 4)   # with --model alone: the model's own scale
+    options = {"model": args.model, "scale": scale, "histogram_match": args.histogram_match}
+    return _process_files(args, "upscale", options, f"x{scale}" if scale else args.model)
 
 
 # ---- plug-ins ---------------------------------------------------------------------------
@@ -501,7 +507,8 @@ def build_parser():
     p = sub.add_parser("upscale", help="super-resolve image files",
                        description="Upscale image files with a super-resolution model.")
     _add_file_arguments(p)
-    p.add_argument("--scale", type=int, default=4, choices=(2, 4, 8), help="upscaling factor (default: 4)")
+    p.add_argument("--scale", type=int, choices=(2, 4, 8),
+                   help="upscaling factor (default: the --model's, else 4); it must be the model's")
     p.add_argument("--model", metavar="NAME", help="SR model (default: the first one for --scale)")
     p.add_argument("--histogram-match", action="store_true", help="match the output's colour histogram to the input")
     p.set_defaults(func=cmd_upscale)

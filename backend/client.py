@@ -126,9 +126,10 @@ class Client:
 
     def upscale(self, pixels, width, height, fmt, scale=4, model=None, histogram_match=False,
                 mask=None, progress=None, should_cancel=None):
-        """Super-resolve an image by ``scale`` (``model=None``: the daemon picks one for that scale)."""
-        header = {"kind": "upscale", "scale": int(scale), "model": model,
-                  "histogram_match": bool(histogram_match)}
+        """Super-resolve an image by ``scale`` (``model=None``: the daemon picks one for that scale;
+        ``scale=None`` with a model: that model's scale). A scale the model does not have is refused."""
+        header = {"kind": "upscale", "model": model, "histogram_match": bool(histogram_match),
+                  **({} if scale is None else {"scale": int(scale)})}
         return self._image_call(header, pixels, width, height, fmt, mask, progress, should_cancel)
 
     def echo(self, pixels, width, height, fmt):
@@ -223,6 +224,11 @@ class Client:
                 last_heard = time.monotonic()  # give the daemon a full timeout to confirm
             if socket.poll(POLL_INTERVAL_S * 1000):
                 message = socket.recv_multipart(copy=False)
+                if len(message[0]) > protocol.MAX_REPLY_HEADER_BYTES:
+                    self.close()   # its request cannot be told; it is most likely this one
+                    raise protocol.TooLarge(f"the daemon at {self.endpoint} sent a reply of {len(message[0])} bytes; "
+                                            f"this client accepts at most {protocol.MAX_REPLY_HEADER_BYTES}, so it "
+                                            "refused it")
                 try:
                     reply = protocol.decode_header(message[0].bytes, protocol.MAX_REPLY_HEADER_BYTES)
                 except protocol.BrushworkError:

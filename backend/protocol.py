@@ -23,7 +23,8 @@ DEFAULT_MAX_PIXELS = 64 * 1024 * 1024     # per image, input and output
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024    # all frames of one request together
 DEFAULT_QUEUE = 16                        # jobs waiting for the worker, all clients together
 MAX_HEADER_BYTES = 64 * 1024              # request headers (the daemon's limit)
-MAX_REPLY_HEADER_BYTES = 16 * 1024 * 1024  # reply headers: `info` with thumbnails can be large
+MAX_REPLY_HEADER_BYTES = 16 * 1024 * 1024  # reply headers a client accepts: `info` with thumbnails can be large
+MAX_INFO_BYTES = 8 * 1024 * 1024          # what the daemon puts in one `info` reply (it leaves out the rest)
 
 DTYPE_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 CHANNEL_ORDERS = ("RGBA", "BGRA", "RGB", "BGR")
@@ -158,6 +159,9 @@ def validate_format(fmt):
     dtype = fmt.get("dtype")
     channels = fmt.get("channels", "RGBA")
     transfer = fmt.get("transfer", "srgb")
+    for key, value in (("dtype", dtype), ("channels", channels), ("transfer", transfer)):
+        if not isinstance(value, str):
+            raise BrushworkError(f"format {key} must be a string, got {value!r}"[:200], "bad_request")
     if dtype not in DTYPE_SIZES:
         raise BrushworkError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_SIZES)}", "bad_request")
     if channels not in CHANNEL_ORDERS:

@@ -29,6 +29,7 @@ import time
 import zmq
 
 from backend import __version__, pixels, protocol
+from backend.model_store import MAX_THUMBNAIL_BYTES, read_regular_file
 from backend.protocol import BrushworkError
 from backend.training import TrainingJobs
 
@@ -188,24 +189,46 @@ def check_image_request(header, frames, max_pixels, allow_mask=True):
     return width, height, fmt
 
 
-def _check_stylize(header, frames, limits):
+def _check_switches(header, *keys):
+    """Options that are switches must be JSON booleans (a string such as "no" is not false)."""
+    for key in keys:
+        if not isinstance(header.get(key, False), bool):
+            raise protocol.BadRequest(f"{key!r} must be true or false, got {header[key]!r}"[:200])
+
+
+def _check_stylize(header, frames, limits, store):
     check_image_request(header, frames, limits["max_pixels"])
     if not isinstance(header.get("model"), str):
         raise protocol.BadRequest("'model' (the style model's name) must be a string")
     strength = header.get("strength", 1.0)
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
         raise protocol.BadRequest(f"'strength' must be a number from 0 to 1, got {strength!r}")
+    _check_switches(header, "preserve_colors")
 
 
-def _check_upscale(header, frames, limits):
+def _check_upscale(header, frames, limits, store):
+    """Resolve the SR model that will run (the named one, else the first for ``scale``) and check the
+    output size against its scale: a request's ``scale`` must not understate the model's."""
     width, height, _ = check_image_request(header, frames, limits["max_pixels"])
-    scale = _positive_int(header, "scale") if "scale" in header else 4
-    header["scale"] = scale
-    if width * height * scale * scale > limits["max_pixels"]:
-        raise protocol.TooLarge(f"x{scale} of {width}x{height} would be {width * height * scale * scale} pixels; "
-                                f"this daemon makes at most {limits['max_pixels']} (brushwork serve --max-pixels)")
-    if header.get("model") is not None and not isinstance(header["model"], str):
+    _check_switches(header, "histogram_match")
+    model = header.get("model")
+    if model is not None and not isinstance(model, str):
         raise protocol.BadRequest("'model' must be a string or null")
+    scale = _positive_int(header, "scale") if header.get("scale") is not None else None
+    info = store.find_sr(scale or 4) if model is None else store.get(model)
+    if info.kind != "sr":
+        raise protocol.BadRequest(f"model {info.name!r} is a {info.kind} model, not a super-resolution model")
+    if scale is not None and scale != info.scale:
+        raise protocol.BadRequest(f"model {info.name!r} upscales x{info.scale}, not x{scale}: ask for scale "
+                                  f"{info.scale}, or leave 'scale' out")
+    header["model"], header["scale"] = info.name, info.scale
+    _check_output_size(width, height, info.scale, limits["max_pixels"])
+
+
+def _check_output_size(width, height, scale, max_pixels):
+    if width * height * scale * scale > max_pixels:
+        raise protocol.TooLarge(f"x{scale} of {width}x{height} would be {width * height * scale * scale} pixels; "
+                                f"this daemon makes at most {max_pixels} (brushwork serve --max-pixels)")
 
 
 # ---- job kinds: each is a check (loop thread) and a run function (worker thread) ------
@@ -234,20 +257,50 @@ def run_stylize(engine, job, progress, is_cancelled):
 
 
 def run_upscale(engine, job, progress, is_cancelled):
-    rgb, alpha, mask = _decode_job_image(job)
     h = job.header
+    if engine.store.get(h["model"]).scale != h["scale"]:   # the model's file changed since the check
+        raise protocol.BadRequest(f"model {h['model']!r} changed while the request waited; send it again")
+    rgb, alpha, mask = _decode_job_image(job)
     rgb, alpha = engine.upscale(rgb, alpha, model=h.get("model"), scale=h["scale"],
                                 histogram_match=bool(h.get("histogram_match", False)), mask=mask,
                                 progress=progress, is_cancelled=is_cancelled)
     return _image_result(rgb, alpha, h["format"])
 
 
-# kind -> (check(header, frames, limits) in the loop, run(engine, job, progress, is_cancelled) in the worker).
+# kind -> (check(header, frames, limits, store) in the loop, run(engine, job, progress, is_cancelled) in the worker).
 # Adding a job kind for the worker means adding one entry here ("train_style" runs beside it instead).
 JOB_KINDS = {
     "stylize": (_check_stylize, run_stylize),
     "upscale": (_check_upscale, run_upscale),
 }
+
+
+# ---- info ------------------------------------------------------------------------------
+
+MAX_INFO_PROBLEMS = 200   # problems listed in one `info` reply
+
+
+def fit_info_reply(reply, limit=protocol.MAX_INFO_BYTES):
+    """``reply`` made to encode in at most ``limit`` bytes: thumbnails, then recipes and data, then
+    models from the end of the list are left out until it fits, and ``left_out`` says what was."""
+    def size():
+        return len(protocol.encode_header(reply))
+
+    steps = (("thumbnails", ("thumbnail_png",)), ("recipes and data", ("recipe", "data")))
+    for what, keys in steps:
+        if size() <= limit:
+            return reply
+        for entry in reply["models"]:
+            for key in keys:
+                entry.pop(key, None)
+        reply["left_out"] = f"{what} (this reply would exceed {limit} bytes)"
+    total = len(reply["models"])
+    while size() > limit and reply["models"]:
+        del reply["models"][len(reply["models"]) // 2:]
+    if len(reply["models"]) < total:
+        reply["left_out"] = (f"recipes, data, thumbnails and {total - len(reply['models'])} of {total} models "
+                             f"(this reply would exceed {limit} bytes)")
+    return reply
 
 
 # ---- endpoints ------------------------------------------------------------------------
@@ -283,6 +336,11 @@ def check_endpoint(endpoint, authenticated=False):
     if endpoint.startswith("ipc://"):
         if len(endpoint) <= len("ipc://"):
             raise BrushworkError("IPC endpoint needs a socket path: ipc:///path/to/daemon.sock", "bad_request")
+        if endpoint.startswith("ipc://@") and not authenticated:
+            raise BrushworkError(f"refusing to listen on {endpoint} without authentication: an abstract socket "
+                                 "(a name starting with '@') has no file permissions, so every local user could "
+                                 "use this daemon. Use a socket path (ipc:///path/daemon.sock), or keys",
+                                 "bad_request")
         return
     if not endpoint.startswith("tcp://"):
         raise BrushworkError(f"unsupported endpoint {endpoint!r}: use ipc://PATH or tcp://HOST:PORT", "bad_request")
@@ -405,6 +463,9 @@ class Daemon:
 
     def _bind_ipc(self, router):
         path = self.endpoint[len("ipc://"):]
+        if path.startswith("@"):   # Linux's abstract namespace: no file to create, protect or remove
+            router.bind(self.endpoint)
+            return
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             os.makedirs(directory, mode=0o700)
@@ -576,7 +637,7 @@ class Daemon:
             immediate[kind](identity, header, frames)
         elif kind in JOB_KINDS:
             check, _ = JOB_KINDS[kind]
-            check(header, frames, self.limits)
+            check(header, frames, self.limits, self.store)
             job = Job(identity, header, frames)
             ahead = self.queue.put(job)
             self._send(identity, {"kind": "progress", "id": request_id, "done": 0, "total": 0,
@@ -593,19 +654,30 @@ class Daemon:
                               "protocol": protocol.PROTOCOL_VERSION})
 
     def _info(self, identity, header, frames):
+        """Models (with thumbnails if asked), problems and limits, in at most MAX_INFO_BYTES: what does
+        not fit is left out (thumbnails first, then recipes and data, then models) and ``left_out`` says so.
+        Server paths are sent only to clients on this machine's IPC socket."""
+        local = self.endpoint.startswith("ipc://") and not self.endpoint.startswith("ipc://@")
         models = []
         for model in self.store.list():
             entry = model.summary()
-            if header.get("thumbnails") and model.thumbnail_path is not None:
+            if not local:
+                entry["path"] = model.json_path.name
+            if header.get("thumbnails") is True and model.thumbnail_path is not None:
                 try:
-                    entry["thumbnail_png"] = base64.b64encode(model.thumbnail_path.read_bytes()).decode("ascii")
-                except OSError:
+                    png = read_regular_file(model.thumbnail_path, MAX_THUMBNAIL_BYTES)
+                    entry["thumbnail_png"] = base64.b64encode(png).decode("ascii")
+                except BrushworkError:
                     pass
             models.append(entry)
-        self._send(identity, {"kind": "info", "id": header["id"], "version": __version__,
-                              "protocol": protocol.PROTOCOL_VERSION, "device": self.engine.device,
-                              "precision": self.engine.precision, "models": models,
-                              "problems": list(self.store.problems), "limits": self.limits})
+        problems = [p if local else os.path.basename(p.partition(": ")[0]) + ": " + p.partition(": ")[2]
+                    for p in self.store.problems]
+        reply = {"kind": "info", "id": header["id"], "version": __version__, "protocol": protocol.PROTOCOL_VERSION,
+                 "device": self.engine.device, "precision": self.engine.precision, "models": models,
+                 "problems": problems[:MAX_INFO_PROBLEMS], "limits": self.limits}
+        if len(problems) > MAX_INFO_PROBLEMS:
+            reply["problems"].append(f"... and {len(problems) - MAX_INFO_PROBLEMS} more problems")
+        self._send(identity, fit_info_reply(reply))
 
     def _echo(self, identity, header, frames):
         width, height, fmt = check_image_request(header, frames, self.limits["max_pixels"], allow_mask=False)

@@ -95,6 +95,45 @@ def test_pixel_and_byte_limits_hold_exactly_at_the_boundary(daemon, request_fiel
         assert "--max-" in reply["message"]
 
 
+@pytest.mark.parametrize("request_fields, outcome, words", [
+    # the pixel limit holds for the model that runs, whatever scale the request states (issue 19, item 4)
+    ({"scale": 2, "model": "sr_x8"}, "bad_request", "upscales x8, not x2"),
+    ({"model": "sr_x8"}, "too_large", "x8 of 32x32"),
+    ({"scale": None, "model": "sr_x8"}, "too_large", "x8 of 32x32"),
+    ({"model": "mosaic"}, "bad_request", "not a super-resolution model"),
+    ({"model": "sr_x2"}, "result", ""),
+    ({"scale": 2}, "result", ""),
+])
+def test_the_upscale_limit_is_checked_against_the_model_that_runs(daemon, request_fields, outcome, words):
+    client = RawClient(daemon.endpoint)
+    try:
+        client.send("up", kind="upscale", width=32, height=32, **request_fields)
+        reply = client.final()
+    finally:
+        client.close()
+    assert reply.get("code", reply["kind"]) == outcome and words in reply.get("message", ""), reply
+    if outcome == "result":
+        assert (reply["width"], reply["height"]) == (64, 64)
+
+
+@pytest.mark.parametrize("request_fields, words", [   # issue 19, item 6
+    ({"fmt": {"dtype": ["u8"], "channels": "RGBA"}}, "dtype must be a string"),
+    ({"fmt": {"dtype": "u8", "channels": {"R": 1}}}, "channels must be a string"),
+    ({"fmt": {"dtype": "u8", "transfer": ["srgb"]}}, "transfer must be a string"),
+    ({"preserve_colors": "no"}, "'preserve_colors' must be true or false"),
+    ({"preserve_colors": 0}, "'preserve_colors' must be true or false"),
+    ({"kind": "upscale", "scale": 2, "histogram_match": "no"}, "'histogram_match' must be true or false"),
+])
+def test_fields_of_the_wrong_type_are_bad_requests(daemon, request_fields, words):
+    client = RawClient(daemon.endpoint)
+    try:
+        client.send("typed", frames=[bytes(8 * 8 * 4)], **request_fields)
+        reply = client.final()
+    finally:
+        client.close()
+    assert reply.get("code") == "bad_request" and words in reply["message"], reply
+
+
 def test_the_queue_holds_at_most_its_limit_and_then_says_busy(daemon):
     client = RawClient(daemon.endpoint)
     try:
