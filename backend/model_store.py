@@ -13,6 +13,7 @@ Broken models are skipped and described in ``store.problems``.
 """
 
 import copy
+import functools
 import hashlib
 import io
 import json
@@ -251,6 +252,13 @@ def weights_limit(net):
     return sum(t.numel() * 4 for t in net.state_dict().values()) + WEIGHTS_HEADER_SLACK
 
 
+@functools.lru_cache(maxsize=256)
+def _weights_limit_of(architecture_json):
+    """:func:`weights_limit` of an architecture (given as sorted JSON), remembered: building even an
+    empty net of the largest allowed architecture takes a tenth of a second."""
+    return weights_limit(_empty_net({"architecture": json.loads(architecture_json)}))
+
+
 def _read_weights(path, meta, limit):
     """Read (at most ``limit`` bytes), hash-check and decode a weights file; return its state dict (CPU tensors)."""
     try:
@@ -306,9 +314,9 @@ def _load_model_files(json_path):
         raise BrushworkError(f"weights file {meta['weights']} is a link to a file outside the model's folder",
                              "model_error")
     weights_stat = _file_stat(weights_path)
-    net = _empty_net(meta)
-    state = _read_weights(weights_path, meta, weights_limit(net))
-    net = _net_from_state(meta, net, state, meta["weights"])
+    limit = _weights_limit_of(json.dumps(meta["architecture"], sort_keys=True))
+    state = _read_weights(weights_path, meta, limit)
+    net = _net_from_state(meta, _empty_net(meta), state, meta["weights"])
     thumbnail = json_path.with_name(f"{meta['name']}.png")
     usable = (thumbnail.is_file() and _inside_model_dir(thumbnail) and thumbnail.stat().st_size <= MAX_THUMBNAIL_BYTES)
     info = ModelInfo(name=meta["name"], display_name=meta["display_name"], kind=meta["kind"], scale=meta["scale"],
@@ -358,7 +366,7 @@ class ModelStore:
         self._lock = threading.RLock()
         self._signature = None
         self._models = {}           # name -> ModelInfo
-        self._checked = {}          # (json stat, weights stat) cache: json path -> (key, info or error)
+        self._checked = {}          # json path -> (its stat, weights path, weights stat, (info, error))
         self._nets = {}             # (weights path, mtime_ns, size) -> net
 
     def _dir_signature(self):
@@ -395,46 +403,53 @@ class ModelStore:
             self._signature = signature
 
     def _check(self, json_path, checked):
-        """Validate one model, reusing the last result while its files are unchanged."""
+        """Validate one model, reusing the last result while its JSON file and the weights file it
+        names are unchanged (an unchanged folder costs stat calls, not reads)."""
         try:
-            key = (_file_stat(json_path), _named_weights_stat(json_path))
+            json_stat = _file_stat(json_path)
         except OSError as exc:
             return None, str(exc)
         cached = self._checked.get(json_path)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == json_stat and cached[2] == _stat_or_none(cached[1]):
             checked[json_path] = cached
-            return cached[1]
+            return cached[3]
+        weights_path = _named_weights_path(json_path)
+        weights_stat = _stat_or_none(weights_path)
         try:
             info, net = _load_isolated(json_path)
             self._nets[(info.weights_path, *info.weights_stat)] = net
             result = (info, None)
         except BrushworkError as exc:
             result = (None, exc.message)
-        checked[json_path] = (key, result)
+        checked[json_path] = (json_stat, weights_path, weights_stat, result)
         return result
 
-    def list(self):
-        """Valid models, style first, then SR by scale, each by name. Never raises for bad files."""
-        self.refresh()
-        with self._lock:
-            return sorted(self._models.values(), key=_sort_key)
+    def list(self, refresh=True):
+        """Valid models, style first, then SR by scale, each by name. Never raises for bad files.
 
-    def get(self, name):
+        ``refresh=False`` answers from the last scan without waiting for one that is under way
+        (the daemon's loop does so; a watcher thread re-scans)."""
+        if refresh:
+            self.refresh()
+        return sorted(self._models.values(), key=_sort_key)   # the table is replaced, never changed
+
+    def get(self, name, refresh=True):
         """The ModelInfo called ``name``; BrushworkError('unknown_model') if there is none."""
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
             raise BrushworkError(f"{str(name)[:80]!r} is not a model name (lower-case letters, digits, '_', '.', "
                                  "'-')", "unknown_model")
-        self.refresh()
-        with self._lock:
-            info = self._models.get(name)
+        if refresh:
+            self.refresh()
+        models = self._models
+        info = models.get(name)
         if info is None:
-            known = ", ".join(sorted(self._models)) or "none"
-            raise BrushworkError(f"no model named {name!r} (available: {known})", "unknown_model")
+            known = ", ".join(sorted(models)) or "none"
+            raise BrushworkError(f"no model named {name!r} (available: {known})"[:2000], "unknown_model")
         return info
 
-    def find_sr(self, scale):
+    def find_sr(self, scale, refresh=True):
         """The first SR model (by name) for ``scale``; BrushworkError('unknown_model') if none."""
-        for info in self.list():
+        for info in self.list(refresh):
             if info.kind == "sr" and info.scale == scale:
                 return info
         raise BrushworkError(f"no super-resolution model for scale x{scale}", "unknown_model")
@@ -469,12 +484,18 @@ def _entry_stat(entry):
         return entry.name, None, None
 
 
-def _named_weights_stat(json_path):
-    """Stat of the weights file the JSON names, or None if it cannot be found (cache key only)."""
+def _named_weights_path(json_path):
+    """The weights file the JSON names, or None if it names none (a cache key only)."""
     try:
-        weights = read_metadata(json_path)["weights"]
-        return _file_stat(json_path.with_name(os.path.basename(weights)))
-    except (BrushworkError, OSError, ValueError, KeyError, TypeError):
+        return json_path.with_name(os.path.basename(str(read_metadata(json_path)["weights"])))
+    except (BrushworkError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _stat_or_none(path):
+    try:
+        return None if path is None else _file_stat(path)
+    except OSError:
         return None
 
 
@@ -491,17 +512,22 @@ def architecture_of(net):
 
 
 def write_atomic(path, data):
-    """Write bytes to ``path`` via a synced temp file in the same dir and os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write bytes to ``path`` via a synced temp file in the same dir and os.replace. An OSError
+    (a full disk, say) names ``path`` and leaves no temp file."""
+    path = Path(path)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 

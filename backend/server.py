@@ -1,7 +1,7 @@
 """The brushwork daemon: a ZeroMQ ROUTER socket in front of one compute worker thread.
 
 The main loop owns every socket. It answers ``ping``, ``info``, ``echo`` and ``cancel``
-at once and puts image jobs into a bounded queue that is fair across clients (round-robin
+at once (from the model store's last scan: a watcher thread re-scans the folders) and puts image jobs into a bounded queue that is fair across clients (round-robin
 by ZeroMQ identity). One worker thread runs the jobs one at a time (the GPU or CPU is one
 resource) and hands its replies back to the loop over an inproc PUSH/PULL pair, because
 ZeroMQ sockets must not be shared between threads. ``train_style`` requests bypass the
@@ -39,6 +39,7 @@ HEARTBEAT_S = 2.0          # keep-alive progress to waiting clients, so their ti
 LOOP_POLL_MS = 200         # how often the loop looks at the stop flag
 MAX_MESSAGE_SLACK = 1 << 20  # ZMQ_MAXMSGSIZE hard cap = max_bytes + this
 PEER_TIMEOUT_S = 30.0      # a connection that sends nothing (not even ZeroMQ heartbeat replies) this long is dropped
+MODEL_SCAN_S = 0.25        # how often the watcher thread looks for changed model files
 
 
 def _malloc_trim():
@@ -215,7 +216,7 @@ def _check_upscale(header, frames, limits, store):
     if model is not None and not isinstance(model, str):
         raise protocol.BadRequest("'model' must be a string or null")
     scale = _positive_int(header, "scale") if header.get("scale") is not None else None
-    info = store.find_sr(scale or 4) if model is None else store.get(model)
+    info = store.find_sr(scale or 4, refresh=False) if model is None else store.get(model, refresh=False)
     if info.kind != "sr":
         raise protocol.BadRequest(f"model {info.name!r} is a {info.kind} model, not a super-resolution model")
     if scale is not None and scale != info.scale:
@@ -493,8 +494,10 @@ class Daemon:
         """Run until stop(): bind if needed, start the worker, route messages, then clean up."""
         if self._router is None:
             self.bind()
+        self.store.refresh()
         worker = threading.Thread(target=self._work, name="brushwork-worker", daemon=True)
         worker.start()
+        threading.Thread(target=self._watch_models, name="brushwork-models", daemon=True).start()
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._replies, zmq.POLLIN)
@@ -659,7 +662,7 @@ class Daemon:
         Server paths are sent only to clients on this machine's IPC socket."""
         local = self.endpoint.startswith("ipc://") and not self.endpoint.startswith("ipc://@")
         models = []
-        for model in self.store.list():
+        for model in self.store.list(refresh=False):
             entry = model.summary()
             if not local:
                 entry["path"] = model.json_path.name
@@ -710,6 +713,15 @@ class Daemon:
             self._send(job.identity, {"kind": "progress", "id": job.id, "done": 0, "total": 0,
                                       "message": "queued"})
         self.trainings.heartbeat()
+
+    def _watch_models(self):
+        """Re-scan the model folders every MODEL_SCAN_S, so that the loop, which answers from the last
+        scan, never waits for one (a folder full of hostile files can take seconds to check)."""
+        while not self._stop.wait(MODEL_SCAN_S):
+            try:
+                self.store.refresh()
+            except Exception:   # a bug must cost one scan, not the watcher
+                log.exception("internal error scanning the model folders")
 
     # -- worker side
 
