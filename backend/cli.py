@@ -100,6 +100,7 @@ def cmd_serve(args):
     from backend.model_store import user_models_dir
     import zmq
 
+    from backend.connections import raise_descriptor_limit
     from backend.server import Daemon, check_endpoint, refuse_if_running
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -115,6 +116,7 @@ def cmd_serve(args):
     engine = _make_engine(args, store)
     training = {"content_dir": args.content, "out_dir": train_out, "limit": args.train_jobs,
                 "defaults": {"iterations": args.train_iterations}}
+    raise_descriptor_limit()   # each connection takes a file descriptor
     daemon = Daemon(engine, store, endpoint, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
                     queue=args.queue, training=training, auth=auth)
     models = store.list()   # the first scan, before the socket exists

@@ -45,7 +45,7 @@ MAX_THUMBNAIL_BYTES = 1 << 20     # larger thumbnails are ignored (they travel i
 MAX_METADATA_DEPTH = 32           # nested lists/objects in a model's JSON (recipe and data included)
 WEIGHTS_HEADER_SLACK = 64 * 1024  # a safetensors file may exceed its tensors' bytes by its header, at most this
 MAX_PROBLEM_CHARS = 500           # one entry of ``store.problems``
-MAX_TEXT = {"display_name": 200, "loss": 64, "vgg": 64, "created": 64, "sha256": 64}  # longest strings
+MAX_TEXT = {"display_name": 200, "loss": 64, "vgg": 64, "created": 64, "sha256": 64, "weights": 255}  # longest strings
 # architecture key -> (lowest, highest); wider or deeper nets than these are refused before any allocation
 ARCHITECTURE_RANGES = {"channels": (1, 256), "blocks": (1, 32), "scale": (2, 8)}
 
@@ -392,7 +392,11 @@ class ModelStore:
                 if not directory.is_dir():
                     continue
                 for json_path in sorted(directory.glob("*.json")):
-                    info, error = self._check(json_path, checked)
+                    try:
+                        info, error = self._check(json_path, checked)
+                    except Exception as exc:   # noqa: BLE001 -- a bug must cost this one model only
+                        log.warning("unexpected error checking model %s", json_path, exc_info=True)
+                        info, error = None, f"cannot check this model ({type(exc).__name__}: {str(exc)[:200]})"
                     if error is not None:
                         problems.append(f"{json_path}: {error}"[:MAX_PROBLEM_CHARS])
                     else:
@@ -495,7 +499,7 @@ def _named_weights_path(json_path):
 def _stat_or_none(path):
     try:
         return None if path is None else _file_stat(path)
-    except OSError:
+    except (OSError, ValueError):   # ValueError: a name with a NUL byte
         return None
 
 

@@ -1,10 +1,11 @@
 """The brushwork daemon: a ZeroMQ ROUTER socket in front of one compute worker thread.
 
 The main loop owns every socket. It answers ``ping``, ``info``, ``echo`` and ``cancel``
-at once (from the model store's last scan: a watcher thread re-scans the folders) and puts image jobs into a bounded queue that is fair across clients (round-robin
-by ZeroMQ identity). One worker thread runs the jobs one at a time (the GPU or CPU is one
-resource) and hands its replies back to the loop over an inproc PUSH/PULL pair, because
-ZeroMQ sockets must not be shared between threads. ``train_style`` requests bypass the
+at once (from the model store's last scan: a watcher thread re-scans the folders) and puts
+image jobs into a bounded queue that is fair across clients (round-robin by ZeroMQ identity).
+One worker thread runs the jobs one at a time (the GPU or CPU is one resource) and hands its
+replies back to the loop over an inproc PUSH/PULL pair, because ZeroMQ sockets must not be
+shared between threads. ``train_style`` requests bypass the
 queue: each trains in a process of its own (backend/training.py), whose messages reach the
 loop through a thread-safe outbox.
 
@@ -29,6 +30,7 @@ import time
 import zmq
 
 from backend import __version__, pixels, protocol
+from backend.connections import ConnectionGuard
 from backend.model_store import MAX_THUMBNAIL_BYTES, read_regular_file
 from backend.protocol import BrushworkError
 from backend.training import TrainingJobs
@@ -287,7 +289,7 @@ def fit_info_reply(reply, limit=protocol.MAX_INFO_BYTES):
     def size():
         return len(protocol.encode_header(reply))
 
-    steps = (("thumbnails", ("thumbnail_png",)), ("recipes and data", ("recipe", "data")))
+    steps = (("thumbnails", ("thumbnail_png",)), ("thumbnails, recipes and data", ("recipe", "data")))
     for what, keys in steps:
         if size() <= limit:
             return reply
@@ -420,6 +422,7 @@ class Daemon:
         self._context = zmq.Context()
         self._stop = threading.Event()
         self._router = self._replies = None
+        self._guard = None         # ConnectionGuard of a TCP endpoint
         self._socket_file = None   # (path, inode) of our IPC socket, removed on exit
         self._reply_endpoint = f"inproc://brushwork-replies-{id(self)}"
 
@@ -448,6 +451,8 @@ class Daemon:
             self._close_unbound(router)
             raise
         self._router = router
+        if self.endpoint.startswith("tcp://"):
+            self._guard = ConnectionGuard(router)
         self._replies = self._context.socket(zmq.PULL)
         self._replies.bind(self._reply_endpoint)
 
@@ -501,6 +506,8 @@ class Daemon:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._replies, zmq.POLLIN)
+        if self._guard is not None:
+            poller.register(self._guard.socket, zmq.POLLIN)
         next_heartbeat = time.monotonic() + HEARTBEAT_S
         try:
             while not self._stop.is_set():
@@ -510,6 +517,8 @@ class Daemon:
                         self._forward_replies()
                     if self._router in events:
                         self._receive_requests()
+                    if self._guard is not None and self._guard.socket in events:
+                        self._guard.on_events()
                     self._send_outbox()
                     if time.monotonic() >= next_heartbeat:
                         self._heartbeat()
@@ -530,6 +539,8 @@ class Daemon:
         worker.join(timeout=30)
         self._forward_replies()  # the cancelled jobs' error replies
         self._send_outbox()
+        if self._guard is not None:
+            self._guard.close()
         self._router.close(linger=1000)  # let those replies leave
         self._replies.close()
         if self.auth is not None:
@@ -605,6 +616,8 @@ class Daemon:
             except zmq.Again:
                 return
             identity, frames = message[0].bytes, message[1:]
+            if self._guard is not None:
+                self._guard.seen(message[-1])
             request_id = None
             try:
                 if not frames:

@@ -56,8 +56,11 @@ def main():
                 time.sleep(1.0)
             rss["end"] = rss_kib(daemon.pid)
         finally:
-            tracebacks = daemon_output(daemon).count("Traceback")
+            output = daemon_output(daemon)
+            tracebacks = output.count("Traceback")
             status = stop_daemon(daemon)
+            if tracebacks or traffic.failures or status:
+                print(f"the daemon's log ends:\n{output[-6000:]}")
         seconds = time.monotonic() - started
         median, p99, worst = ping_percentiles(traffic.ping_seconds)
         print(f"{fuzzer.written} files in {seconds:.0f} s: {dict(sorted(fuzzer.kinds.items()))}")

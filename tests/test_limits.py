@@ -4,7 +4,9 @@ and the idle-connection policy (a client that goes away, or falls silent, loses 
 import json
 import logging
 import re
+import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -257,3 +259,31 @@ def test_a_frozen_client_is_dropped_after_the_peer_timeout_and_its_job_cancelled
     assert any("went away: stylize" in m for m in messages), messages
     assert any(re.search(r"stylize \w+ failed at step \d+ of \d+: cancelled", m) for m in messages), messages
     assert not any(re.search(r"stylize \w+ done in", m) for m in messages), messages
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs Linux prlimit")
+def test_idle_connections_cannot_lock_out_a_client_under_a_low_descriptor_limit(models_dir, tmp_path):
+    """300 idle TCP connections to a daemon limited to 256 descriptors: a client still gets in at
+    once, not after ZeroMQ's handshake timeout (issue 19, item 5)."""
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    proc = start_daemon(tmp_path, endpoint, models_dir, listen=["--tcp", f"127.0.0.1:{port}"])
+    resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (256, 256))
+    idle = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        with Client(endpoint, timeout=5) as client:   # well below the handshake timeout
+            assert client.ping() > 0
+            assert client.stylize(bytes(16 * 12 * 4), 16, 12, U8, "mosaic", strength=0.0).width == 16
+        assert "idle connection" in daemon_output(proc)
+    finally:
+        for connection in idle:
+            connection.close()
+        assert stop_daemon(proc) == 0, daemon_output(proc)[-3000:]

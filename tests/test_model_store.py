@@ -310,6 +310,11 @@ def _sparse_weights(path):
         f.truncate(100 * 2**30)    # 100 GB of holes: no disk used
 
 
+def _nul_in_weights(path):
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(meta, weights="broken\u0000.safetensors")))
+
+
 def _directory(path):
     path.unlink()
     path.mkdir()
@@ -328,6 +333,7 @@ HOSTILE = {
     "json linked to /dev/zero": (_dev_zero, "not a regular file"),
     "100 GB sparse weights": (_sparse_weights, "larger than"),
     "a directory as the json": (_directory, "not a regular file"),
+    "a NUL byte in the weights name": (_nul_in_weights, "control characters"),
     "a dangling json link": (_dangling_link, "broken.json"),
 }
 
