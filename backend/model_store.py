@@ -332,6 +332,9 @@ def _load_isolated(json_path):
         return _load_model_files(json_path)
     except BrushworkError:
         raise
+    except OSError as exc:   # a file removed or replaced while it was being checked
+        raise BrushworkError(f"cannot read {Path(exc.filename or json_path).name}: {exc.strerror or exc}",
+                             "model_error") from None
     except MemoryError:
         raise BrushworkError("not enough memory to load this model", "model_error") from None
     except Exception as exc:   # noqa: BLE001 -- any bug or library error costs this one model only
