@@ -40,6 +40,7 @@ ERROR_CODES = (
     "cancelled",       # the job was cancelled by its client
     "model_error",     # a model file is corrupt or does not match its metadata
     "out_of_memory",   # the device ran out of memory even with the smallest tiles
+    "io_error",        # the daemon could not write (or read) a file it needs, e.g. its disk is full
     "timeout",         # the client gave up waiting
     "unavailable",     # no daemon answering at the endpoint
     "internal",        # a bug: the daemon logged a traceback
@@ -97,6 +98,10 @@ class OutOfMemory(BrushworkError):
     code = "out_of_memory"
 
 
+class IOFailure(BrushworkError):
+    code = "io_error"
+
+
 class Unavailable(BrushworkError):
     """No daemon answered (code ``unavailable``) or it went silent mid-job (``timeout``)."""
 
@@ -108,7 +113,7 @@ class TimedOut(Unavailable):
 
 
 _ERROR_CLASSES = {cls.code: cls for cls in (BadRequest, UnknownKind, UnknownModel, BadPixels, TooLarge, Busy,
-                                            Cancelled, ModelError, OutOfMemory, Unavailable, TimedOut)}
+                                            Cancelled, ModelError, OutOfMemory, IOFailure, Unavailable, TimedOut)}
 
 
 def error_from_code(code, message):

@@ -28,9 +28,12 @@ MIN_STYLE_SIDE = 16   # the trainer's smallest style image
 CANCEL_GRACE_S = 10.0  # SIGTERM lets the trainer checkpoint; SIGKILL after this
 
 # Training options a client may set: name -> (int, float or bool, lowest, highest).
-# The daemon decides the rest (device, output and run dirs, VGG weights).
+# The daemon decides the rest (device, output and run dirs, VGG weights, checkpoints kept).
+# Bounds protect the daemon's machine: 100,000 iterations is 2.5 times the paper's training, and
+# a checkpoint (over 100 MB for the paper's net) at most every 100 iterations, the newest
+# KEEP_CHECKPOINTS kept.
 TRAIN_OPTIONS = {
-    "iterations": (int, 1, 1_000_000),
+    "iterations": (int, 1, 100_000),
     "size": (int, 16, 1024),            # content crop side, a multiple of 4
     "style_size": (int, MIN_STYLE_SIDE, 4096),
     "batch": (int, 1, 64),
@@ -39,7 +42,7 @@ TRAIN_OPTIONS = {
     "content_weight": (float, 0.0, 1e15),
     "style_weight": (float, 0.0, 1e15),
     "tv_weight": (float, 0.0, 1e15),
-    "checkpoint_every": (int, 1, 1_000_000),
+    "checkpoint_every": (int, 100, 100_000),
     "channels": (int, 4, 128),
     "blocks": (int, 1, 16),
     "zoom": (float, 1.0, 4.0),          # crops from the whole photo to zoom x closer
@@ -199,7 +202,7 @@ class TrainingJobs:
     def _check_name_free(self, name):
         """Refuse a name that a model outside ``out_dir`` already has (retraining one there replaces it)."""
         try:
-            existing = self.store.get(name)
+            existing = self.store.get(name, refresh=False)   # the loop thread: never wait for a scan
         except BrushworkError:
             return
         if existing.json_path.parent.resolve() != self.out_dir:
@@ -285,6 +288,8 @@ class TrainingJobs:
                 job.cancel(CANCEL_GRACE_S)
         except BrushworkError as exc:
             self._fail(run, exc)
+        except OSError as exc:   # a full disk, say: the client hears which file
+            self._fail(run, BrushworkError(f"cannot write the training's files: {exc}", "io_error"))
         except Exception:
             log.exception("internal error starting train_style %s", run.id)
             self._fail(run, BrushworkError("internal error in the daemon; see its log", "internal"))

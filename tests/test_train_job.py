@@ -1,7 +1,9 @@
 """``train_style`` requests end to end: a real daemon subprocess, the real client, the real
 trainer process with the shared Caffe VGG-16 weights, tiny sizes and a few iterations."""
 
+import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from backend.client import Client
 from backend.nets import edge_hiding_border
 from daemon_process import daemon_output, start_daemon, stop_daemon
 from helpers import shared_dir, training_photos
+from trainer.checkpoint import latest_checkpoint
 
 VGG_WEIGHTS = shared_dir() / "weights" / "vgg16_caffe_relu4_3.pth"
 pytestmark = pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"needs the VGG-16 weights at {VGG_WEIGHTS}")
@@ -189,6 +192,8 @@ def test_a_client_can_turn_the_editor_defaults_off(client):
     ({"flip": 1}, "bad_request", "'flip' must be true or false"),
     ({"zoom": 0.5}, "bad_request", "'zoom' must be a number from 1"),
     ({"border": 6}, "bad_request", "'border' must be a multiple of 4"),
+    ({"iterations": 1_000_000}, "bad_request", "'iterations' must be an integer from 1 to 100000"),
+    ({"checkpoint_every": 1}, "bad_request", "'checkpoint_every' must be an integer from 100 to 100000"),
 ])
 def test_bad_train_requests_are_refused_with_a_reason(client, fields, code, words):
     fields = dict(fields)
@@ -243,3 +248,21 @@ def test_daemon_shutdown_cancels_training_and_leaves_no_process(models_dir, cont
     assert not trainer_pids(str(content_dir))
     assert isinstance(training.join().error, protocol.Cancelled)
     assert not (user_models / "interrupted.json").exists()
+
+
+def test_a_daemon_killed_while_training_leaves_a_resumable_run_and_nothing_in_tmp(models_dir, content_dir, tmp_path):
+    """kill -9 of the daemon: its trainer notices the broken pipe, checkpoints and stops (issue 19)."""
+    endpoint = f"ipc://{tmp_path}/s.sock"
+    proc = start_daemon(tmp_path, endpoint, models_dir, env={"BRUSHWORK_CONTENT": str(content_dir)})
+    temp_before = set(Path(tempfile.gettempdir()).glob("brushwork-train-*"))
+    training = Training(endpoint, "orphaned", iterations=100_000, **TINY)
+    wait_until(lambda: training.iterations_done() >= 1 or training.error, what="the first training iteration")
+    assert len(trainer_pids(str(content_dir))) == 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stop_daemon(proc)
+    wait_until(lambda: not trainer_pids(str(content_dir)), timeout=120, what="the trainer to stop")
+    [run] = (tmp_path / "xdg-data" / "brushwork" / "runs").glob("orphaned-*")
+    assert latest_checkpoint(run) is not None and (run / "style.png").is_file()
+    assert "went away" in (run / "trainer.log").read_text(errors="replace")
+    assert set(Path(tempfile.gettempdir()).glob("brushwork-train-*")) <= temp_before

@@ -5,6 +5,7 @@
 
 import argparse
 import importlib
+import json
 import shlex
 import sys
 import warnings
@@ -28,9 +29,13 @@ def _train_command(module_name):
             module.run(args)
         except (ValueError, OSError) as exc:
             print(f"brushwork train: error: {exc}", file=sys.stderr)
+            if getattr(args, "progress_json", False):   # the daemon passes the code on to its client
+                code = "io_error" if isinstance(exc, OSError) else "bad_request"
+                print(json.dumps({"event": "error", "code": code, "message": str(exc)}), flush=True)
             return EXIT_ERROR
-        except KeyboardInterrupt:
-            print("brushwork train: interrupted; continue with --resume", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            why = f" ({exc})" if str(exc) and not str(exc).startswith("signal") else ""
+            print(f"brushwork train: interrupted{why}; continue with --resume", file=sys.stderr)
             return EXIT_CANCELLED
         return 0
     return command

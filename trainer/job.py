@@ -14,11 +14,9 @@ job's reader thread.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -77,19 +75,22 @@ class StyleTrainingJob:
         if unknown:
             raise BrushworkError(f"unknown training options {unknown}; known: {sorted(OPTION_FLAGS)}", "bad_request")
         self.on_progress, self.on_done, self.on_error = on_progress, on_done, on_error
-        self._workdir = tempfile.mkdtemp(prefix="brushwork-train-")
+        if options.get("run_dir") is None:
+            name = options.get("name") or "style"
+            options = {**options, "run_dir": default_run_dir(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")}
+        # the run dir holds the style image and the trainer's log too: nothing is left in /tmp when
+        # the daemon dies, and what a resumed run needs stays together
+        self.run_dir = Path(options["run_dir"])
         try:
-            style_path = _write_style_png(style, self._workdir)
-        except BaseException:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            raise
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            style_path = _write_style_png(style, self.run_dir)
+        except OSError as exc:
+            raise BrushworkError(f"cannot write the training's files in {self.run_dir}: {exc.strerror or exc}",
+                                 "io_error") from None
         self.command = [sys.executable, "-m", "trainer", "train", "style", "--style", str(style_path),
                         "--content", str(content_dir), "--progress-json"]
         if models_dir is not None:
             self.command += ["--out", str(models_dir)]
-        if options.get("run_dir") is None:
-            name = options.get("name") or "style"
-            options = {**options, "run_dir": default_run_dir(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")}
         for key, value in options.items():
             if isinstance(value, bool):  # a switch: present or not
                 self.command += [OPTION_FLAGS[key]] if value else []
@@ -104,7 +105,8 @@ class StyleTrainingJob:
         """Start the trainer process and the thread that reads its progress."""
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(PROJECT_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-        self._stderr = open(Path(self._workdir) / "stderr.txt", "w+b")
+        self._stderr = open(self.run_dir / "trainer.log", "ab")
+        self._log_start = self._stderr.tell()   # a resumed run appends to the same log
         kwargs = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"
                   else {"start_new_session": True})
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=self._stderr,
@@ -114,7 +116,7 @@ class StyleTrainingJob:
         return self
 
     def _read(self):
-        done = None
+        done = failure = None
         for raw in self.process.stdout:
             try:
                 event = json.loads(raw)
@@ -129,6 +131,8 @@ class StyleTrainingJob:
                 self.on_progress(event["iteration"], event["total"], message)
             elif event.get("event") == "done":
                 done = {"name": event["model"], "path": event["path"]}
+            elif event.get("event") == "error" and event.get("code") in ("io_error", "bad_request"):
+                failure = BrushworkError(f"training failed: {event.get('message')}", event["code"])
         returncode = self.process.wait()
         self._stderr.close()
         if done is not None and returncode == 0:
@@ -139,14 +143,16 @@ class StyleTrainingJob:
             if self._cancelled:
                 error = BrushworkError("training was cancelled", "cancelled")
             else:
-                error = BrushworkError(f"training failed (exit status {returncode}): {self.error_text()}", "internal")
+                error = failure or BrushworkError(f"training failed (exit status {returncode}): "
+                                                  f"{self.error_text()}", "internal")
             self.on_error(error)
-        shutil.rmtree(self._workdir, ignore_errors=True)
 
     def error_text(self, lines=5):
         """The last lines of the trainer's stderr (progress bars left out)."""
         try:
-            text = (Path(self._workdir) / "stderr.txt").read_text(errors="replace")
+            with open(self.run_dir / "trainer.log", "rb") as log:
+                log.seek(self._log_start)
+                text = log.read().decode(errors="replace")
         except OSError:
             return ""
         kept = [line for line in text.replace("\r", "\n").splitlines() if line.strip() and "it/s" not in line

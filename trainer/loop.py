@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,8 +26,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from trainer.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, rng_state,
-                                save_checkpoint, set_rng_state)
+from trainer.checkpoint import (KEEP_CHECKPOINTS, checkpoint_path, latest_checkpoint, load_checkpoint,
+                                prune_checkpoints, remove_partial_checkpoints, rng_state, save_checkpoint,
+                                set_rng_state)
 from trainer.plots import save_image, save_loss_curve
 from trainer.prefetch import Prefetcher
 
@@ -173,14 +175,21 @@ def default_run_dir(name):
     return user_models_dir().parent / "runs" / name
 
 
+class ReaderGone(KeyboardInterrupt):
+    """The process reading the ``--progress-json`` lines (the daemon) went away: the run stops as if
+    interrupted, with a checkpoint, so that it can be resumed."""
+
+
 class Progress:
-    """tqdm bar on stderr (rank 0) plus, with ``json_lines``, JSON progress lines on stdout."""
+    """tqdm bar on stderr (rank 0) plus, with ``json_lines``, JSON progress lines on stdout.
+    ``reader_gone`` turns true when those lines can no longer be written (a broken pipe)."""
 
     def __init__(self, total, start, enabled, json_lines):
         self.total, self.start, self.json_lines = total, start, json_lines and enabled
         self.bar = tqdm(total=total, initial=start, disable=not enabled, unit="it", dynamic_ncols=True)
         self.started = time.monotonic()
         self.last_json = 0.0
+        self.reader_gone = False
 
     def update(self, iteration, parts):
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
@@ -195,7 +204,13 @@ class Progress:
 
     def emit(self, **fields):
         if self.json_lines:
-            print(json.dumps(fields), flush=True)
+            try:
+                print(json.dumps(fields), flush=True)
+            except BrokenPipeError:
+                self.json_lines, self.reader_gone = False, True
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())   # what is still buffered must not fail at exit
+                os.close(devnull)
 
     def close(self):
         self.bar.close()
@@ -216,7 +231,7 @@ def _resume(args, run_dir, config, net, optimizer, scaler):
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
     ckpt = load_checkpoint(path)
     _check_resume_config(ckpt["config"], config)
-    if ckpt["iteration"] >= args.iterations:
+    if ckpt["iteration"] > args.iterations:   # equal: trained, perhaps not exported; the export follows
         raise ValueError(f"{path} is already at iteration {ckpt['iteration']}; ask for more --iterations")
     net.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -289,6 +304,8 @@ def run_training(args, make_task):
 def _train(args, make_task, cluster):
     if args.iterations < 1 or args.batch < 1 or args.checkpoint_every < 1:
         raise ValueError("--iterations, --batch and --checkpoint-every must be at least 1")
+    if getattr(args, "keep_checkpoints", 0) < 0:
+        raise ValueError("--keep-checkpoints must be 0 (keep all) or more")
     if (getattr(args, "loader_threads", None) or 0) < 0:
         raise ValueError("--loader-threads must be 0 or more")
     device = cluster.device
@@ -300,6 +317,7 @@ def _train(args, make_task, cluster):
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(task.name)
     if cluster.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_partial_checkpoints(run_dir)
     layout = net_memory_format(device)
     net = task.net.to(device, memory_format=layout)
     if task.loss.loss_net is not None:
@@ -337,6 +355,7 @@ def _train(args, make_task, cluster):
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
             "history": history, "config": config, "commands": commands,
             "wall_time_s": wall_before + time.monotonic() - started})
+        prune_checkpoints(run_dir, getattr(args, "keep_checkpoints", KEEP_CHECKPOINTS))
         save_image(task.preview(net), run_dir / "preview.png")
         save_loss_curve(history, run_dir / "loss.png")
         return path
@@ -368,6 +387,8 @@ def _train(args, make_task, cluster):
             for k, v in values.items():
                 history.setdefault(k, []).append(v)
             progress.update(iteration, values)
+            if progress.reader_gone:
+                raise ReaderGone("the process reading the progress lines went away")
             if deadline is not None:
                 timed_out = cluster.any_rank(time.monotonic() >= deadline)
             if iteration % args.checkpoint_every == 0 or iteration == args.iterations or timed_out:

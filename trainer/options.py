@@ -44,6 +44,8 @@ def add_loop_arguments(parser, iterations, batch):
     parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (default 0)")
     parser.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
                         help="write a checkpoint, preview and loss curve every N iterations (default 1000)")
+    parser.add_argument("--keep-checkpoints", type=int, default=3, metavar="N",
+                        help="keep the newest N checkpoints, deleting older ones (0: keep all; default 3)")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
                         help="continue from a checkpoint (default: the latest one in the run dir)")
     parser.add_argument("--run-dir", type=Path, default=None, metavar="D",
