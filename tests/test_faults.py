@@ -5,6 +5,7 @@
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,6 +73,36 @@ def test_daemon_killed_with_a_running_and_queued_jobs_every_client_fails_fast_th
             client.close()
     finally:
         assert stop_daemon(proc) == 0, daemon_output(proc)
+
+
+# ---- a hostile model folder at start-up ---------------------------------------------------------
+
+def test_models_and_serve_start_up_list_hostile_files_as_problems(models_dir, tmp_path):
+    """JSON nested past the recursion limit and a FIFO named like metadata: `brushwork models` and
+    `brushwork serve` list them as problems and serve the rest (issue 19, items 1 and 2)."""
+    hostile = tmp_path / "hostile"
+    shutil.copytree(models_dir, hostile)
+    (hostile / "deep.json").write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    os.mkfifo(hostile / "fifo.json")
+    listing = subprocess.run([sys.executable, "-m", "backend.cli", "models", "--models", str(hostile)], cwd=REPO,
+                             env=daemon_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0 and "Traceback" not in listing.stderr, listing.stderr
+    problems = [line for line in listing.stdout.splitlines() if line.startswith("problem: ")]
+    assert len(problems) == 2 and "deep.json" in problems[0] and "fifo.json" in problems[1], listing.stdout
+    assert "mosaic" in listing.stdout
+
+    endpoint = f"ipc://{tmp_path}/hostile.sock"
+    proc = start_daemon(tmp_path, endpoint, hostile)
+    try:
+        with Client(endpoint, timeout=10) as client:
+            info = client.info()
+            assert {"mosaic", "sr_x2"} <= {m["name"] for m in info["models"]}
+            assert sum("deep.json" in p or "fifo.json" in p for p in info["problems"]) == 2
+            data = bytes(range(256)) * 3
+            assert bytes(client.stylize(data, 16, 12, FMT, "mosaic", strength=0.0).pixels) == data
+    finally:
+        assert stop_daemon(proc) == 0, daemon_output(proc)
+    assert not os.path.exists(f"{tmp_path}/hostile.sock")
 
 
 # ---- the trainer killed ----------------------------------------------------------------------
