@@ -19,7 +19,6 @@ import threading
 import time
 from pathlib import Path
 
-from backend import pixels, protocol
 from backend.client import Client
 from backend.model_store import ARCHITECTURE_RANGES
 
@@ -262,8 +261,7 @@ class Traffic:
             time.sleep(self.ping_every)
 
     def _work(self, client):
-        data = bytes(range(256)) * 3
-        small = pixels.encode(pixels.decode(data, 16, 12, FMT)[0], None, FMT)
+        data = bytes(range(256)) * 3   # 16 x 12 RGBA
         while not self._stop.is_set():
             info = client.info(thumbnails=True)
             names = {m["name"] for m in info["models"]}
@@ -273,7 +271,7 @@ class Traffic:
             if bytes(client.stylize(data, 16, 12, FMT, self.style, strength=0.0).pixels) != data:
                 raise AssertionError("stylize at strength 0 did not return its input")
             self.requests["stylize"] += 1
-            result = client.upscale(small, 16, 12, FMT, model=self.sr, scale=None)
+            result = client.upscale(data, 16, 12, FMT, model=self.sr, scale=None)
             if (result.width, result.height) != (32, 24):
                 raise AssertionError(f"upscale returned {result.width}x{result.height}")
             self.requests["upscale"] += 1
