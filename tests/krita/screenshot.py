@@ -20,7 +20,6 @@ from PIL import Image  # noqa: E402
 
 SCRIPT = """
 import brushwork
-from PyQt5.QtCore import Qt
 controller = brushwork.controller
 window = app.activeWindow()
 window.qwindow().setGeometry(0, 0, 1280, 960)
