@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: install serve test test-slow editors test-editors clean
+.PHONY: install serve test test-slow editors test-editors test-gimp clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,16 +25,27 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
-## Install the real editors for the end-to-end tests (root): Krita 5 from Debian, GIMP 3 in a trixie chroot.
+## Install the real editors for the end-to-end tests (root): Krita 5.1 from Debian 12, and Debian chroots in
+## /var/cache/brushwork with Krita 5.2 + GIMP 3.0 (trixie), Krita 5.3 + GIMP 3.2 (sid), Krita 6.0 (experimental).
 editors:
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-		krita python3-pyqt5 python3-zmq xvfb xauth debootstrap
-	tools/gimp-chroot.sh
+		krita python3-pyqt5 python3-zmq xvfb xauth debootstrap util-linux
+	tools/editor-chroot.sh trixie
+	tools/editor-chroot.sh sid
+	tools/editor-chroot.sh experimental
 
-## End-to-end tests in real Krita (Xvfb) and real GIMP 3 (chroot); run `make editors` first.
+## End-to-end tests in each real Krita (Xvfb; 5.1 here, 5.2/5.3/6.0 in the chroots) and GIMP 3; run `make editors` first.
+## One pytest per Krita and one for GIMP, side by side; each prints its report when done.
+KRITAS := 5.1 5.2 5.3 6.0
 test-editors: install
-	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m "krita or gimp" $(ARGS)
+	$(MAKE) --no-print-directory --output-sync=target -j 5 $(addprefix test-krita,$(KRITAS)) test-gimp
+
+test-krita%: install
+	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m krita -k "krita$*" tests/krita $(ARGS)
+
+test-gimp: install
+	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m gimp tests/gimp $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

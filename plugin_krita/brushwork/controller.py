@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 
-from PyQt5.QtCore import QObject, pyqtSignal
+from .qt import QObject, pyqtSignal
 
 from . import settings as settings_io
 from .connection import Connection

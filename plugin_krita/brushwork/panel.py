@@ -1,12 +1,9 @@
-"""The docker's contents, in plain PyQt5 (no Krita calls): connection, style gallery, options, progress."""
-
-from PyQt5.QtCore import QSize, Qt
-from PyQt5.QtGui import QIcon, QPixmap
-from PyQt5.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                             QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSlider,
-                             QVBoxLayout, QWidget)
+"""The docker's contents, in plain Qt (no Krita calls): connection, style gallery, options, progress."""
 
 from .controller import thumbnail_bytes
+from .qt import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QIcon, QLabel, QLineEdit, QListView,
+                 QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QSize, QSlider, Qt, QVBoxLayout,
+                 QWidget)
 from .settings import UPSCALE_FACTORS
 
 THUMBNAIL_PX = 64
@@ -49,17 +46,17 @@ class Panel(QWidget):
         layout.addWidget(connection)
 
         self.gallery = QListWidget()
-        self.gallery.setViewMode(QListView.IconMode)
+        self.gallery.setViewMode(QListView.ViewMode.IconMode)
         self.gallery.setIconSize(QSize(THUMBNAIL_PX, THUMBNAIL_PX))
-        self.gallery.setResizeMode(QListView.Adjust)
-        self.gallery.setMovement(QListView.Static)
+        self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
+        self.gallery.setMovement(QListView.Movement.Static)
         self.gallery.setMinimumHeight(THUMBNAIL_PX + 40)
         self.gallery.currentItemChanged.connect(self._style_chosen)
         layout.addWidget(QLabel("Style"))
         layout.addWidget(self.gallery, 1)
 
         options = QFormLayout()
-        self.strength = QSlider(Qt.Horizontal)
+        self.strength = QSlider(Qt.Orientation.Horizontal)
         self.strength.setRange(0, 100)
         self.strength.setValue(round(s.strength * 100))
         self.strength_label = QLabel(f"{self.strength.value()} %")
@@ -105,7 +102,7 @@ class Panel(QWidget):
         layout.addWidget(self.progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status)
 
         controller.connection_changed.connect(self._show_connection)
@@ -141,7 +138,7 @@ class Panel(QWidget):
 
     def _style_chosen(self, item, _previous):
         if item is not None:
-            self.controller.update_settings(style=item.data(Qt.UserRole))
+            self.controller.update_settings(style=item.data(Qt.ItemDataRole.UserRole))
 
     def _show_models(self, models):
         chosen = self.controller.settings.style
@@ -151,7 +148,7 @@ class Panel(QWidget):
             if model.get("kind") != "style":
                 continue
             item = QListWidgetItem(model.get("display_name") or model["name"])
-            item.setData(Qt.UserRole, model["name"])
+            item.setData(Qt.ItemDataRole.UserRole, model["name"])
             item.setToolTip(model["name"])
             pixmap = QPixmap()
             png = thumbnail_bytes(model)

@@ -8,7 +8,7 @@ import os
 
 import brushwork
 from krita import Selection
-from PyQt5.QtCore import QByteArray, Qt
+from brushwork.qt import QByteArray, Qt
 
 controller = brushwork.controller
 doc = app.createDocument(PARAMS["width"], PARAMS["height"], "test", "RGBA", PARAMS["depth"],
@@ -67,7 +67,7 @@ def dump(tag):
              "active": doc.activeNode().name() if doc.activeNode() else None,
              "error": controller.last_error, "status": docker.status.text() if docker else None,
              "connection": docker.connection_label.text() if docker else None,
-             "gallery": [docker.gallery.item(i).data(Qt.UserRole) for i in range(docker.gallery.count())]
+             "gallery": [docker.gallery.item(i).data(Qt.ItemDataRole.UserRole) for i in range(docker.gallery.count())]
              if docker else None,
              "progress": shown_progress}
     with open(os.path.join(out, f"{tag}.json"), "w") as f:
