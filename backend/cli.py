@@ -23,7 +23,7 @@ from backend.protocol import BrushworkError
 EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
 # Which bundled model each scale uses, and why (ModelStore.find_sr; measured in docs/models.md).
 SR_DEFAULTS = ("x2 sr_x2_pixel; x4 sr_x4_pixel: sr_x4_feat has crisper edges but paints a fine crosshatch on flat "
-               "areas; x8 sr_x8_feat, the only x8 model")
+               "areas; x8 sr_x8_feat, the only x8 model (faint bands, no crosshatch; docs/models.md)")
 
 
 # ---- helpers ----------------------------------------------------------------------------

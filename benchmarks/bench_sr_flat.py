@@ -8,7 +8,8 @@ the engine (fp32), and compared with the original on
 - ``flat``: pixels whose 9x9 neighbourhood is flat in the original (luma std < 3 grey levels);
   ``invented`` there is the fine texture (above a Gaussian of sigma 1) the model adds to a
   bicubic upscale that is not the original's own (`trainer.metrics.invented_texture`, RMS in
-  grey levels; bicubic and the original score 0);
+  grey levels; bicubic and the original score 0); ``coarse`` the same above a Gaussian of sigma 5,
+  which also counts patterns up to about 30 pixels across, such as faint bands;
 - ``edges``: pixels with a luma std of at least 20 in their 9x9 window; ``crisp`` there is the
   upscale's fine detail over the original's (`trainer.metrics.detail_ratio`; 1 = as crisp).
 
@@ -36,6 +37,7 @@ from trainer.evaluate import crop_to_multiple, degrade, image_paths  # noqa: E40
 SHARED = Path(os.environ.get("BRUSHWORK_SHARED") or ROOT.parent / "shared") / "data"
 PHOTO_SIDE = 1024
 EDGE_SPREAD = 20.0
+COARSE_SIGMA = 5.0
 
 
 def photo(path):
@@ -46,7 +48,7 @@ def photo(path):
 
 
 def measure(upscale, hr, scale):
-    """(invented on flat, crisp on edges, share of flat pixels) for ``upscale`` (None: bicubic)."""
+    """(invented, coarse on flat, crisp on edges, share of flat pixels) for ``upscale`` (None: bicubic)."""
     hr = crop_to_multiple(hr, scale)
     lr = degrade(hr, scale)
     bicubic = np.asarray(lr.resize(hr.size, Image.BICUBIC), np.float64)
@@ -56,8 +58,9 @@ def measure(upscale, hr, scale):
     edges = metrics.luma_spread(original) >= EDGE_SPREAD
     for mask in (flat, edges):   # leave out the border, where the filters mirror
         mask[:scale], mask[-scale:], mask[:, :scale], mask[:, -scale:] = False, False, False, False
-    return (metrics.invented_texture(out, bicubic, original, flat), metrics.detail_ratio(out, original, edges),
-            float(flat.mean()))
+    return (metrics.invented_texture(out, bicubic, original, flat),
+            metrics.invented_texture(out, bicubic, original, flat, sigma=COARSE_SIGMA),
+            metrics.detail_ratio(out, original, edges), float(flat.mean()))
 
 
 def main():
@@ -71,8 +74,9 @@ def main():
             "Set14": [Image.open(p).convert("RGB") for p in image_paths([SHARED / "sr" / "Set14"])]}
     models = [m for m in store.list() if m.kind == "sr" and (not args.only or m.name in args.only)]
     print("invented: texture added on flat areas, not the original's (grey levels RMS; bicubic 0, lower is "
-          "cleaner)\ncrisp: fine detail on edges over the original's (1 = as crisp)\n")
-    print(f"| model | {' | '.join(f'{name}: invented / crisp' for name in sets)} | amber alone: invented |")
+          f"cleaner); coarse: the same with patterns up to ~30 px (sigma {COARSE_SIGMA:g})\n"
+          "crisp: fine detail on edges over the original's (1 = as crisp)\n")
+    print(f"| model | {' | '.join(f'{name}: invented / coarse / crisp' for name in sets)} | amber alone: invented |")
     print("| --- |" + " --- |" * (len(sets) + 1))
     for scale in sorted({m.scale for m in models}):
         rows = [(f"bicubic x{scale}", None)] + [(m.name, m) for m in models if m.scale == scale]
@@ -81,11 +85,12 @@ def main():
             cells, amber = [], None
             for name, images in sets.items():
                 results = [measure(upscale, image, scale) for image in images]
-                used = [r for r in results if r[2] >= 0.01]   # images with at least 1 % flat pixels
-                cells.append(f"{np.mean([r[0] for r in used]):.3f} / {np.mean([r[1] for r in results]):.2f}")
+                used = [r for r in results if r[3] >= 0.01]   # images with at least 1 % flat pixels
+                cells.append(f"{np.mean([r[0] for r in used]):.2f} / {np.mean([r[1] for r in used]):.2f} / "
+                             f"{np.mean([r[2] for r in results]):.2f}")
                 if name == "content photos":
                     amber = results[0][0]
-            print(f"| {label} | {' | '.join(cells)} | {amber:.3f} |", flush=True)
+            print(f"| {label} | {' | '.join(cells)} | {amber:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

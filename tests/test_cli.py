@@ -209,6 +209,16 @@ def test_help_everywhere(command, capsys):
     assert "usage: brushwork" in capsys.readouterr().out
 
 
+def test_upscale_help_names_the_model_each_scale_uses_and_why(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["upscale", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    store = model_store.ModelStore(include_user=False)
+    for scale in (2, 4, 8):
+        assert f"x{scale} {store.find_sr(scale).name}" in text
+    assert "sr_x4_feat has crisper edges but paints a fine crosshatch on flat areas" in text
+
+
 def test_the_command_line_is_built_without_importing_torch(tmp_path):
     """Every `brushwork` command builds the whole parser first; torch (seconds to import) loads
     only once a command runs a net."""

@@ -156,17 +156,18 @@ def flat_mask(hr, spread=FLAT_SPREAD, window=FLAT_WINDOW):
     return _box(steep, window) < 0.5 / window ** 2
 
 
-def invented_texture(upscaled, bicubic, hr, mask):
+def invented_texture(upscaled, bicubic, hr, mask, sigma=DETAIL_SIGMA):
     """Fine texture an upscale adds on ``mask`` (e.g. :func:`flat_mask`) that is not the original's:
     RMS in grey levels of luma.
 
-    ``d``, what the upscale adds to ``bicubic`` above :data:`DETAIL_SIGMA`, is fitted in every
+    ``d``, what the upscale adds to ``bicubic`` above a Gaussian of ``sigma`` pixels (larger:
+    coarser patterns such as bands too), is fitted in every
     :data:`FIT_WINDOW`-sized window by a multiple of ``h``, what the original ``hr`` has there
     that bicubic lacks; what the fit leaves is invented. The original itself and bicubic score 0;
     a crosshatch or noise scores its own strength. All images 0..255, the same size."""
-    base = _high_pass(_luma(bicubic, 0))
-    d = _high_pass(_luma(upscaled, 0)) - base
-    h = _high_pass(_luma(hr, 0)) - base
+    base = _high_pass(_luma(bicubic, 0), sigma)
+    d = _high_pass(_luma(upscaled, 0), sigma) - base
+    h = _high_pass(_luma(hr, 0), sigma) - base
     dd, dh, hh = _box(d * d, FIT_WINDOW), _box(d * h, FIT_WINDOW), _box(h * h, FIT_WINDOW)
     left = np.maximum(dd - dh ** 2 / np.maximum(hh, 1e-12), 0)
     return float(np.sqrt(left[mask].mean())) if mask.any() else 0.0
