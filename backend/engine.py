@@ -243,9 +243,7 @@ class Engine:
         rgb, alpha, mask = _check_image(rgb, alpha, mask)
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
             raise BrushworkError(f"strength must be a number from 0 to 1, got {strength!r}", "bad_request")
-        info = self.store.get(model)
-        if info.kind != "style":
-            raise BrushworkError(f"model {model!r} is a {info.kind} model, not a style model", "bad_request")
+        info = self._style_model(model)
         if strength == 0 or (mask is not None and not mask.any()):
             return rgb.copy(), alpha
         source = rgb if alpha is None else _fill_transparent(rgb, alpha)
@@ -264,9 +262,26 @@ class Engine:
         result += rgb
         return result, alpha
 
-    def upscale(self, rgb, alpha, model=None, scale=4, histogram_match=False, mask=None,
+    def _style_model(self, name):
+        """The ModelInfo of style model ``name``; an error listing the style models if there is none."""
+        try:
+            info = self.store.get(name)
+        except BrushworkError as exc:
+            if exc.code != "unknown_model":
+                raise
+            info = None
+        if info is None or info.kind != "style":
+            styles = ", ".join(m.name for m in self.store.list() if m.kind == "style") or "none installed"
+            if info is None:
+                raise BrushworkError(f"no style model named {name!r} (style models: {styles})", "unknown_model")
+            raise BrushworkError(f"model {name!r} is a {info.kind} model, not a style model (style models: "
+                                 f"{styles})", "bad_request")
+        return info
+
+    def upscale(self, rgb, alpha, model=None, scale=None, histogram_match=False, mask=None,
                 progress=None, is_cancelled=None):
-        """Super-resolve by the model's scale (``model=None``: an SR model for ``scale``); return (rgb, alpha).
+        """Super-resolve by ``scale``; return (rgb, alpha). ``model=None``: the store's default SR model
+        for ``scale`` (None: 4); a named model must upscale by ``scale`` (None: its own).
 
         Alpha is upscaled bicubically (clamped). Colour is upscaled premultiplied, so the
         hidden colour of transparent pixels cannot bleed into visible ones.
@@ -274,10 +289,14 @@ class Engine:
         paper's optional post-processing). Outside ``mask`` the result is a bicubic upscale.
         """
         rgb, alpha, mask = _check_image(rgb, alpha, mask)
-        info = self.store.find_sr(scale) if model is None else self.store.get(model)
+        info = self.store.find_sr(scale or 4) if model is None else self.store.get(model)
         if info.kind != "sr":
             raise BrushworkError(f"model {info.name!r} is a {info.kind} model, not a super-resolution model",
                                  "bad_request")
+        if scale is not None and scale != info.scale:
+            others = [m.name for m in self.store.list() if m.kind == "sr" and m.scale == scale]
+            raise BrushworkError(f"model {info.name!r} upscales x{info.scale}, not x{scale} (x{scale} models: "
+                                 f"{', '.join(others) or 'none'})", "bad_request")
         scale = info.scale
         height, width = rgb.shape[0] * scale, rgb.shape[1] * scale
         translucent = alpha is not None and bool((alpha < 1).any())

@@ -455,11 +455,13 @@ class ModelStore:
         return info
 
     def find_sr(self, scale, refresh=True):
-        """The first SR model (by name) for ``scale``; BrushworkError('unknown_model') if none."""
-        for info in self.list(refresh):
-            if info.kind == "sr" and info.scale == scale:
-                return info
-        raise BrushworkError(f"no super-resolution model for scale x{scale}", "unknown_model")
+        """The default SR model for ``scale``: the first pixel-loss one by name, else the first by name
+        (a feature-loss net invents texture on flat areas; docs/models.md). BrushworkError('unknown_model')
+        if there is none."""
+        candidates = [info for info in self.list(refresh) if info.kind == "sr" and info.scale == scale]
+        if not candidates:
+            raise BrushworkError(f"no super-resolution model for scale x{scale}", "unknown_model")
+        return min(candidates, key=lambda info: (info.metadata.get("loss") != "pixel", info.name))
 
     def load(self, model):
         """The eval-mode CPU float32 net of ``model`` (a name or ModelInfo), cached while its file is unchanged.

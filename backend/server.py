@@ -89,14 +89,35 @@ class FairQueue:
         self._last_served = None
 
     def put(self, job):
-        """Queue ``job``; return how many jobs are ahead of it. Raises Busy when full."""
+        """Queue ``job``; return how many jobs are ahead of it (the running one included). Raises Busy when full."""
         with self._cond:
             if self._size >= self.limit:
                 raise protocol.Busy(f"the daemon's queue is full ({self.limit} jobs waiting); try again later")
             self._by_client.setdefault(job.identity, collections.deque()).append(job)
             self._size += 1
             self._cond.notify()
-            return self._size - 1 + (self.running is not None)
+            return self._serving_order().index(job) + (self.running is not None)
+
+    @staticmethod
+    def _pop_next(by_client, last_served):
+        """Remove and return (identity, job) of the job to serve next from ``by_client``."""
+        if next(iter(by_client)) == last_served and len(by_client) > 1:
+            by_client.move_to_end(last_served)
+        identity, jobs = next(iter(by_client.items()))
+        job = jobs.popleft()
+        del by_client[identity]
+        if jobs:  # this client goes to the back of the line
+            by_client[identity] = jobs
+        return identity, job
+
+    def _serving_order(self):
+        """The queued jobs in the order the worker will take them if no others arrive (lock held)."""
+        by_client = collections.OrderedDict((k, collections.deque(v)) for k, v in self._by_client.items())
+        last, order = self._last_served, []
+        while by_client:
+            last, job = self._pop_next(by_client, last)
+            order.append(job)
+        return order
 
     def take(self):
         """Block until a job is available (then mark it running) or the queue is closed (None)."""
@@ -105,14 +126,7 @@ class FairQueue:
                 self._cond.wait()
             if self._closed:
                 return None
-            if next(iter(self._by_client)) == self._last_served and len(self._by_client) > 1:
-                self._by_client.move_to_end(self._last_served)
-            identity, jobs = next(iter(self._by_client.items()))
-            self._last_served = identity
-            job = jobs.popleft()
-            del self._by_client[identity]
-            if jobs:  # this client goes to the back of the line
-                self._by_client[identity] = jobs
+            self._last_served, job = self._pop_next(self._by_client, self._last_served)
             self._size -= 1
             self.running = job
             return job
@@ -143,9 +157,9 @@ class FairQueue:
             return jobs
 
     def snapshot(self):
-        """(running job or None, queued jobs in no particular order)."""
+        """(running job or None, queued jobs in the order they will run)."""
         with self._cond:
-            return self.running, [job for jobs in self._by_client.values() for job in jobs]
+            return self.running, self._serving_order()
 
     def close(self):
         """Stop the worker after its current job; return the jobs that were still waiting."""
@@ -156,6 +170,11 @@ class FairQueue:
             self._size = 0
             self._cond.notify_all()
             return waiting
+
+
+def waiting_message(ahead):
+    """The progress message of a queued job with ``ahead`` jobs (the running one included) before it."""
+    return f"waiting, {ahead} job{'' if ahead == 1 else 's'} ahead"
 
 
 # ---- request validation -------------------------------------------------------------
@@ -657,7 +676,7 @@ class Daemon:
             job = Job(identity, header, frames)
             ahead = self.queue.put(job)
             self._send(identity, {"kind": "progress", "id": request_id, "done": 0, "total": 0,
-                                  "message": f"queued ({ahead} ahead)" if ahead else "starting"})
+                                  "message": waiting_message(ahead) if ahead else "starting"})
         elif kind == "train_style":
             check_image_request(header, frames, self.limits["max_pixels"], allow_mask=False)
             self.trainings.start(identity, header, frames)
@@ -722,9 +741,9 @@ class Daemon:
         if running is not None and not running.cancelled.is_set():
             self._send(running.identity, {"kind": "progress", "id": running.id, "done": running.done,
                                           "total": running.total, "message": "working"})
-        for job in queued:
+        for ahead, job in enumerate(queued, start=running is not None):
             self._send(job.identity, {"kind": "progress", "id": job.id, "done": 0, "total": 0,
-                                      "message": "queued"})
+                                      "message": waiting_message(ahead)})
         self.trainings.heartbeat()
 
     def _watch_models(self):

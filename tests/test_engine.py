@@ -231,6 +231,7 @@ def test_tiles_in_the_default_precision_stay_close_to_the_whole_image(store):
 def test_tiles_agree_and_show_no_seams_at_2048(store):
     for precision in ("auto", "fp32"):
         tiled, whole, steps = _tiled_and_untiled(store, 2048, 2048, 1024, precision)
+        assert steps > 1   # really tiled: 2048 is the default tile size, which would run it whole
         agreement, seam = psnr(tiled, whole), _seam_ratio(tiled, whole)
         print(f"2048x2048 in 1024 tiles ({precision}, {steps} steps): {agreement:.1f} dB vs untiled, "
               f"seam ratio {seam:.3f}")

@@ -37,7 +37,7 @@ def test_daemon_killed_with_a_running_and_queued_jobs_every_client_fails_fast_th
     outcomes, killed_at = {}, []
 
     def progress(done, total, message):
-        if message.startswith("queued"):
+        if message.startswith("waiting"):
             queued.wait(30)
 
     def job(n):

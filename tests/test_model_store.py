@@ -63,6 +63,21 @@ def test_find_sr_by_scale(models_dir):
     assert err.value.code == "unknown_model"
 
 
+def test_find_sr_prefers_a_pixel_loss_model_then_the_name(tmp_path):
+    make_model(tmp_path, "a_feat", "sr", 4, seed=1, loss="feat")
+    assert store_of(tmp_path).find_sr(4).name == "a_feat"
+    make_model(tmp_path, "b_pixel", "sr", 4, seed=2, loss="pixel")
+    make_model(tmp_path, "c_pixel", "sr", 4, seed=3, loss="pixel")
+    assert store_of(tmp_path).find_sr(4).name == "b_pixel"
+
+
+def test_the_bundled_default_upscalers_are_the_clean_ones():
+    """x4: the pixel-loss net; the feature-loss one paints a crosshatch on flat areas (docs/models.md,
+    benchmarks/bench_sr_flat.py)."""
+    store = ModelStore(include_user=False)
+    assert [store.find_sr(scale).name for scale in (2, 4, 8)] == ["sr_x2_pixel", "sr_x4_pixel", "sr_x8_feat"]
+
+
 def test_later_directories_override_earlier_ones(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     make_model(first, "mosaic", seed=1, display_name="First")

@@ -140,7 +140,9 @@ def add_eval_sr_arguments(parser):
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR",
                         help="directories (or files) of high-resolution test images, e.g. shared/data/sr/Set5")
     parser.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the model's, else 4)")
-    parser.add_argument("--out-dir", default="eval-sr", help="where to write the Markdown table and grids")
+    parser.add_argument("--out-dir", default=None, metavar="DIR",
+                        help="where to write the Markdown table and grids (default: a new folder "
+                             "<user data dir>/brushwork/runs/eval-sr-MODEL-DATE-TIME)")
     parser.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
@@ -166,7 +168,9 @@ def add_eval_style_arguments(parser):
                         help="JSON file of L-BFGS runs: runs of the same objective, content image, size, "
                              "start, seed and iteration count are read from it instead of run again, and new "
                              "ones are added (one eval per file at a time)")
-    parser.add_argument("--out-dir", default="eval-style", help="where to write the table and the plot")
+    parser.add_argument("--out-dir", default=None, metavar="DIR",
+                        help="where to write the table and the plot (default: a new folder "
+                             "<user data dir>/brushwork/runs/eval-style-MODEL-DATE-TIME)")
     parser.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
