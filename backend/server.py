@@ -241,8 +241,9 @@ def _check_upscale(header, frames, limits, store):
     if info.kind != "sr":
         raise protocol.BadRequest(f"model {info.name!r} is a {info.kind} model, not a super-resolution model")
     if scale is not None and scale != info.scale:
-        raise protocol.BadRequest(f"model {info.name!r} upscales x{info.scale}, not x{scale}: ask for scale "
-                                  f"{info.scale}, or leave 'scale' out")
+        others = [m.name for m in store.list(refresh=False) if m.kind == "sr" and m.scale == scale]
+        raise protocol.BadRequest(f"model {info.name!r} upscales x{info.scale}, not x{scale} (x{scale} models: "
+                                  f"{', '.join(others) or 'none'}; or leave 'scale' out)")
     header["model"], header["scale"] = info.name, info.scale
     _check_output_size(width, height, info.scale, limits["max_pixels"])
 
