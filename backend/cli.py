@@ -168,17 +168,28 @@ def cmd_models(args):
         info = _client(args, args.timeout).info()
         print(f"daemon at {args.endpoint or protocol.default_endpoint()}: brushwork {info.get('version')}, "
               f"device {info.get('device')}")
-        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], os.path.dirname(m["path"]))
+        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], _trained(m), os.path.dirname(m["path"]))
                 for m in info.get("models", [])]
         return _print_models(rows, info.get("problems", []), "the daemon has no models")
     store = _make_store(args)
-    rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, str(m.json_path.parent)) for m in store.list()]
+    rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, _trained(m.summary()), str(m.json_path.parent))
+            for m in store.list()]
     return _print_models(rows, store.problems, "no models installed; searched: " + ", ".join(map(str, store.dirs)))
+
+
+def _trained(summary):
+    """The TRAINED column: iterations, and a mark on a partly trained model (its run stopped early)."""
+    iterations, planned = summary.get("iterations"), summary.get("planned_iterations")
+    text = "?" if iterations is None else f"{iterations:,} it."
+    if summary.get("partly_trained"):
+        own = summary.get("recipe", {}).get("iterations")
+        text += f" PARTLY TRAINED ({own:,} of {planned:,})" if planned and isinstance(own, int) else " PARTLY TRAINED"
+    return text
 
 
 def _print_models(rows, problems, empty_message):
     if rows:
-        titles = ("NAME", "KIND", "SCALE", "DISPLAY NAME", "DIRECTORY")
+        titles = ("NAME", "KIND", "SCALE", "DISPLAY NAME", "TRAINED", "DIRECTORY")
         widths = [max(len(r[i]) for r in [titles, *rows]) for i in range(len(titles))]
         for row in [titles, *rows]:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
