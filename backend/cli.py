@@ -132,7 +132,7 @@ def cmd_serve(args):
               f"and .json files into {user_models_dir()}", flush=True)
     for problem in store.problems:
         print(f"skipped model {problem}", flush=True)
-    print(_training_status(args.content, train_out), flush=True)
+    print(_training_status(args.content, train_out, endpoint), flush=True)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: daemon.stop())
     daemon.serve()
@@ -140,16 +140,19 @@ def cmd_serve(args):
     return 0
 
 
-def _training_status(content_dir, out_dir):
+def _training_status(content_dir, out_dir, endpoint):
     """A line about train_style requests: the content photos and where models go, or what is missing."""
     try:
         from trainer.data import find_images
         from trainer.vgg import default_weights_path
     except ImportError:
         return "training from the editors is unavailable: the trainer is not installed"
+    if not content_dir and endpoint.startswith("ipc://"):
+        return ("training from the editors: on a folder of photos the artist chooses there (or give `--content "
+                f"DIR` or set BRUSHWORK_CONTENT for one of this daemon's own); new models go to {out_dir}")
     if not content_dir:
-        return ("training from the editors is off: give `--content DIR` (or set BRUSHWORK_CONTENT) "
-                "naming a folder of photos to train on")
+        return ("training from the editors is off: a daemon on TCP reads no folders its clients name; give "
+                "`--content DIR` (or set BRUSHWORK_CONTENT) naming a folder of photos to train on")
     try:
         count = len(find_images(content_dir))
     except (OSError, ValueError) as exc:

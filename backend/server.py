@@ -357,7 +357,8 @@ class Daemon:
         self.peer_timeout = float(peer_timeout)
         self._outbox = queue_module.SimpleQueue()  # (identity, header) from training threads, sent by the loop
         self.trainings = TrainingJobs(store, lambda identity, header: self._outbox.put((identity, header)),
-                                      device=engine.device, **(training or {}))
+                                      device=engine.device, client_content=endpoint.startswith("ipc://"),
+                                      **(training or {}))
         self._context = zmq.Context()
         self._stop = threading.Event()
         self._router = self._replies = None
@@ -605,7 +606,8 @@ class Daemon:
         self._send(identity, {"kind": "info", "id": header["id"], "version": __version__,
                               "protocol": protocol.PROTOCOL_VERSION, "device": self.engine.device,
                               "precision": self.engine.precision, "models": models,
-                              "problems": list(self.store.problems), "limits": self.limits})
+                              "problems": list(self.store.problems), "limits": self.limits,
+                              "training": self.trainings.describe()})
 
     def _echo(self, identity, header, frames):
         width, height, fmt = check_image_request(header, frames, self.limits["max_pixels"], allow_mask=False)
@@ -626,7 +628,7 @@ class Daemon:
             log.info("cancelling %s %s at step %d of %d", running.kind, running.id, running.done, running.total)
             found = True
         else:
-            found = self.trainings.cancel(identity, target)
+            found = self.trainings.cancel(identity, target, keep=header.get("keep") is True)
         self._send(identity, {"kind": "ok", "id": header["id"], "found": found})
 
     def _heartbeat(self):
