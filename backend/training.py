@@ -4,8 +4,9 @@ so training never occupies the compute worker and the daemon keeps serving meanw
 A request may name its own folder of content photos (``content``) when the daemon serves only
 its own user (an IPC socket), and may ask for an ``estimate`` only: a few timed iterations on
 the daemon's device instead of a training. The daemon's loop thread calls
-:meth:`TrainingJobs.start`, :meth:`~TrainingJobs.cancel` and :meth:`~TrainingJobs.heartbeat`; every message for a client goes through ``send(identity,
-header)``, which must be thread-safe (the daemon queues them for its loop). See docs/protocol.md.
+:meth:`TrainingJobs.start`, :meth:`~TrainingJobs.cancel` and :meth:`~TrainingJobs.heartbeat`;
+every message for a client goes through ``send(identity, header)``, which must be thread-safe
+(the daemon queues them for its loop). See docs/protocol.md.
 """
 
 import functools
@@ -206,7 +207,8 @@ class TrainingJobs:
         with self._lock:
             if self._closed:
                 raise protocol.Unavailable("the daemon is shutting down")
-            if not estimate and any(run.name == options["name"] and not run.estimate for run in self._runs.values()):
+            if not estimate and any(run.name == options["name"] and not run.estimate
+                                    for run in self._runs.values()):
                 raise protocol.Busy(f"the style {options['name']!r} is already being trained")
             measured = self._speeds.get(self._speed_key(options)) if estimate else None
             if measured is None and len(self._runs) >= self.limit:
@@ -216,16 +218,19 @@ class TrainingJobs:
             if measured is None:
                 self._runs[identity, run.id] = run
                 self._progress(run)
-        image = (frames[0].buffer, header["width"], header["height"], header["format"])
-        target = self._reply_estimate if measured is not None else self._run
-        run.thread = threading.Thread(target=target, args=(run, image, options, content, measured), daemon=True,
-                                      name=f"brushwork-train-{run.id}")
+        if measured is not None:
+            target, args = self._reply_estimate, (run, options, content, measured)
+        else:
+            target, args = self._run, (run, (frames[0].buffer, header["width"], header["height"], header["format"]),
+                                       options, content)
+        run.thread = threading.Thread(target=target, args=args, daemon=True, name=f"brushwork-train-{run.id}")
         run.thread.start()
 
     def _full_options(self, options):
         """A request's options over the daemon's defaults over the editors' (EDITOR_DEFAULTS, border)."""
         options = {**EDITOR_DEFAULTS, **self.defaults, **options}
-        options.setdefault("border", edge_hiding_border(options.get("blocks") or default_architecture("style")["blocks"]))
+        blocks = options.get("blocks") or default_architecture("style")["blocks"]
+        options.setdefault("border", edge_hiding_border(blocks))
         return options
 
     def _speed_key(self, options):
@@ -335,7 +340,7 @@ class TrainingJobs:
         return {"s_per_iteration": s, "iterations": options.get("iterations"), "seconds": seconds,
                 "hardware": measured.get("hardware"), "photos": photos}
 
-    def _reply_estimate(self, run, image, options, content, measured):
+    def _reply_estimate(self, run, options, content, measured):
         """Answer an estimate from an earlier measurement (after checking the content folder)."""
         try:
             self._send(run.identity, {"kind": "result", "id": run.id,
@@ -343,7 +348,7 @@ class TrainingJobs:
         except BrushworkError as exc:
             self._send(run.identity, {"kind": "error", "id": run.id, "code": exc.code, "message": exc.message})
 
-    def _run(self, run, image, options, content, _measured):
+    def _run(self, run, image, options, content):
         try:
             from trainer.job import StyleTrainingJob
 

@@ -233,7 +233,7 @@ class Progress:
         self.bar.update(1)
         now = time.monotonic()
         if self.speed.step_done(now):
-            self.announce_estimate(iteration)
+            self.announce_estimate()
         if self.json_lines and (now - self.last_json >= 0.5 or iteration == self.total):
             rate = (iteration - self.start) / max(now - self.started, 1e-9)
             self.emit(event="progress", iteration=iteration, total=self.total, losses=parts,
@@ -241,7 +241,7 @@ class Progress:
                       eta_s=(self.total - iteration) / rate if rate else None)
             self.last_json = now
 
-    def announce_estimate(self, iteration):
+    def announce_estimate(self):
         s = self.speed.s_per_iteration
         self.say(estimate_text(s, self.total, self.start, self.hardware, self.time_limit))
         self.emit(event="estimate", s_per_iteration=s, iterations=self.total, start=self.start,
@@ -479,7 +479,8 @@ def _train(args, make_task, cluster):
         return None
     wall_time = wall_before + time.monotonic() - started
     recipe = {"command": commands[-1] if len(commands) == 1 else " && ".join(commands),
-              "iterations": iteration, **({"planned_iterations": args.iterations} if iteration < args.iterations else {}),
+              "iterations": iteration,
+              **({"planned_iterations": args.iterations} if iteration < args.iterations else {}),
               **({"stopped_by_time_limit": True} if timed_out else {}), **({"stopped_early": True} if stopped else {}),
               "batch": args.batch * cluster.world, "lr": args.lr,
               "seed": args.seed, "precision": precision, "world_size": cluster.world,
