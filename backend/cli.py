@@ -141,7 +141,7 @@ def cmd_serve(args):
               f"and .json files into {user_models_dir()}", flush=True)
     for problem in store.problems:
         print(f"skipped model {problem}", flush=True)
-    print(_training_status(args.content, train_out), flush=True)
+    print(_training_status(args.content, train_out, endpoint), flush=True)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: daemon.stop())
     daemon.serve()
@@ -149,16 +149,19 @@ def cmd_serve(args):
     return 0
 
 
-def _training_status(content_dir, out_dir):
+def _training_status(content_dir, out_dir, endpoint):
     """A line about train_style requests: the content photos and where models go, or what is missing."""
     try:
         from trainer.data import find_images
         from trainer.vgg import default_weights_path
     except ImportError:
         return "training from the editors is unavailable: the trainer is not installed"
+    if not content_dir and endpoint.startswith("ipc://"):
+        return ("training from the editors: on a folder of photos the artist chooses there (or give `--content "
+                f"DIR` or set BRUSHWORK_CONTENT for one of this daemon's own); new models go to {out_dir}")
     if not content_dir:
-        return ("training from the editors is off: give `--content DIR` (or set BRUSHWORK_CONTENT) "
-                "naming a folder of photos to train on")
+        return ("training from the editors is off: a daemon on TCP reads no folders its clients name; give "
+                "`--content DIR` (or set BRUSHWORK_CONTENT) naming a folder of photos to train on")
     try:
         count = len(find_images(content_dir))
     except (OSError, ValueError) as exc:
@@ -179,7 +182,7 @@ def cmd_models(args):
             info = client.info()
         print(f"daemon at {client.endpoint}: brushwork {info.get('version')}, device {info.get('device')}, "
               f"precision {info.get('precision')}")
-        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], os.path.dirname(m["path"]) or "(remote)")
+        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], _trained(m), os.path.dirname(m["path"]) or "(remote)")
                 for m in info.get("models", [])]
         if info.get("left_out"):
             print(f"the daemon left out {info['left_out']}")
@@ -188,13 +191,24 @@ def cmd_models(args):
         print(f"brushwork: no daemon answers at {protocol.default_endpoint()}; listing the installed models",
               file=sys.stderr)
     store = _make_store(args)
-    rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, str(m.json_path.parent)) for m in store.list()]
+    rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, _trained(m.summary()), str(m.json_path.parent))
+            for m in store.list()]
     return _print_models(rows, store.problems, "no models installed; searched: " + ", ".join(map(str, store.dirs)))
+
+
+def _trained(summary):
+    """The TRAINED column: iterations, and a mark on a partly trained model (its run stopped early)."""
+    iterations, planned = summary.get("iterations"), summary.get("planned_iterations")
+    text = "?" if iterations is None else f"{iterations:,} it."
+    if summary.get("partly_trained"):
+        own = summary.get("recipe", {}).get("iterations")
+        text += f" PARTLY TRAINED ({own:,} of {planned:,})" if planned and isinstance(own, int) else " PARTLY TRAINED"
+    return text
 
 
 def _print_models(rows, problems, empty_message):
     if rows:
-        titles = ("NAME", "KIND", "SCALE", "DISPLAY NAME", "DIRECTORY")
+        titles = ("NAME", "KIND", "SCALE", "DISPLAY NAME", "TRAINED", "DIRECTORY")
         widths = [max(len(r[i]) for r in [titles, *rows]) for i in range(len(titles))]
         for row in [titles, *rows]:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

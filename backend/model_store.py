@@ -230,7 +230,31 @@ class ModelInfo:
                 "architecture": self.metadata["architecture"], "loss": self.metadata["loss"],
                 "vgg": self.metadata["vgg"], "created": self.metadata["created"],
                 "recipe": self.metadata["recipe"], "data": self.metadata["data"],
-                "path": str(self.json_path)}
+                "path": str(self.json_path), **training_record(self.metadata["recipe"])}
+
+
+def _count(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def training_record(recipe):
+    """How much a model trained, from its recipe: ``iterations`` (its own run's plus those of the
+    models it was fine-tuned from; None when the recipe does not say), ``partly_trained`` (its run
+    stopped before the iterations it was asked for: by ``--time-limit`` or stopped early) and then
+    ``planned_iterations``."""
+    own = _count(recipe.get("iterations"))
+    total, parent = own, recipe.get("init")
+    for _ in range(64):   # a fine-tuning chain, bounded against a hand-made file
+        if total is None or not isinstance(parent, dict) or not isinstance(parent.get("recipe"), dict):
+            break
+        earlier = _count(parent["recipe"].get("iterations"))
+        total = total + earlier if earlier is not None else None
+        parent = parent["recipe"].get("init")
+    planned = _count(recipe.get("planned_iterations"))
+    partly = bool(recipe.get("stopped_early") or recipe.get("stopped_by_time_limit")
+                  or (planned is not None and own is not None and own < planned))
+    return {"iterations": total, "partly_trained": partly,
+            **({"planned_iterations": planned} if partly and planned is not None else {})}
 
 
 def _file_stat(path):

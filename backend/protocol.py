@@ -204,3 +204,18 @@ def default_endpoint():
     if sys.platform.startswith("win"):
         return f"tcp://127.0.0.1:{DEFAULT_TCP_PORT}"
     return "ipc://" + os.path.join(runtime_dir(), "daemon.sock")
+
+
+def describe_duration(seconds):
+    """A rough, readable duration for time estimates: '40 s', '12 min', '3 h 20 min', '4 days 6 h'."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(round(seconds / 3600), 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"

@@ -438,7 +438,8 @@ class Daemon:
         self.peer_timeout = float(peer_timeout)
         self._outbox = queue_module.SimpleQueue()  # (identity, header) from training threads, sent by the loop
         self.trainings = TrainingJobs(store, lambda identity, header: self._outbox.put((identity, header)),
-                                      device=engine.device, **(training or {}))
+                                      device=engine.device, client_content=endpoint.startswith("ipc://"),
+                                      **(training or {}))
         self._context = zmq.Context()
         self._stop = threading.Event()
         self._router = self._replies = None
@@ -710,7 +711,8 @@ class Daemon:
                     for p in self.store.problems]
         reply = {"kind": "info", "id": header["id"], "version": __version__, "protocol": protocol.PROTOCOL_VERSION,
                  "device": self.engine.device, "precision": self.engine.precision, "models": models,
-                 "problems": problems[:MAX_INFO_PROBLEMS], "limits": self.limits}
+                 "problems": problems[:MAX_INFO_PROBLEMS], "limits": self.limits,
+                 "training": self.trainings.describe()}
         if len(problems) > MAX_INFO_PROBLEMS:
             reply["problems"].append(f"... and {len(problems) - MAX_INFO_PROBLEMS} more problems")
         self._send(identity, fit_info_reply(reply))
@@ -734,7 +736,7 @@ class Daemon:
             log.info("cancelling %s %s at step %d of %d", running.kind, running.id, running.done, running.total)
             found = True
         else:
-            found = self.trainings.cancel(identity, target)
+            found = self.trainings.cancel(identity, target, keep=header.get("keep") is True)
         self._send(identity, {"kind": "ok", "id": header["id"], "found": found})
 
     def _heartbeat(self):

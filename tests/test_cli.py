@@ -264,6 +264,19 @@ def test_models_lists_models_and_problems(models_dir, tmp_path, capsys):
     assert any(line.startswith("problem:") and "half.json" in line for line in lines)
 
 
+def test_models_shows_iterations_and_marks_a_partly_trained_model(tmp_path, capsys):
+    recipe = {"command": "brushwork train style ...", "iterations": 300, "planned_iterations": 2000,
+              "stopped_early": True, "init": {"recipe": {"iterations": 1000}}}
+    make_model(tmp_path, "rushed", "style", 1, recipe=recipe)
+    make_model(tmp_path, "finished", "style", 1, recipe={"command": "brushwork train style ...", "iterations": 2000})
+    code, out, _ = run(["models", "--models", str(tmp_path)], capsys)
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    assert "TRAINED" in rows["NAME"]
+    assert "1,300 it. PARTLY TRAINED (300 of 2,000)" in rows["rushed"]
+    assert "2,000 it." in rows["finished"] and "PARTLY" not in rows["finished"]
+
+
 def test_models_without_any(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(model_store, "BUNDLED_MODELS_DIR", tmp_path / "no-bundled-models")
     code, out, _ = run(["models", "--models", str(tmp_path / "nothing")], capsys)

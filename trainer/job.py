@@ -7,9 +7,10 @@ process (so the daemon keeps serving), its JSON progress lines turned into callb
     ...
     job.cancel()        # terminates the trainer and its children
 
-``on_progress(done, total, message)``, ``on_done(info)`` with info ``{"name", "path"}``,
+``on_progress(done, total, message)``, ``on_done(info)`` with info ``{"name", "path"}`` (with
+option ``estimate``: ``{"estimate": {"s_per_iteration", "hardware", ...}}``, and no model),
 ``on_error(BrushworkError)`` (code ``cancelled`` after :meth:`cancel`) are called from the
-job's reader thread.
+job's reader thread. :meth:`stop` ends the training early and still exports the model.
 """
 
 import json
@@ -38,6 +39,7 @@ OPTION_FLAGS = {
     "vgg": "--vgg", "vgg_weights": "--vgg-weights", "checkpoint_every": "--checkpoint-every",
     "run_dir": "--run-dir", "device": "--device", "precision": "--precision",
     "channels": "--channels", "blocks": "--blocks", "zoom": "--zoom", "flip": "--flip", "border": "--border",
+    "time_limit": "--time-limit", "estimate": "--estimate",
 }
 
 
@@ -110,7 +112,7 @@ class StyleTrainingJob:
         kwargs = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"
                   else {"start_new_session": True})
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=self._stderr,
-                                        stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, env=env, **kwargs)
+                                        stdin=subprocess.PIPE, cwd=PROJECT_ROOT, env=env, **kwargs)
         self._reader = threading.Thread(target=self._read, name="brushwork-train-job", daemon=True)
         self._reader.start()
         return self
@@ -133,8 +135,14 @@ class StyleTrainingJob:
                 done = {"name": event["model"], "path": event["path"]}
             elif event.get("event") == "error" and event.get("code") in ("io_error", "bad_request"):
                 failure = BrushworkError(f"training failed: {event.get('message')}", event["code"])
+            elif event.get("event") == "estimate" and "--estimate" in self.command:
+                done = {"estimate": {k: v for k, v in event.items() if k != "event"}}
         returncode = self.process.wait()
         self._stderr.close()
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
         if done is not None and returncode == 0:
             self.result = done
             if self.on_done:
@@ -162,6 +170,18 @@ class StyleTrainingJob:
     @property
     def running(self):
         return self.process is not None and self.process.poll() is None
+
+    def stop(self):
+        """End the training after the current iteration; the trainer still exports the model
+        (its recipe says ``stopped_early``). False when the trainer is no longer running."""
+        if not self.running:
+            return False
+        try:
+            self.process.stdin.write(b"stop\n")
+            self.process.stdin.flush()
+        except (OSError, ValueError):   # it exited meanwhile (its stdin is closed)
+            return False
+        return True
 
     def cancel(self, grace=10.0):
         """Stop the trainer and its children: SIGTERM (it checkpoints), SIGKILL after ``grace`` s."""

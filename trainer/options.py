@@ -70,8 +70,12 @@ def add_loop_arguments(parser, iterations, batch):
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="stop after this many seconds of training, checkpoint and export what was "
                              "learnt (the model's recipe records the iterations done)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="only time a few iterations on this device, print how long --iterations would "
+                             "take, and exit without writing anything")
     parser.add_argument("--progress-json", action="store_true",
-                        help="also print one JSON line per progress update on stdout")
+                        help="also print one JSON line per progress update on stdout, and stop early, "
+                             "saving the model, on reading the line 'stop' on stdin")
 
 
 def add_train_style_arguments(parser):

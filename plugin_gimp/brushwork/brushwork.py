@@ -218,7 +218,9 @@ def stylize(run_mode, config, image, drawables):
 
 
 def train_style(run_mode, config, image, drawables):
-    """Ask the daemon to train a style model from the selected pixels."""
+    """Ask the daemon to train a style model from the selected pixels, on the chosen folder of
+    photos (or the daemon's own). Interactively, the time it takes (measured on the daemon's
+    device) is shown first, and a window offers to stop early and keep the model."""
     name = config.get_property("name").strip()
     if not name:
         raise Failure("give the new style a name")
@@ -227,14 +229,82 @@ def train_style(run_mode, config, image, drawables):
     if rect is None:
         raise Failure("the selection does not touch the active layer")
     data, _, fmt = _read(drawable, rect)
+    photos = config.get_property("photos").strip()
+    minutes = config.get_property("time-limit")
     options = dict(settings_file.load_train_options(Gimp.directory()),
-                   iterations=config.get_property("iterations") or None)
+                   iterations=config.get_property("iterations") or None,
+                   content=os.path.abspath(os.path.expanduser(photos)) if photos else None,
+                   time_limit=minutes * 60 if minutes else None)
     client = _connect()
-    info = client.train_style(data, rect[2], rect[3], fmt, name,
-                              display_name=config.get_property("display-name") or None,
-                              progress=_training_progress(name), **options)
-    Gimp.message(f"brushwork: trained style {info.get('display_name') or info['name']}; "
+    stop = None
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        Gimp.progress_set_text("Measuring how fast the daemon trains (the first time takes a minute)…")
+        estimate = client.estimate_training(data, rect[2], rect[3], fmt, name, progress=_training_progress(name),
+                                            **options)
+        if not _confirm_training(name, estimate):
+            raise protocol.Cancelled("training not started")
+        stop = StopWindow(name)
+    try:
+        info = client.train_style(data, rect[2], rect[3], fmt, name,
+                                  display_name=config.get_property("display-name") or None,
+                                  progress=_training_progress(name), should_stop=stop, **options)
+    finally:
+        if stop is not None:
+            stop.close()
+    Gimp.message(f"brushwork: trained style {info.get('display_name') or info['name']}{_training_note(info)}; "
                  "it is in the Stylize style list now")
+
+
+def estimate_text(name, estimate):
+    """The measured time of a training, for the artist to decide on."""
+    seconds, speed = estimate.get("seconds") or 0, estimate["s_per_iteration"]
+    photos = f" on {estimate['photos']:,} photos" if estimate.get("photos") is not None else ""
+    return (f"Training the style {name}{photos} takes about {protocol.describe_duration(seconds)} "
+            f"({estimate.get('iterations') or '?'} iterations, {speed:.2g} s each, measured on "
+            f"{estimate.get('hardware') or 'the daemon'}). A window lets you stop it at any time and keep "
+            "what it has learnt.")
+
+
+def _confirm_training(name, estimate):
+    """Show the measured time; True when the artist starts the training."""
+    from gi.repository import Gtk
+    dialog = Gtk.MessageDialog(message_type=Gtk.MessageType.QUESTION, text=f"Train the style {name}?",
+                               secondary_text=estimate_text(name, estimate))
+    dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    dialog.add_button("_Start Training", Gtk.ResponseType.OK)
+    answer = dialog.run()
+    dialog.destroy()
+    return answer == Gtk.ResponseType.OK
+
+
+class StopWindow:
+    """A small window with "Stop and keep" while a style trains; the client polls it (``should_stop``),
+    which also keeps the window responsive."""
+
+    def __init__(self, name):
+        from gi.repository import Gtk
+        self.stopped = False
+        self.dialog = Gtk.Dialog(title=f"Training {name} (brushwork)")
+        self.dialog.get_content_area().add(Gtk.Label(label="The style trains on the daemon. Stop it now to keep "
+                                                           "what it has learnt so far (a partly trained style)."))
+        self.dialog.add_button("_Stop and Keep", Gtk.ResponseType.OK)
+        self.dialog.connect("response", self._on_response)
+        self.dialog.show_all()
+
+    def _on_response(self, dialog, response):
+        from gi.repository import Gtk
+        if response == Gtk.ResponseType.OK:
+            self.stopped = True
+            dialog.set_response_sensitive(response, False)
+
+    def __call__(self):
+        from gi.repository import Gtk
+        while Gtk.events_pending():
+            Gtk.main_iteration()
+        return self.stopped
+
+    def close(self):
+        self.dialog.destroy()
 
 
 def _training_progress(name):
@@ -276,7 +346,15 @@ def _model_choices(kind):
         return []
     finally:
         Gimp.progress_end()
-    return [(m["name"], m.get("display_name") or m["name"]) for m in models if m.get("kind") == kind]
+    return [(m["name"], (m.get("display_name") or m["name"]) + _training_note(m)) for m in models
+            if m.get("kind") == kind]
+
+
+def _training_note(model):
+    """' (partly trained: 300 of 2000 iterations)' for a model stopped early, else ''."""
+    if not model.get("partly_trained"):
+        return ""
+    return f" (partly trained: {model['recipe'].get('iterations')} of {model.get('planned_iterations')} iterations)"
 
 
 def _add_model_combo(dialog, config, prop, label, choices):
@@ -397,16 +475,24 @@ def _define_train_style(procedure):
     procedure.set_menu_label("_Train Style from Selection…")
     procedure.set_documentation("Train a new style model from the selected area",
                                 "Sends the selection (or the layer) as a style image to the daemon, which "
-                                "trains a new style network from it on the photos given to `brushwork serve "
-                                "--content DIR`. More training options: train_options in "
-                                f"{settings_file.FILE_NAME}.", None)
+                                "trains a new style network from it on the chosen folder of photos (a daemon "
+                                "on this machine reads it; one on another machine trains on the photos given "
+                                "to `brushwork serve --content DIR` there). Interactively the time it takes, "
+                                "measured on the daemon's device, is shown before it starts, and a window "
+                                "stops it early keeping what it has learnt. More training options: "
+                                f"train_options in {settings_file.FILE_NAME}.", None)
     procedure.add_menu_path(FILTERS_MENU)
     procedure.add_string_argument("name", "_Name", "Name of the new style, e.g. Blue Period (its model file "
                                   "becomes blue_period)", "my_style", RW)
     procedure.add_string_argument("display-name", "_Display name", "Name shown in menus", "", RW)
     procedure.add_int_argument("iterations", "_Iterations", "Training iterations; 0: the daemon's default",
                                0, 1000000, 0, RW)
-    return ["name", "display-name", "iterations"]
+    procedure.add_string_argument("photos", "_Photos folder", "Folder of your photos to train on (read by a "
+                                  "daemon on this machine); empty: the daemon's own (brushwork serve --content)",
+                                  "", RW)
+    procedure.add_double_argument("time-limit", "Stop _after (minutes)", "Stop training after this long and keep "
+                                  "what it has learnt (a partly trained style); 0: no limit", 0.0, 100000.0, 0.0, RW)
+    return ["name", "display-name", "iterations", "photos", "time-limit"]
 
 
 def _define_settings(procedure):

@@ -1,6 +1,6 @@
 """The docker's contents, in plain Qt (no Krita calls): connection, style gallery, options, progress."""
 
-from .controller import thumbnail_bytes
+from .controller import gallery_label, gallery_tooltip, thumbnail_bytes
 from .qt import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QIcon, QLabel, QLineEdit, QListView,
                  QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QSize, QSlider, Qt, QVBoxLayout,
                  QWidget)
@@ -111,6 +111,7 @@ class Panel(QWidget):
         controller.message.connect(lambda text: self._show_status(text, error=False))
         controller.error.connect(lambda text: self._show_status(text, error=True))
         controller.busy_changed.connect(self._show_busy)
+        controller.training_changed.connect(self._show_training)
         self._show_models(controller.models)
         if not controller.busy:
             controller.refresh(start_daemon=False)
@@ -147,9 +148,9 @@ class Panel(QWidget):
         for model in models:
             if model.get("kind") != "style":
                 continue
-            item = QListWidgetItem(model.get("display_name") or model["name"])
+            item = QListWidgetItem(gallery_label(model))
             item.setData(Qt.ItemDataRole.UserRole, model["name"])
-            item.setToolTip(model["name"])
+            item.setToolTip(gallery_tooltip(model))
             pixmap = QPixmap()
             png = thumbnail_bytes(model)
             if png and pixmap.loadFromData(png):
@@ -171,6 +172,13 @@ class Panel(QWidget):
         if text:
             self.status.setStyleSheet("")
             self.status.setText(text)
+
+    def _show_training(self, training):
+        """While a training runs, the Train button stops it and keeps the model."""
+        self.train_button.setText("Stop and keep" if training else "Train")
+        self.train_button.setToolTip("End the training now; the new style keeps what it has learnt so far"
+                                     if training else "")
+        self.train_button.setEnabled(True)
 
     def _show_status(self, text, error):
         self.status.setStyleSheet("color: #d04040;" if error else "")

@@ -65,3 +65,21 @@ def gimp_job_dir(gimp_chroot):
     yield host, "/" + str(host.relative_to(gimp_chroot))
     shutil.rmtree(host, ignore_errors=True)
 
+
+
+@pytest.fixture(scope="session")
+def gimp_local_daemon(models_dir, gimp_chroot, tmp_path_factory):
+    """A daemon started as `make serve` starts it (no --content, on an IPC socket), whose socket and a
+    folder of three photos GIMP in the chroot reaches at the same paths as the daemon does; yields
+    (endpoint, photos folder)."""
+    inside = Path(tempfile.mkdtemp(prefix="brushwork-gimp-local-", dir=gimp_chroot / "tmp"))
+    os.chmod(inside, 0o755)
+    shared_path = Path("/") / inside.relative_to(gimp_chroot)      # /tmp/brushwork-gimp-local-...
+    shared_path.symlink_to(inside)                                   # the same folder outside the chroot
+    training_photos(inside / "photos")
+    endpoint = f"ipc://{shared_path}/daemon.sock"
+    process = start_daemon(tmp_path_factory.mktemp("local-daemon"), endpoint, models_dir)
+    yield endpoint, str(shared_path / "photos")
+    stop_daemon(process)
+    shared_path.unlink()
+    shutil.rmtree(inside, ignore_errors=True)

@@ -82,7 +82,7 @@ TRAIN_SELECTION = (4, 6, 24, 20)   # x, y, w, h of the style image
 TINY_TRAINING = {"size": 32, "style_size": 32, "batch": 1, "channels": 8, "blocks": 1}
 
 
-def build_cases(training_endpoint):
+def build_cases(training_endpoint, local_endpoint, photos):
     u8, u16, half, f32 = "U8_NON_LINEAR", "U16_NON_LINEAR", "HALF_LINEAR", "FLOAT_LINEAR"
     style = {"style": "mosaic"}
     return [
@@ -109,6 +109,12 @@ def build_cases(training_endpoint):
         Case("train_style", u8, "train-style", {"name": "GIMP Test Style", "iterations": 3},
              [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION,
              settings_file={"endpoint": training_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING}),
+        # a daemon as `make serve` starts it (no --content): the artist's own photos, stopped after
+        # 3 s of training (time-limit is in minutes) and kept
+        Case("train_own_photos", u8, "train-style", {"name": "GIMP Own Photos", "iterations": 100_000,
+                                                     "photos": photos, "time-limit": 0.05},
+             [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION,
+             settings_file={"endpoint": local_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING}),
         # last: it points the plug-in's settings at a port nobody listens on. The job timeout is an
         # hour, so were the plug-in to wait for it the GIMP run would be killed and the test fail.
         Case("daemon_down", u8, "stylize", style, [(16, 16, True, (0, 0))], (16, 16),
@@ -117,11 +123,11 @@ def build_cases(training_endpoint):
 
 
 @pytest.fixture(scope="module")
-def gimp_run(gimp_chroot, gimp_daemon, gimp_training_daemon, gimp_job_dir):
+def gimp_run(gimp_chroot, gimp_daemon, gimp_training_daemon, gimp_local_daemon, gimp_job_dir):
     host, _ = gimp_job_dir
     subprocess.run([str(Path(sys.executable).parent / "brushwork"), "install-plugin", "gimp", "--home", str(host / "home"),
                     "--python", shlex.join(chroot_command(gimp_chroot, "python3"))], check=True, capture_output=True, text=True)
-    cases = build_cases(gimp_training_daemon)
+    cases = build_cases(gimp_training_daemon, *gimp_local_daemon)
     inputs = {}
     for case in cases:
         inputs.update(case.inputs())
@@ -283,6 +289,19 @@ def test_train_style_from_selection(gimp_run, gimp_training_daemon):
     x, y, w, h = TRAIN_SELECTION
     style = np.asarray(Image.open(model["data"]["style_image"]))
     assert np.array_equal(style, pixels[y:y + h, x:x + w])   # exactly the selected pixels
+
+
+@pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
+def test_train_style_on_own_photos_stopped_early_keeps_a_partly_trained_style(gimp_run, gimp_local_daemon):
+    """With a daemon started without --content, Train Style trains on the chosen photos folder;
+    the time limit ends it early and the style is kept, marked as partly trained."""
+    case, result, host, _ = outcome(gimp_run, "train_own_photos")
+    assert np.array_equal(read_layer(host, case.precision, result["image"]["layers"][0]), case.layers[0][0])
+    endpoint, photos = gimp_local_daemon
+    model = {m["name"]: m for m in Client(endpoint).info()["models"]}["gimp_own_photos"]
+    assert model["data"]["content"] == str(Path(photos).resolve()) and model["data"]["content_images"] == 3
+    assert model["partly_trained"] is True and model["recipe"]["stopped_by_time_limit"] is True
+    assert model["planned_iterations"] == 100_000 and 1 <= model["iterations"] < 100_000
 
 
 def test_train_style_without_content_is_a_clear_error(gimp_run):

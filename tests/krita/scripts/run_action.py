@@ -2,13 +2,14 @@
 # Builds a document from raw layer files, optionally selects a rectangle, triggers one of the
 # brushwork plug-in's own actions, waits for the job, dumps every layer's pixels, the docker's
 # status text, style gallery and the progress it showed to `out`, optionally undoes and dumps the
-# layer names again, then quits.
+# layer names again, then quits. With PARAMS["train_dialog"] it fills in the Train dialog, records
+# its estimate and starts the training (optionally pressing "Stop and keep" after some iterations).
 import json
 import os
 
 import brushwork
 from krita import Selection
-from brushwork.qt import QByteArray, Qt
+from brushwork.qt import QApplication, QByteArray, Qt
 
 controller = brushwork.controller
 doc = app.createDocument(PARAMS["width"], PARAMS["height"], "test", "RGBA", PARAMS["depth"],
@@ -69,7 +70,9 @@ def dump(tag):
              "connection": docker.connection_label.text() if docker else None,
              "gallery": [docker.gallery.item(i).data(Qt.ItemDataRole.UserRole) for i in range(docker.gallery.count())]
              if docker else None,
-             "progress": shown_progress}
+             "gallery_labels": [docker.gallery.item(i).text() for i in range(docker.gallery.count())]
+             if docker else None,
+             "progress": shown_progress, "train": train_state}
     with open(os.path.join(out, f"{tag}.json"), "w") as f:
         json.dump(state, f)
 
@@ -81,9 +84,68 @@ def when_idle(fn, waited=0):
         fn()
 
 
+train_state = {}   # what the Train dialog and button showed
+
+
+def train_dialog():
+    for widget in QApplication.topLevelWidgets():
+        if widget.objectName() == "brushwork_train_dialog" and widget.isVisible():
+            return widget
+    return None
+
+
+def fill_train_dialog(waited=0):
+    dialog = train_dialog()
+    if dialog is None:
+        if waited > 20_000:
+            fail("the Train dialog did not open")
+        else:
+            after(100, lambda: fill_train_dialog(waited + 100))
+        return
+    after(100, lambda: when_idle(lambda: choose_photos(dialog)))   # its first estimate
+
+
+def choose_photos(dialog):
+    spec = PARAMS["train_dialog"]
+    train_state["first_estimate"] = dialog.estimate_label.text()
+    train_state["start_enabled_first"] = dialog.start_button.isEnabled()
+    dialog.name.setText(spec["name"])
+    dialog.iterations.setValue(spec["iterations"])
+    if "content" in spec:
+        dialog.folder.setText(spec["content"])
+        dialog.folder.editingFinished.emit()   # as when the artist leaves the field
+    after(100, lambda: when_idle(lambda: start_training(dialog)))
+
+
+def start_training(dialog):
+    train_state["estimate"] = dialog.estimate_label.text()
+    train_state["start_enabled"] = dialog.start_button.isEnabled()
+    if not dialog.start_button.isEnabled():
+        dialog.reject()
+        after(100, lambda: when_idle(done))
+        return
+    dialog.start_button.click()
+    stop_after = PARAMS["train_dialog"].get("stop_after")
+    after(100, (lambda: stop_when_trained(stop_after)) if stop_after else (lambda: when_idle(done)))
+
+
+def stop_when_trained(iterations, waited=0):
+    if any(total and done_ >= iterations for done_, total, *_ in shown_progress):
+        train_state["button_while_training"] = panel().train_button.text()
+        panel().train_button.click()
+        after(100, lambda: when_idle(done))
+    elif not controller.busy or waited > 150_000:
+        done()
+    else:
+        after(100, lambda: stop_when_trained(iterations, waited + 100))
+
+
 def trigger():
     app.action(PARAMS["action"]).trigger()
-    after(200, lambda: when_idle(done))
+    if PARAMS.get("train_dialog"):
+        after(200, fill_train_dialog)
+    else:
+        after(200, lambda: when_idle(done))
 
 
 def done():
