@@ -97,7 +97,8 @@ def test_an_empty_mask_leaves_the_image_unchanged(models_dir, images, tmp_path, 
      "no style model named 'no_such_style' (style models: composition_vii, mosaic, starry_night, the_scream, udnie, "
      "wave)"),   # no SR model in the list
     (["stylize", "{images}", "--style", "mosaic"], "is a folder; give image files, e.g. '"),
-    (["upscale", "{images}/a.png", "--scale", "4", "--model", "sr_x2"], "'sr_x2' upscales x2, not x4 (x4 models: sr_x4, "),
+    (["upscale", "{images}/a.png", "--scale", "4", "--model", "sr_x2"],
+     "'sr_x2' upscales x2, not x4 (x4 models: sr_x4, "),
     (["stylize", "{images}/a.png", "{images}/b.jpg", "--style", "mosaic", "-o", "x.png"], "--out-dir"),
     (["stylize", "{images}/a.png", "--style", "mosaic", "--strength", "2"], "--strength"),
     (["stylize", "{images}/*.tif", "--style", "mosaic"], "no files match"),
