@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from backend import protocol
-from plugin_gimp.brushwork import gimp_pixels, settings
+from plugin_gimp.brushwork import gimp_pixels, model_list, settings
 from plugin_gimp.installer import install, plugin_dirs
 
 COMPONENTS = ["U8", "U16", "U32", "HALF", "FLOAT", "DOUBLE"]
@@ -177,3 +177,27 @@ def test_installer_records_the_brushwork_program(tmp_path):
     if os.path.exists(beside_python):  # the venv's console script, as `pip install -e .` makes it
         assert recorded == beside_python
     assert recorded == "" or os.access(recorded, os.X_OK)
+
+
+MODELS = [{"name": "starry_night", "display_name": "Starry Night (van Gogh)", "kind": "style", "scale": 1},
+          {"name": "sr_x4_feat", "display_name": "Upscale x4, sharp detail", "kind": "sr", "scale": 4}]
+
+
+@pytest.mark.parametrize("text, kind, name", [
+    ("starry_night", "style", "starry_night"),
+    ("Starry Night (van Gogh)", "style", "starry_night"),
+    ("  starry night (VAN GOGH) ", "style", "starry_night"),
+    ("upscale x4, sharp detail", "sr", "sr_x4_feat"),
+    ("Upscale x4, sharp detail", "style", "Upscale x4, sharp detail"),   # not a style: the daemon refuses it
+    ("no such style", "style", "no such style"),
+])
+def test_model_names_resolve_display_names(text, kind, name):
+    assert model_list.resolve(text, MODELS, kind) == name
+
+
+def test_dialogs_remember_the_daemons_models(tmp_path):
+    model_list.remember(tmp_path, [dict(MODELS[0], thumbnail="...")])
+    assert model_list.last_known(tmp_path) == [MODELS[0]]
+    assert model_list.choices(model_list.last_known(tmp_path), "style") == [("starry_night", "Starry Night (van Gogh)")]
+    (tmp_path / model_list.CACHE_NAME).write_text("{broken")
+    assert isinstance(model_list.last_known(tmp_path), list)
