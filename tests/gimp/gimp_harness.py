@@ -71,14 +71,15 @@ def run_gimp(root, job_chroot_path, home_chroot_path, endpoint, display=False, e
     return subprocess.run(command, capture_output=True, text=True, timeout=GIMP_TIMEOUT_S)
 
 
-def run_cases(root, job_dir, endpoint, cases, inputs, display=False, env=()):
-    """Write the inputs and cases, run GIMP once (see :func:`run_gimp`), return results.json as a dict."""
+def run_cases(root, job_dir, endpoint, cases, inputs, display=False, env=(), home="home"):
+    """Write the inputs and cases, run GIMP once (see :func:`run_gimp`) with HOME the job's ``home``
+    folder, return results.json as a dict."""
     host, inside = job_dir
     for name, data in inputs.items():
         (host / name).write_bytes(data)
     (host / "cases.json").write_text(json.dumps(cases))
     shutil.copyfile(Path(__file__).with_name("gimp_driver.py"), host / "gimp_driver.py")
-    completed = run_gimp(root, inside, f"{inside}/home", endpoint, display, env)
+    completed = run_gimp(root, inside, f"{inside}/{home}", endpoint, display, env)
     results = host / "results.json"
     assert results.exists(), f"GIMP run failed (exit {completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
     return json.loads(results.read_text())
