@@ -22,9 +22,8 @@ sys.path.append(os.path.join(HERE, "vendor"))  # pyzmq copied by the installer, 
 import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
-gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 import connection  # noqa: E402
 import dialogs  # noqa: E402
