@@ -22,12 +22,13 @@ sys.path.append(os.path.join(HERE, "vendor"))  # pyzmq copied by the installer, 
 import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
-gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 import connection  # noqa: E402
+import dialogs  # noqa: E402
 import gimp_pixels  # noqa: E402
+import model_list  # noqa: E402
 import protocol  # noqa: E402
 import settings as settings_file  # noqa: E402
 
@@ -98,6 +99,15 @@ def _connect():
     return connection.connect(_settings(), Gimp.directory(), waiting=Gimp.progress_pulse)
 
 
+def _model_name(client, text, kind):
+    """The daemon's name for the model ``text`` names (its name or display name); "" stays ""."""
+    if not text.strip():
+        return ""
+    models = client.info().get("models", [])
+    model_list.remember(Gimp.directory(), models)
+    return model_list.resolve(text, models, kind)
+
+
 def _progress(label, step, steps):
     """A client progress callback that maps one job's tiles onto part ``step`` of ``steps``."""
     Gimp.progress_set_text(label)
@@ -117,8 +127,8 @@ def upscale_image(run_mode, config, image, drawables):
     layers = [layer for layer in layers if isinstance(layer, Gimp.Layer)]
     if not layers:
         raise Failure("no layer to upscale: pick a layer, or choose 'every layer'")
-    model = config.get_property("model") or None
     client = _connect()
+    model = _model_name(client, config.get_property("model"), "sr") or None
     results = []
     for i, layer in enumerate(layers):
         w, h = layer.get_width(), layer.get_height()
@@ -153,7 +163,8 @@ def upscale_selection(run_mode, config, image, drawables):
         raise Failure("the selection does not touch the active layer")
     data, babl, fmt = _read(drawable, rect)
     client = _connect()
-    r = client.upscale(data, rect[2], rect[3], fmt, scale=scale, model=config.get_property("model") or None,
+    r = client.upscale(data, rect[2], rect[3], fmt, scale=scale,
+                       model=_model_name(client, config.get_property("model"), "sr") or None,
                        progress=_progress("Upscaling the selection", 0, 1))
     gimp_pixels.check_result(r, fmt, rect[2], rect[3], scale)
     layer_type = _layer_type(image, drawable.has_alpha())
@@ -201,6 +212,7 @@ def stylize(run_mode, config, image, drawables):
     if not jobs:
         raise Failure("the selection does not touch the chosen layer" if drawables else "no layer chosen")
     client = _connect()
+    style = _model_name(client, style, "style")
     results = []
     for i, (drawable, rect) in enumerate(jobs):
         data, babl, fmt = _read(drawable, rect)
@@ -251,7 +263,7 @@ def train_style(run_mode, config, image, drawables):
     finally:
         if stop is not None:
             stop.close()
-    Gimp.message(f"brushwork: trained style {info.get('display_name') or info['name']}{_training_note(info)}; "
+    Gimp.message(f"brushwork: trained style {info.get('display_name') or info['name']}{model_list.training_note(info)}; "
                  "it is in the Stylize style list now")
 
 
@@ -338,63 +350,14 @@ def save_settings(run_mode, config, image, drawables):
 
 # ---- dialogs --------------------------------------------------------------------------
 
-def _model_choices(kind):
-    """(name, display name) of the daemon's models of ``kind``, or [] when it cannot be asked."""
-    try:
-        models = _connect().info().get("models", [])
-    except (protocol.BrushworkError, ValueError):
-        return []
-    finally:
-        Gimp.progress_end()
-    return [(m["name"], (m.get("display_name") or m["name"]) + _training_note(m)) for m in models
-            if m.get("kind") == kind]
-
-
-def _training_note(model):
-    """' (partly trained: 300 of 2000 iterations)' for a model stopped early, else ''."""
-    if not model.get("partly_trained"):
-        return ""
-    return f" (partly trained: {model['recipe'].get('iterations')} of {model.get('planned_iterations')} iterations)"
-
-
-def _add_model_combo(dialog, config, prop, label, choices):
-    """A drop-down of ``choices`` above the dialog's fields, bound to the string argument ``prop``."""
-    from gi.repository import Gtk
-    store = Gtk.ListStore(str, str)
-    for name, text in choices:
-        store.append([name, text])
-    if config.get_property(prop) not in [name for name, _ in choices]:
-        config.set_property(prop, choices[0][0])
-    combo = GimpUi.prop_string_combo_box_new(config, prop, store, 0, 1)
-    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=12)
-    row.pack_start(Gtk.Label(label=label), False, False, 0)
-    row.pack_start(combo, True, True, 0)
-    row.show_all()
-    box = dialog.get_content_area()
-    box.pack_start(row, False, False, 6)
-    box.reorder_child(row, 0)
-
-
-def _run_dialog(procedure, config, title, fields):
-    """Show the procedure's dialog; model names become drop-downs when the daemon lists its models."""
-    GimpUi.init("brushwork")
-    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title=title)
-    if "style" in fields:
-        choices = _model_choices("style")
-        if choices:
-            _add_model_combo(dialog, config, "style", "Style", choices)
-            fields = [f for f in fields if f != "style"]
-    elif "model" in fields:
-        choices = _model_choices("sr")
-        if choices:
-            _add_model_combo(dialog, config, "model", "Model", [("", "Automatic (by scale)"), *choices])
-            fields = [f for f in fields if f != "model"]
-    if "strength" in fields:
-        dialog.get_widget("strength", GimpUi.SpinScale.__gtype__)
-    dialog.fill(fields)
-    accepted = dialog.run()
-    dialog.destroy()
-    return accepted
+def _source_size(name, image, drawables):
+    """(width, height) an upscale dialog scales: the image, or the selection on the active layer."""
+    if name == PREFIX + "upscale-image":
+        return image.get_width(), image.get_height()
+    if name == PREFIX + "upscale-selection" and drawables:
+        rect = gimp_pixels.selection_rect(drawables[0].mask_intersect())
+        return (rect[2], rect[3]) if rect is not None else None
+    return None
 
 
 def _load_settings_into(config):
@@ -417,7 +380,7 @@ def _choice(*items):
 
 
 def _add_scale(procedure):
-    procedure.add_choice_argument("scale", "_Scale", "Upscale factor: 2, 4 or 8",
+    procedure.add_choice_argument("scale", "Sc_ale", "Upscale factor: 2, 4 or 8",
                                   _choice(("2", "2×"), ("4", "4×"), ("8", "8×")), "4", RW)
 
 
@@ -434,7 +397,7 @@ def _define_upscale_image(procedure):
                                 "are scaled by GIMP. Alpha is kept. One undo step.", None)
     procedure.add_menu_path(IMAGE_MENU)
     _add_scale(procedure)
-    procedure.add_choice_argument("layers", "_Layers", "Which layers the network upscales",
+    procedure.add_choice_argument("layers", "_Which layers", "Which layers the network upscales",
                                   _choice(("all", "Every layer"), ("active", "Chosen layers only")), "all", RW)
     _add_model(procedure)
     return ["scale", "layers", "model"]
@@ -448,7 +411,7 @@ def _define_upscale_selection(procedure):
                                 "layer on top.", None)
     procedure.add_menu_path(IMAGE_MENU)
     _add_scale(procedure)
-    procedure.add_choice_argument("output", "_Output", "Where the upscaled pixels go",
+    procedure.add_choice_argument("output", "Out_put", "Where the upscaled pixels go",
                                   _choice(("new-image", "New image"), ("new-layer", "New layer")),
                                   "new-image", RW)
     _add_model(procedure)
@@ -486,7 +449,7 @@ def _define_train_style(procedure):
                                   "becomes blue_period)", "my_style", RW)
     procedure.add_string_argument("display-name", "_Display name", "Name shown in menus", "", RW)
     procedure.add_int_argument("iterations", "_Iterations", "Training iterations; 0: the daemon's default",
-                               0, 1000000, 0, RW)
+                               0, 100000, 0, RW)
     procedure.add_string_argument("photos", "_Photos folder", "Folder of your photos to train on (read by a "
                                   "daemon on this machine); empty: the daemon's own (brushwork serve --content)",
                                   "", RW)
@@ -507,15 +470,15 @@ def _define_settings(procedure):
     procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
     procedure.add_string_argument("endpoint", "_Endpoint", "Daemon endpoint, e.g. tcp://127.0.0.1:5557; "
                                   "empty: the local default socket", "", RW)
-    procedure.add_boolean_argument("manage-daemon", "_Start the daemon when none answers",
+    procedure.add_boolean_argument("manage-daemon", "Start the daemon _when none answers",
                                    "Run `brushwork serve` on the endpoint when no daemon answers", True, RW)
     procedure.add_string_argument("daemon-path", "_brushwork program", "The `brushwork` executable to start; "
                                   "empty: the one recorded at install time, else the one on PATH", "", RW)
     procedure.add_double_argument("timeout", "_Timeout (s)", "Longest silence from a busy daemon",
                                   5.0, 3600.0, 60.0, RW)
-    procedure.add_string_argument("server-key", "_Server key file", "A daemon on another machine: its public key "
+    procedure.add_string_argument("server-key", "Server _key file", "A daemon on another machine: its public key "
                                   "file (server.key); empty: no keys", "", RW)
-    procedure.add_string_argument("client-key", "_Client key file", "A daemon on another machine: this machine's "
+    procedure.add_string_argument("client-key", "Client ke_y file", "A daemon on another machine: this machine's "
                                   "secret key file (NAME.key_secret); empty: no keys", "", RW)
     return ["endpoint", "manage-daemon", "daemon-path", "timeout", "server-key", "client-key"]
 
@@ -544,7 +507,8 @@ def _run(procedure, run_mode, image, drawables, config, data):
         if run_mode == Gimp.RunMode.INTERACTIVE:
             if name == PREFIX + "settings":
                 _load_settings_into(config)
-            if not _run_dialog(procedure, config, title, _FIELDS[name]):
+            if not dialogs.run(procedure, config, title, _FIELDS[name], _settings(), Gimp.directory(),
+                               _source_size(name, image, drawables)):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         returned = run(run_mode, config, image, drawables)
     except protocol.Cancelled:

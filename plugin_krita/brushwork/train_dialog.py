@@ -15,7 +15,7 @@ from PyQt5.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout
 
 from .brushwork_client import protocol
 
-MAX_ITERATIONS = 1_000_000
+MAX_ITERATIONS = 100_000
 
 
 class TrainDialog(QDialog):
