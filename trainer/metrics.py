@@ -116,6 +116,18 @@ def grid_energy(image, period, shave=0):
     return float(power[np.ix_(rows, cols)].sum() - power[0, 0]) / total
 
 
+def edge_ratio(image, depth=8):
+    """How strongly an HxWxC image's outermost row or column stands out, at the worst side: the
+    mean step from it to the next line over the mean step between the ``depth`` lines after that.
+    About 1 when the edge looks like what lies inside it; a line along the edge gives more."""
+    image = np.asarray(image, np.float64)
+    ratios = []
+    for lines in (image, image[::-1], image.transpose(1, 0, 2), image.transpose(1, 0, 2)[::-1]):
+        steps = np.abs(np.diff(lines[:depth + 2], axis=0)).mean(axis=(1, 2))
+        ratios.append(float(steps[0] / steps[1:].mean()))
+    return max(ratios)
+
+
 def to_uint8_array(image):
     """A PIL image, an HxWx3 array (float: [0, 1]; integer: 0..255) or a 1x3xHxW / 3xHxW tensor
     in [0, 1] as a uint8 HxWx3 array (rounded, clipped): what a saved PNG would hold."""
