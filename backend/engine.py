@@ -12,8 +12,16 @@ Precision (``precision="auto"``):
   2048**2, at 45 and 43 dB PSNR against its output. Elsewhere: fp32.
 - CUDA: bf16 where the GPU supports it, else fp16, same scheme (not measured yet).
 
-Accuracy bound of a non-fp32 precision: PSNR >= 40 dB against the fp32 output of the same
-net on the same image.
+In bf16 or fp16 the last convolution, the output mapping and a residual SR net's bicubic base
+run in float32 (:func:`backend.fastnet.with_float32_output`), so 16-bit images keep 16-bit
+levels. Accuracy bound of a non-fp32 precision: PSNR >= 40 dB against the fp32 output of the
+same net on the same image.
+
+Style nets trained without a border (most, the bundled ones included) learn to paint lines
+along the image's edge. The engine runs them on the image mirrored out past their reach
+(:func:`edge_margin`: 84 pixels for 8 residual blocks) with every instance norm's statistics
+taken from the image alone, and crops the result back; a model's metadata can turn this off
+(``"mirror_edges": false``). Tiled, only the tiles at the image's edge read the margin.
 
 Style images of up to ``tile_size``**2 pixels (2048**2 by default) run whole. Larger ones run
 in tiles of at most that size that use the whole image's exact instance-norm statistics
