@@ -191,7 +191,7 @@ class Engine:
             raise BrushworkError(f"tile size must be at least {MIN_TILE}", "bad_request")
         self._dtype = _DTYPES[self.precision]
         self._lock = threading.Lock()
-        self._nets = collections.OrderedDict()     # model name -> (store's net, prepared copy)
+        self._nets = collections.OrderedDict()     # model name -> (store's net, prepared copy, margin)
 
     def _prepared(self, info):
         """(net, margin): the store's net for ``info`` converted for this device/precision, and
@@ -234,7 +234,7 @@ class Engine:
                 if scale > 1:
                     result = tiling.run_tiled(self._forward(net), image, tile, SR_CONTEXT, SR_BLEND,
                                               progress=progress, is_cancelled=is_cancelled)
-                elif image.shape[0] * image.shape[1] > tile * tile:
+                elif height * width > tile * tile:   # the image, not its mirrored margin
                     result = tiling.stylize_tiled(net, image, tile, STYLE_CONTEXT, STYLE_BLEND, progress,
                                                   is_cancelled)
                 else:   # whole, with exact instance norm
