@@ -147,7 +147,8 @@ def validate_metadata(meta):
     """Check a model's metadata dict; return it or raise BrushworkError('model_error').
 
     Checks required keys and their types, string lengths (no control characters), the name
-    pattern, kind/scale/architecture consistency and ranges, nesting depth, and that ``weights``
+    pattern, kind/scale/architecture consistency and ranges, nesting depth, the optional ``mirror_edges`` (a
+    style model's, true or false: see :func:`backend.engine.edge_margin`), and that ``weights``
     is a plain file name (no directories).
     """
     if not isinstance(meta, dict):
@@ -195,6 +196,9 @@ def validate_metadata(meta):
     if isinstance(border, bool) or not isinstance(border, int) or not 0 <= border <= MAX_BORDER or border % 4:
         raise BrushworkError(f"architecture border must be a multiple of 4 from 0 to {MAX_BORDER}, not {border!r}",
                              "model_error")
+    if not isinstance(meta.get("mirror_edges", True), bool) or (kind == "sr" and "mirror_edges" in meta):
+        raise BrushworkError(f"mirror_edges is for style models and must be true or false, not "
+                             f"{meta['mirror_edges']!r}", "model_error")
     for key in ("channels", "blocks"):
         low, high = ARCHITECTURE_RANGES[key]
         value = arch.get(key)

@@ -117,6 +117,18 @@ def grid_energy(image, period, shave=0):
     return float(power[np.ix_(rows, cols)].sum() - power[0, 0]) / total
 
 
+def edge_ratio(image, depth=8):
+    """How strongly an HxWxC image's outermost row or column stands out, at the worst side: the
+    mean step from it to the next line over the mean step between the ``depth`` lines after that.
+    About 1 when the edge looks like what lies inside it; a line along the edge gives more."""
+    image = np.asarray(image, np.float64)
+    ratios = []
+    for lines in (image, image[::-1], image.transpose(1, 0, 2), image.transpose(1, 0, 2)[::-1]):
+        steps = np.abs(np.diff(lines[:depth + 2], axis=0)).mean(axis=(1, 2))
+        ratios.append(float(steps[0] / steps[1:].mean()))
+    return max(ratios)
+
+
 FLAT_WINDOW = 9        # side of the window whose luma spread decides "flat"
 FLAT_SPREAD = 3.0      # grey levels (luma std in that window) below which a pixel is flat
 FIT_WINDOW = 17        # side of the window in which the original's detail is fitted to the upscaler's
