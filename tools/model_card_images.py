@@ -150,9 +150,10 @@ def tiles_grid(engine, model="starry_night", size=2048, crop=256):
     overview.thumbnail((crop * 2, crop * 2))
     centre = (result.width // 2 - crop // 2, result.height // 2 - crop // 2)
     corner = (result.width // 2 - crop, result.height // 2 - crop)
-    crops = [(f"1:1 at the centre ({engine.tile_size}-px tiles meet here)",
-              result.crop((*centre, centre[0] + crop, centre[1] + crop))),
-             ("1:1 above-left of it", result.crop((*corner, corner[0] + crop, corner[1] + crop)))]
+    # the tiles start in the mirrored margin, so their boundaries lie near, not on, the centre
+    crops = [("1:1 at the centre", result.crop((*centre, centre[0] + crop, centre[1] + crop))),
+             (f"1:1 above-left of it ({engine.tile_size}-px tile boundaries cross it)",
+              result.crop((*corner, corner[0] + crop, corner[1] + crop)))]
     return labelled_grid([[(f"{model}, {result.width}x{result.height}", overview)] + crops],
                          overview.width, overview.height)
 

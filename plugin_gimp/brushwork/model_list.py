@@ -16,7 +16,7 @@ FIELDS = ("name", "display_name", "kind", "scale", "iterations", "partly_trained
 
 
 def _summary(models):
-    return [{k: m.get(k) for k in FIELDS} for m in models if isinstance(m, dict) and m.get("name")]
+    return [{k: m[k] for k in FIELDS if k in m} for m in models if isinstance(m, dict) and m.get("name")]
 
 
 def remember(config_dir, models):

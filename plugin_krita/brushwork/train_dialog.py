@@ -9,11 +9,9 @@ is known. While the training runs, the docker's Train button stops it and keeps 
 
 import os
 
-from PyQt5.QtCore import QStandardPaths
-from PyQt5.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                             QPushButton, QSpinBox, QVBoxLayout)
-
 from .brushwork_client import protocol
+from .qt import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                 QSpinBox, QStandardPaths, QVBoxLayout)
 
 MAX_ITERATIONS = 100_000
 
