@@ -1,37 +1,49 @@
 # Driver script (run inside Krita by the test driver plug-in; the test prepends PARAMS = {...}).
-# Builds a document from raw layer files, optionally selects a rectangle, triggers one of the
-# brushwork plug-in's own actions, waits for the job, dumps every layer's pixels, the docker's
-# status text, style gallery and the progress it showed to `out`, optionally undoes and dumps the
-# layer names again, then quits.
+# Builds a document from raw layer files, optionally selects a rectangle, then runs PARAMS["steps"]
+# one after another: trigger one of the brushwork plug-in's own actions and wait for its job, use
+# the docker's real widgets (mouse clicks, keys, wheel), kill the daemon the plug-in started,
+# dump every layer's pixels with the docker's state, undo... Without "steps": trigger
+# PARAMS["action"], dump "result", undo PARAMS["undo"] times and dump "undone". Then Krita quits.
 import json
 import os
+import time
 
 import brushwork
 from krita import Selection
-from PyQt5.QtCore import QByteArray, Qt
+from PyQt5.QtCore import QByteArray, QPoint, QPointF, Qt
+from PyQt5.QtGui import QWheelEvent
+from PyQt5.QtTest import QTest
+from PyQt5.QtWidgets import QApplication
 
 controller = brushwork.controller
-doc = app.createDocument(PARAMS["width"], PARAMS["height"], "test", "RGBA", PARAMS["depth"],
-                         PARAMS["profile"], 72.0)
-app.activeWindow().addView(doc)
-background = doc.rootNode().childNodes()[0]
-previous = background
-for spec in PARAMS["layers"]:
-    node = background if spec is PARAMS["layers"][0] else doc.createNode(spec["name"], "paintlayer")
-    node.setName(spec["name"])
-    with open(spec["file"], "rb") as f:
-        node.setPixelData(QByteArray(f.read()), *spec["rect"])
-    if node is not background:
-        doc.rootNode().addChildNode(node, previous)
-    previous = node
-doc.setActiveNode(doc.rootNode().childNodes()[PARAMS.get("active", 0)])
-if PARAMS.get("selection"):
-    selection = Selection()
-    for x, y, w, h, value in PARAMS["selection"]:   # later rectangles overwrite earlier ones
-        selection.select(x, y, w, h, value)
-    doc.setSelection(selection)
-doc.refreshProjection()
-doc.waitForDone()
+
+
+def build_document(spec):
+    doc = app.createDocument(spec["width"], spec["height"], "test", "RGBA", spec["depth"], spec["profile"], 72.0)
+    app.activeWindow().addView(doc)
+    background = doc.rootNode().childNodes()[0]
+    previous = background
+    for layer in spec["layers"]:
+        node = background if layer is spec["layers"][0] else doc.createNode(layer["name"], "paintlayer")
+        node.setName(layer["name"])
+        with open(layer["file"], "rb") as f:
+            node.setPixelData(QByteArray(f.read()), *layer["rect"])
+        if node is not background:
+            doc.rootNode().addChildNode(node, previous)
+        previous = node
+    doc.setActiveNode(doc.rootNode().childNodes()[spec.get("active", 0)])
+    if spec.get("selection"):
+        selection = Selection()
+        for x, y, w, h, value in spec["selection"]:   # later rectangles overwrite earlier ones
+            selection.select(x, y, w, h, value)
+        doc.setSelection(selection)
+    doc.refreshProjection()
+    doc.waitForDone()
+    return doc
+
+
+documents = [build_document(PARAMS)]
+doc = documents[0]
 
 
 def panel():
@@ -41,15 +53,21 @@ def panel():
     return None
 
 
-shown_progress = []   # (done, total, status text, progress bar maximum) as the docker showed them
+# (done, total, status text, progress bar maximum, progress bar text) as the docker showed them
+shown_progress = []
+worker_progress = []   # (done, total) as the job's worker thread reported them, when it did
+events = {}   # name -> time.monotonic() or a count of progress reports, noted by steps
 
 
 def record_progress(done, total, text):
     docker = panel()   # its slot ran first: the docker connected to the signal before this script
-    shown_progress.append([done, total, docker.status.text(), docker.progress.maximum()] if docker else [done, total])
+    shown_progress.append([done, total, docker.status.text(), docker.progress.maximum(), docker.progress.text()]
+                          if docker else [done, total])
 
 
 controller.progress.connect(record_progress)
+controller.runner.progress.connect(lambda done, total, text: worker_progress.append([done, total]),
+                                   Qt.DirectConnection)
 
 
 def dump(tag):
@@ -62,14 +80,24 @@ def dump(tag):
             f.write(bytes(node.pixelData(x, y, w, h)))
         layers.append({"name": node.name(), "type": node.type(), "bounds": [x, y, w, h], "file": path,
                        "opacity": node.opacity(), "depth": node.colorDepth()})
+    doc.refreshProjection()
+    projection = os.path.join(out, f"{tag}_projection.raw")
+    with open(projection, "wb") as f:
+        f.write(bytes(doc.pixelData(0, 0, doc.width(), doc.height())))
     docker = panel()
-    state = {"width": doc.width(), "height": doc.height(), "layers": layers,
+    state = {"width": doc.width(), "height": doc.height(), "layers": layers, "projection": projection,
              "active": doc.activeNode().name() if doc.activeNode() else None,
              "error": controller.last_error, "status": docker.status.text() if docker else None,
              "connection": docker.connection_label.text() if docker else None,
              "gallery": [docker.gallery.item(i).data(Qt.UserRole) for i in range(docker.gallery.count())]
              if docker else None,
-             "progress": shown_progress}
+             "progress": shown_progress, "worker_progress": list(worker_progress), "progress_text": docker.progress.text() if docker else None,
+             "cancel_enabled": docker.cancel_button.isEnabled() if docker else None,
+             "strength_shown": docker.strength_label.text() if docker else None,
+             "stylize_button_y": docker.stylize_button.mapTo(docker, QPoint(0, 0)).y() if docker else None,
+             "panel_minimum_height": docker.minimumSizeHint().height() if docker else None,
+             "docker_minimum_height": docker.parentWidget().minimumSizeHint().height() if docker else None,
+             "events": events}
     with open(os.path.join(out, f"{tag}.json"), "w") as f:
         json.dump(state, f)
 
@@ -81,20 +109,129 @@ def when_idle(fn, waited=0):
         fn()
 
 
-def trigger():
-    app.action(PARAMS["action"]).trigger()
-    after(200, lambda: when_idle(done))
+def when(condition, fn, waited=0):
+    if not condition() and waited < 150_000:
+        after(20, lambda: when(condition, fn, waited + 20))
+    else:
+        fn()
 
 
-def done():
-    doc.waitForDone()
-    dump("result")
+def widget(name):
+    return getattr(panel(), name)
+
+
+# ---- steps: each takes its spec and a function to call when it is done ----------------------
+
+def step_trigger(step, then):
+    app.action(step["action"]).trigger()
+    after(200, lambda: when_idle(then))
+
+
+def step_show_docker(step, then):
+    """Show the brushwork docker (laid out, so its geometry is real)."""
+    dock = panel().parentWidget()
+    dock.show()
+    dock.raise_()
+    then()
+
+
+def step_activate(step, then):
+    """Make the document's layer number ``index`` (bottom first) the active one."""
+    doc.setActiveNode(doc.rootNode().childNodes()[step["index"]])
+    then()
+
+
+def step_click(step, then):
+    """A left click on a docker widget, at a fraction of its size (default: the centre); ``mark``
+    notes how many progress reports the docker had shown by then."""
+    if "mark" in step:
+        events[step["mark"]] = len(worker_progress)
+    target = widget(step["widget"])
+    fx, fy = step.get("at", [0.5, 0.5])
+    QTest.mouseClick(target, Qt.LeftButton, Qt.NoModifier, QPoint(int(target.width() * fx), int(target.height() * fy)))
+    then()
+
+
+def step_key(step, then):
+    target = widget(step["widget"])
+    target.setFocus()
+    QTest.keyClick(target, getattr(Qt, step["key"]))
+    then()
+
+
+def step_wheel(step, then):
+    """One notch of the mouse wheel over a docker widget (positive: up)."""
+    target = widget(step["widget"])
+    centre = QPointF(target.width() / 2, target.height() / 2)
+    event = QWheelEvent(centre, QPointF(target.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                        QPoint(0, 120 * step.get("notches", 1)), Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+    QApplication.sendEvent(target, event)
+    then()
+
+
+def step_start(step, then):
+    """Trigger an action and go on once its job has reported ``progress_total`` > 0 (or a message)."""
+    app.action(step["action"]).trigger()
+    minimum = step.get("tiles_done", 0)
+    when(lambda: any(p[1] > 0 and p[0] >= minimum for p in shown_progress) or not controller.busy, then)
+
+
+def step_kill_daemon(step, then):
+    """Kill the daemon the plug-in started (SIGKILL, as a crash would) and wait for the docker to say so."""
+    controller.connection.daemon.process.kill()
+    events["killed"] = time.monotonic()
+
+    def reported():
+        events["reported"] = time.monotonic()
+        then()
+    when(lambda: not controller.busy, reported)
+
+
+def step_wait_idle(step, then):
+    when_idle(then)
+
+
+def step_dump(step, then):
+    dump(step["tag"])
+    then()
+
+
+def step_undo(step, then):
+    for _ in range(step["times"]):
+        app.action("edit_undo").trigger()
+        doc.waitForDone()
+    then()
+
+
+def step_new_document(step, then):
+    """Open a second document (same PARAMS) in a new view: the docker follows the active view."""
+    documents.append(build_document(PARAMS))
+    then()
+
+
+def step_show_document(step, then):
+    window = app.activeWindow()
+    target = documents[step["index"]]
+    view = next(v for v in window.views() if v.document() == target)
+    window.showView(view)
+    view.setVisible()
+    then()
+
+
+STEPS = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("step_")}
+
+
+def run_steps(steps, index=0):
+    if index == len(steps):
+        finish()
+        return
+    step = steps[index]
+    STEPS[step["do"]](step, lambda: after(step.get("pause_ms", 50), lambda: run_steps(steps, index + 1)))
+
+
+steps = PARAMS.get("steps")
+if steps is None:
+    steps = [{"do": "trigger", "action": PARAMS["action"]}, {"do": "dump", "tag": "result"}]
     if PARAMS.get("undo"):
-        for _ in range(PARAMS["undo"]):
-            app.action("edit_undo").trigger()
-            doc.waitForDone()
-        dump("undone")
-    finish()
-
-
-after(300, lambda: when_idle(trigger))
+        steps += [{"do": "undo", "times": PARAMS["undo"]}, {"do": "dump", "tag": "undone"}]
+after(300, lambda: when_idle(lambda: run_steps(steps)))
