@@ -25,14 +25,17 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
-## Install the real editors for the end-to-end tests (root): Krita 5 from Debian, GIMP 3 in a trixie chroot.
+## Install the real editors for the end-to-end tests (root): Krita 5.1 from Debian 12, and Debian chroots in
+## /var/cache/brushwork with Krita 5.2 + GIMP 3.0 (trixie), Krita 5.3 + GIMP 3.2 (sid), Krita 6.0 (experimental).
 editors:
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-		krita python3-pyqt5 python3-zmq xvfb xauth debootstrap
-	tools/gimp-chroot.sh
+		krita python3-pyqt5 python3-zmq xvfb xauth debootstrap util-linux
+	tools/editor-chroot.sh trixie
+	tools/editor-chroot.sh sid
+	tools/editor-chroot.sh experimental
 
-## End-to-end tests in real Krita (Xvfb) and real GIMP 3 (chroot); run `make editors` first.
+## End-to-end tests in each real Krita (Xvfb; 5.1 here, 5.2/5.3/6.0 in the chroots) and GIMP 3; run `make editors` first.
 test-editors: install
 	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m "krita or gimp" $(ARGS)
 

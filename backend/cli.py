@@ -371,6 +371,10 @@ def cmd_install_plugin(args):
         if options and args.editor != "gimp":
             raise BrushworkError("--python applies to GIMP only (the Krita installer finds Krita's Python itself)",
                                  "bad_request")
+        if args.krita_root:
+            if args.editor != "krita":
+                raise BrushworkError("--krita-root applies to Krita only", "bad_request")
+            options["krita_root"] = args.krita_root
         print(installer.install(uninstall=args.uninstall, home=args.home, **options))
     except (RuntimeError, OSError) as exc:  # the installers explain what to do in the message
         raise BrushworkError(str(exc), "internal") from None
@@ -514,6 +518,9 @@ def build_parser():
     p.add_argument("--python", metavar="CMD",
                    help="GIMP only: command that runs GIMP's Python, to check it can import pyzmq "
                         "(default: python3; e.g. 'chroot /srv/trixie python3')")
+    p.add_argument("--krita-root", metavar="DIR",
+                   help="Krita only: the system root Krita is installed in, e.g. a chroot (default: /); "
+                        "its Python is checked for pyzmq there")
     p.set_defaults(func=cmd_install_plugin)
 
     p = sub.add_parser("package-plugin", help="build the Krita plug-in ZIP for Krita's importer",

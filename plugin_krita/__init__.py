@@ -1,1 +1,1 @@
-"""The Krita 5 plug-in: ``brushwork/`` is what Krita loads, ``installer.py`` puts it in place."""
+"""The Krita 5 and 6 plug-in: ``brushwork/`` is what Krita loads, ``installer.py`` puts it in place."""

@@ -5,7 +5,8 @@ plus a package folder, enabled by ``enable_<name>=true`` in the ``[python]`` sec
 ``~/.config/kritarc``. The installer copies ``plugin_krita/brushwork/`` there, vendors the
 backend's ``client.py`` and ``protocol.py`` into it (so the plug-in speaks exactly the
 protocol of the backend that installed it), records the ``brushwork`` executable for the
-managed daemon, and makes sure Krita's Python can import pyzmq.
+managed daemon, and makes sure Krita's Python can import pyzmq. A Krita installed in another
+system root (a chroot, as the end-to-end tests use) is checked there: ``install(krita_root=DIR)``.
 """
 
 import glob
@@ -26,19 +27,20 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / NAME
 DESKTOP = HERE / f"{NAME}.desktop"
 CLIENT_FILES = ("client.py", "protocol.py")
-KRITA_PYTHON_LIBS = ("/usr/lib/*/kritaplugins/kritapykrita.so", "/usr/lib*/kritaplugins/kritapykrita.so",
-                     "/usr/local/lib*/kritaplugins/kritapykrita.so")
+KRITA_PYTHON_LIBS = ("usr/lib/*/kritaplugins/kritapykrita.so", "usr/lib*/kritaplugins/kritapykrita.so",
+                     "usr/local/lib*/kritaplugins/kritapykrita.so")   # relative to the system root
 
 
 class InstallError(RuntimeError):
     """Installation cannot proceed; the message says what to do."""
 
 
-def install(uninstall=False, home=None, vendor_zmq="auto"):
+def install(uninstall=False, home=None, vendor_zmq="auto", krita_root="/"):
     """Install (or with ``uninstall`` remove) the plug-in under ``home`` (default: yours); return a summary.
 
     Re-running upgrades: the old files are removed first. ``vendor_zmq``: "auto" vendors a pyzmq
     wheel only when Krita's Python cannot import zmq, "always" or "never" force the choice.
+    ``krita_root``: the system root Krita is installed in (a chroot's directory; default /).
     """
     home = Path(home).expanduser() if home else Path.home()
     pykrita = home / ".local" / "share" / "krita" / "pykrita"
@@ -54,7 +56,7 @@ def install(uninstall=False, home=None, vendor_zmq="auto"):
         return f"removed the Krita plug-in from {pykrita}"
     stage(target, recorded_executable=brushwork_executable())
     shutil.copy2(DESKTOP, desktop)
-    zmq_note = provide_zmq(target, vendor_zmq)
+    zmq_note = provide_zmq(target, vendor_zmq, krita_root)
     kritarc.parent.mkdir(parents=True, exist_ok=True)
     text = kritarc.read_text(encoding="utf-8") if kritarc.exists() else ""
     kritarc.write_text(set_ini_key(text, "python", f"enable_{NAME}", "true"), encoding="utf-8")
@@ -107,43 +109,49 @@ def brushwork_executable():
     return shutil.which("brushwork")
 
 
-def krita_python():
+def krita_python(root="/"):
     """((major, minor), interpreter path or None) of the Python Krita embeds, or (None, None).
 
-    Read from Krita's kritapykrita plug-in, which links libpython3.X; the interpreter is the
-    ``python3.X`` of the same prefix (e.g. /usr/bin/python3.11 for a Debian Krita).
+    Read from Krita's kritapykrita plug-in under the system ``root``, which links libpython3.X;
+    the interpreter is the ``python3.X`` of the same prefix, as a path inside ``root`` (e.g.
+    /usr/bin/python3.11 for Debian 12's Krita 5.1, /usr/bin/python3.13 for Debian 13's 5.2).
     """
+    root = Path(root)
     for pattern in KRITA_PYTHON_LIBS:
-        for path in glob.glob(pattern):
+        for path in glob.glob(str(root / pattern)):
             match = re.search(rb"libpython3\.(\d+)", Path(path).read_bytes())
             if match:
                 version = (3, int(match.group(1)))
-                prefix = Path(path.split("/lib", 1)[0])
-                interpreter = prefix / "bin" / f"python3.{version[1]}"
-                return version, str(interpreter) if interpreter.is_file() else None
+                prefix = "/" + Path(path).relative_to(root).as_posix().split("/lib", 1)[0]
+                interpreter = f"{prefix.rstrip('/')}/bin/python3.{version[1]}"
+                return version, interpreter if (root / interpreter.lstrip("/")).is_file() else None
     return None, None
 
 
-def python_can_import_zmq(interpreter):
-    """True when ``interpreter`` exists and imports zmq."""
+def python_can_import_zmq(interpreter, root="/"):
+    """True when ``interpreter`` (a path inside the system ``root``) exists and imports zmq."""
     if not interpreter:
         return False
+    command = [interpreter, "-I", "-c", "import zmq"]
+    if Path(root).resolve() != Path("/"):
+        command = ["chroot", str(root), *command]
     try:
-        done = subprocess.run([interpreter, "-I", "-c", "import zmq"], capture_output=True, timeout=60)
+        done = subprocess.run(command, capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
 
 
-def provide_zmq(target, mode="auto"):
-    """Make pyzmq importable by Krita's Python, vendoring a wheel into ``target/vendor`` if needed."""
-    version, interpreter = krita_python()
-    if version is None:   # Krita not found here: assume it uses a Python like ours
+def provide_zmq(target, mode="auto", root="/"):
+    """Make pyzmq importable by the Python of the Krita in ``root``, vendoring a wheel into ``target/vendor`` if needed."""
+    version, interpreter = krita_python(root)
+    if version is None:   # Krita not found there: assume it uses a Python like ours
         version, interpreter = sys.version_info[:2], None
     if mode == "never":
         return "pyzmq not vendored"
-    if mode == "auto" and python_can_import_zmq(interpreter):
-        return f"pyzmq from {interpreter}"
+    if mode == "auto" and python_can_import_zmq(interpreter, root):
+        where = "" if Path(root).resolve() == Path("/") else f" in {root}"
+        return f"pyzmq from {interpreter}{where}"
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
                    "--only-binary=:all:", "--no-deps", "--python-version", f"{version[0]}.{version[1]}",

@@ -198,3 +198,9 @@ def test_install_plugin_python_option_is_for_gimp_only(tmp_path, capsys):
     code, _, err = run(["install-plugin", "krita", "--home", str(tmp_path), "--python", "python3"], capsys)
     assert code == 1 and "--python applies to GIMP only" in err
     assert not (tmp_path / ".local").exists()
+
+
+def test_install_plugin_krita_root_option_is_for_krita_only(tmp_path, capsys):
+    code, _, err = run(["install-plugin", "gimp", "--home", str(tmp_path), "--krita-root", "/"], capsys)
+    assert code == 1 and "--krita-root applies to Krita only" in err
+    assert not (tmp_path / ".config").exists()

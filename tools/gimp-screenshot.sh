@@ -1,5 +1,5 @@
 #!/bin/sh
-# Screenshot a brushwork dialog in real GIMP 3 under Xvfb (inside the chroot from gimp-chroot.sh).
+# Screenshot a brushwork dialog in real GIMP 3 under Xvfb (inside a chroot from editor-chroot.sh).
 #
 # Usage: sudo tools/gimp-screenshot.sh ENDPOINT [PROCEDURE] [OUT.png] [CHROOT]
 #   ENDPOINT   a running daemon on loopback TCP, e.g. tcp://127.0.0.1:5557 (`brushwork serve --tcp`)

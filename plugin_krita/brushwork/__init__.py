@@ -1,4 +1,4 @@
-"""brushwork for Krita 5: fast neural style transfer and super-resolution through a local daemon.
+"""brushwork for Krita 5 and 6: fast neural style transfer and super-resolution through a local daemon.
 
 Krita imports this package at start-up. Outside Krita (tests, the installer) it registers
 nothing, so its pure-Python modules (``pixels``, ``settings``) can be imported anywhere.

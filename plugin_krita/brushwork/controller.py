@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 
-from PyQt5.QtCore import QObject, QTimer, pyqtSignal
+from .qt import QObject, QTimer, pyqtSignal
 
 from . import settings as settings_io
 from .connection import Connection

@@ -6,7 +6,7 @@ Krita. Signals are delivered in the GUI thread (queued), where results are appli
 
 import threading
 
-from PyQt5.QtCore import QObject, pyqtSignal
+from .qt import QObject, pyqtSignal
 
 from .brushwork_client import protocol
 

@@ -1,4 +1,5 @@
-"""Every call into Krita's API lives here; the rest of the plug-in never imports ``krita``.
+"""Every call into Krita's API lives here; the rest of the plug-in never imports ``krita`` (``qt`` only
+reads which Qt binding it is built on).
 
 Undo in Krita 5.1's Python API (checked in Krita 5.1.5): ``setPixelData`` is *not* recorded,
 ``addChildNode``, ``Node.remove`` and ``Document.scaleImage`` are, one undo step each, and
@@ -14,9 +15,9 @@ the document (a new layer, or a ``duplicate()`` of the layer that then takes its
 from collections import namedtuple
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
-from PyQt5.QtCore import QByteArray, QTimer
 
 from .pixels import Rect, UnsupportedImage, bytes_per_pixel, pixel_format, request_region, selection_mask
+from .qt import QByteArray, QTimer
 
 # What a job needs from the document, captured in the GUI thread before the job starts.
 Snapshot = namedtuple("Snapshot", "document node region format pixels mask")
@@ -227,7 +228,7 @@ class NoticeDocker(DockWidget):
 
     def __init__(self):
         super().__init__()
-        from PyQt5.QtWidgets import QLabel
+        from .qt import QLabel
         self.setWindowTitle("brushwork")
         label = QLabel(self.notice)
         label.setWordWrap(True)
@@ -240,12 +241,12 @@ class NoticeDocker(DockWidget):
 def register_notice(app, message):
     """Register a docker that only shows ``message`` (e.g. a missing dependency)."""
     NoticeDocker.notice = message
-    app.addDockWidgetFactory(DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, NoticeDocker))
+    app.addDockWidgetFactory(DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockPosition.DockRight, NoticeDocker))
 
 
 def register(app, controller):
     """Add the extension and the docker factory to Krita (called once, when Krita loads the plug-in)."""
     BrushworkDocker.controller = controller
     app.addExtension(BrushworkExtension(app, controller))
-    app.addDockWidgetFactory(DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, BrushworkDocker))
+    app.addDockWidgetFactory(DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockPosition.DockRight, BrushworkDocker))
     on_application_closing(controller.shutdown)

@@ -1,17 +1,14 @@
-"""The docker's contents, in plain PyQt5 (no Krita calls): connection, style gallery, options, progress.
+"""The docker's contents, in plain Qt (no Krita calls): connection, style gallery, options, progress.
 
 It is laid out to fit a small screen: the daemon's settings live in a dialog (the ⚙ button),
 the connection line is one line, and the status area has a fixed height, so the action
 buttons never move when a message appears.
 """
 
-from PyQt5.QtCore import QSize, Qt
-from PyQt5.QtGui import QIcon, QPixmap
-from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel,
-                             QLineEdit, QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
-                             QScrollArea, QSizePolicy, QSlider, QVBoxLayout, QWidget)
-
 from .controller import thumbnail_bytes
+from .qt import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame, QHBoxLayout, QIcon, QLabel,
+                 QLineEdit, QListView, QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QScrollArea,
+                 QSize, QSizePolicy, QSlider, Qt, QVBoxLayout, QWidget)
 from .settings import UPSCALE_FACTORS
 
 THUMBNAIL_PX = 64
@@ -41,7 +38,7 @@ class DaemonSettingsDialog(QDialog):
         self.executable = QLineEdit(settings.brushwork_executable)
         self.executable.setPlaceholderText("as installed")
         form.addRow("Program", self.executable)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
@@ -64,7 +61,7 @@ class Panel(QWidget):
 
         row = QHBoxLayout()
         self.connection_label = QLabel("○ not connected")
-        self.connection_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)   # one line, clipped
+        self.connection_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)   # one line, clipped
         self.connect_button = QPushButton("Connect")
         self.connect_button.clicked.connect(lambda: controller.refresh(start_daemon=True))
         self.settings_button = QPushButton("⚙")
@@ -76,10 +73,10 @@ class Panel(QWidget):
         layout.addLayout(row)
 
         self.gallery = QListWidget()
-        self.gallery.setViewMode(QListView.IconMode)
+        self.gallery.setViewMode(QListView.ViewMode.IconMode)
         self.gallery.setIconSize(QSize(THUMBNAIL_PX, THUMBNAIL_PX))
-        self.gallery.setResizeMode(QListView.Adjust)
-        self.gallery.setMovement(QListView.Static)
+        self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
+        self.gallery.setMovement(QListView.Movement.Static)
         self.gallery.setMinimumHeight(THUMBNAIL_PX + 2 * self.fontMetrics().lineSpacing())
         self.gallery.setToolTip("Style")
         self.gallery.currentItemChanged.connect(self._style_chosen)
@@ -87,7 +84,7 @@ class Panel(QWidget):
 
         options = QFormLayout()
         options.setSpacing(SPACING_PX)
-        self.strength = QSlider(Qt.Horizontal)
+        self.strength = QSlider(Qt.Orientation.Horizontal)
         self.strength.setRange(0, 100)
         self.strength.setValue(round(s.strength * 100))
         self.strength_label = QLabel(f"{self.strength.value()} %")
@@ -134,13 +131,13 @@ class Panel(QWidget):
         layout.addWidget(self.progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.status.setAlignment(Qt.AlignLeft | Qt.AlignTop)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status_area = QScrollArea()
         self.status_area.setWidget(self.status)
         self.status_area.setWidgetResizable(True)
-        self.status_area.setFrameShape(QScrollArea.NoFrame)
-        self.status_area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.status_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.status_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.status_area.setFixedHeight(STATUS_LINES * self.fontMetrics().lineSpacing() + 4)
         layout.addWidget(self.status_area)
 
@@ -159,7 +156,7 @@ class Panel(QWidget):
     def edit_daemon_settings(self):
         """Open the daemon settings dialog; OK saves them (used from the next job on)."""
         dialog = DaemonSettingsDialog(self.controller.settings, self)
-        if dialog.exec_() == QDialog.Accepted:
+        if dialog.exec() == QDialog.DialogCode.Accepted:
             self.controller.update_settings(**dialog.changes())
 
     def _combo(self, choices, current, on_change):
@@ -182,7 +179,7 @@ class Panel(QWidget):
 
     def _style_chosen(self, item, _previous):
         if item is not None:
-            self.controller.update_settings(style=item.data(Qt.UserRole))
+            self.controller.update_settings(style=item.data(Qt.ItemDataRole.UserRole))
 
     def _show_models(self, models):
         chosen = self.controller.settings.style
@@ -192,7 +189,7 @@ class Panel(QWidget):
             if model.get("kind") != "style":
                 continue
             item = QListWidgetItem(model.get("display_name") or model["name"])
-            item.setData(Qt.UserRole, model["name"])
+            item.setData(Qt.ItemDataRole.UserRole, model["name"])
             item.setToolTip(model["name"])
             pixmap = QPixmap()
             png = thumbnail_bytes(model)

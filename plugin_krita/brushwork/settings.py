@@ -1,6 +1,6 @@
 """The plug-in's settings: one dataclass of defaults, stored as JSON.
 
-The file lives in Krita's app-data folder (``QStandardPaths.AppDataLocation``), e.g.
+The file lives in Krita's app-data folder (``QStandardPaths.StandardLocation.AppDataLocation``), e.g.
 ``~/.local/share/krita/brushwork/settings.json``. Unknown keys and values of the wrong
 type are ignored (the default is used), so an old or hand-edited file never breaks Krita.
 """
@@ -91,6 +91,6 @@ def save(settings, path):
 
 def default_path():
     """``<Krita app data>/brushwork/settings.json`` (needs a running QApplication)."""
-    from PyQt5.QtCore import QStandardPaths
-    base = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)
+    from .qt import QStandardPaths
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
     return os.path.join(base, "brushwork", "settings.json")

@@ -1,6 +1,6 @@
 """Fixtures for the GIMP 3 end-to-end tests: the trixie chroot, TCP daemons, a job folder.
 
-The chroot comes from ``tools/gimp-chroot.sh`` (default /var/cache/brushwork/trixie, or
+The chroot comes from ``tools/editor-chroot.sh trixie`` (default /var/cache/brushwork/trixie, or
 ``BRUSHWORK_GIMP_CHROOT``). Without it the tests skip, unless ``BRUSHWORK_REQUIRE_EDITORS=1``.
 """
 
@@ -26,7 +26,7 @@ def gimp_chroot():
     """Path of a chroot with gimp-console-3.0 and python3-zmq, else skip (or fail when required)."""
     root = Path(os.environ.get("BRUSHWORK_GIMP_CHROOT", DEFAULT_CHROOT))
     if not (root / "usr/bin/gimp-console-3.0").exists():
-        reason = f"no GIMP 3 chroot at {root}; build it with `sudo tools/gimp-chroot.sh {root}`"
+        reason = f"no GIMP 3 chroot at {root}; build it with `sudo tools/editor-chroot.sh trixie {root}`"
         if os.environ.get("BRUSHWORK_REQUIRE_EDITORS") == "1":
             pytest.fail(reason)
         pytest.skip(reason)

@@ -1,10 +1,14 @@
 """Take docs/img/krita-docker.png: real Krita under Xvfb, the brushwork docker after a stylize.
 
-    .venv/bin/python tests/krita/screenshot.py [docs/img/krita-docker.png]
+    .venv/bin/python tests/krita/screenshot.py [--krita 6.0] [docs/img/krita-docker.png]
 
-The daemon serves the bundled models (backend/models), so the result is a real stylization.
+``--krita`` picks one of the tested Kritas (tests/krita/harness.py; 6.0, the default, runs in
+the experimental chroot, so as root). The daemon serves the bundled models (backend/models),
+so the result is a real stylization.
 """
 
+import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +24,6 @@ from PIL import Image  # noqa: E402
 
 SCRIPT = """
 import brushwork
-from PyQt5.QtCore import Qt
 controller = brushwork.controller
 window = app.activeWindow()
 window.qwindow().setGeometry(0, 0, 1280, 960)
@@ -67,7 +70,10 @@ def wait_for_daemon(endpoint):
     raise SystemExit("the daemon did not start")
 
 
-def main(output):
+def main(output, krita):
+    problem = krita.missing()
+    if problem:
+        raise SystemExit(f"{krita}: {problem}")
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     output.unlink(missing_ok=True)
@@ -81,20 +87,26 @@ def main(output):
                                    "--device", "cpu"])
         try:
             wait_for_daemon(endpoint)
-            home = harness.build_template_home(tmp / "template" / "home")
+            home = harness.build_template_home(krita, tmp / "template" / "home")
             harness.write_settings(home, endpoint=endpoint, manage_daemon=False, strength=0.8)
             script = tmp / "script.py"
-            script.write_text(f"PHOTO = {str(photo)!r}\nOUTPUT = {str(output)!r}\n{SCRIPT}", encoding="utf-8")
-            run = harness.run_krita(home, tmp / "run", script, copy_home=False)
+            shot = tmp / "shot.png"   # under /tmp, which a chroot's Krita shares; the checkout is read-only there
+            script.write_text(f"PHOTO = {str(photo)!r}\nOUTPUT = {str(shot)!r}\n{SCRIPT}", encoding="utf-8")
+            run = harness.run_krita(krita, home, tmp / "run", script, copy_home=False)
             error = tmp / "run" / "out" / "driver_error.txt"
-            if not output.exists():
+            if not shot.exists():
                 details = error.read_text() if error.exists() else run.stdout[-3000:]
                 raise SystemExit(f"no screenshot (Krita exit {run.returncode}):\n{details}")
+            shutil.copyfile(shot, output)
         finally:
             daemon.terminate()
             daemon.wait()
-    print(output)
+    print(f"{output} ({krita}: Krita {krita.installed_version()})")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else HERE.parents[1] / "docs" / "img" / "krita-docker.png")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", nargs="?", default=HERE.parents[1] / "docs" / "img" / "krita-docker.png")
+    parser.add_argument("--krita", default="6.0", choices=[k.version for k in harness.KRITAS])
+    args = parser.parse_args()
+    main(args.output, next(k for k in harness.KRITAS if k.version == args.krita))

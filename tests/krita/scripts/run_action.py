@@ -7,13 +7,13 @@
 import json
 import os
 import time
+from importlib import import_module
 
 import brushwork
 from krita import Selection
-from PyQt5.QtCore import QByteArray, QPoint, QPointF, Qt
-from PyQt5.QtGui import QWheelEvent
-from PyQt5.QtTest import QTest
-from PyQt5.QtWidgets import QApplication
+from brushwork.qt import BINDING, QApplication, QByteArray, QPoint, QPointF, Qt, QWheelEvent
+
+QTest = import_module(f"{BINDING}.QtTest").QTest
 
 controller = brushwork.controller
 
@@ -67,7 +67,7 @@ def record_progress(done, total, text):
 
 controller.progress.connect(record_progress)
 controller.runner.progress.connect(lambda done, total, text: worker_progress.append([done, total]),
-                                   Qt.DirectConnection)
+                                   Qt.ConnectionType.DirectConnection)
 
 
 def dump(tag):
@@ -89,7 +89,7 @@ def dump(tag):
              "active": doc.activeNode().name() if doc.activeNode() else None,
              "error": controller.last_error, "status": docker.status.text() if docker else None,
              "connection": docker.connection_label.text() if docker else None,
-             "gallery": [docker.gallery.item(i).data(Qt.UserRole) for i in range(docker.gallery.count())]
+             "gallery": [docker.gallery.item(i).data(Qt.ItemDataRole.UserRole) for i in range(docker.gallery.count())]
              if docker else None,
              "progress": shown_progress, "worker_progress": list(worker_progress), "progress_text": docker.progress.text() if docker else None,
              "cancel_enabled": docker.cancel_button.isEnabled() if docker else None,
@@ -148,14 +148,15 @@ def step_click(step, then):
         events[step["mark"]] = len(worker_progress)
     target = widget(step["widget"])
     fx, fy = step.get("at", [0.5, 0.5])
-    QTest.mouseClick(target, Qt.LeftButton, Qt.NoModifier, QPoint(int(target.width() * fx), int(target.height() * fy)))
+    QTest.mouseClick(target, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(int(target.width() * fx), int(target.height() * fy)))
     then()
 
 
 def step_key(step, then):
     target = widget(step["widget"])
     target.setFocus()
-    QTest.keyClick(target, getattr(Qt, step["key"]))
+    QTest.keyClick(target, getattr(Qt.Key, step["key"]))
     then()
 
 
@@ -164,7 +165,8 @@ def step_wheel(step, then):
     target = widget(step["widget"])
     centre = QPointF(target.width() / 2, target.height() / 2)
     event = QWheelEvent(centre, QPointF(target.mapToGlobal(centre.toPoint())), QPoint(0, 0),
-                        QPoint(0, 120 * step.get("notches", 1)), Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+                        QPoint(0, 120 * step.get("notches", 1)), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
     QApplication.sendEvent(target, event)
     then()
 

@@ -8,9 +8,12 @@ a Qt callback). A script error is written to ``out/driver_error.txt`` and Krita 
 import os
 import threading
 import traceback
+from importlib import import_module
 
 from krita import Krita
-from PyQt5.QtCore import QTimer
+
+# Krita's own Qt binding, as plugin_krita/brushwork/qt.py chooses it: PyQt5 in Krita 5, PyQt6 in Krita 6
+QTimer = import_module(next(base for base in Krita.__mro__ if base.__name__ == "QObject").__module__).QTimer
 
 TIME_LIMIT_MS = 180_000
 QUIT_GRACE_S = 20   # Krita 5.1 under Xvfb sometimes hangs while quitting; then exit hard
