@@ -56,7 +56,7 @@ def panel():
 # (done, total, status text, progress bar maximum, progress bar text) as the docker showed them
 shown_progress = []
 worker_progress = []   # (done, total) as the job's worker thread reported them, when it did
-events = {}   # name -> time.monotonic() or a count of progress reports, noted by steps
+events = {}   # name -> what a step noted: a time.monotonic(), the docker's state after a click
 
 
 def record_progress(done, total, text):
@@ -142,14 +142,18 @@ def step_activate(step, then):
 
 
 def step_click(step, then):
-    """A left click on a docker widget, at a fraction of its size (default: the centre); ``mark``
-    notes how many progress reports the docker had shown by then."""
-    if "mark" in step:
-        events[step["mark"]] = len(worker_progress)
+    """A left click on a docker widget, at a fraction of its size (default: the centre). ``mark``
+    notes how many progress reports the job's thread had made by then, and the docker's status and
+    Cancel button right after the click (before Qt delivers anything else)."""
+    progress_before = len(worker_progress)
     target = widget(step["widget"])
     fx, fy = step.get("at", [0.5, 0.5])
     QTest.mouseClick(target, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      QPoint(int(target.width() * fx), int(target.height() * fy)))
+    if "mark" in step:
+        docker = panel()
+        events[step["mark"]] = {"worker_progress": progress_before, "status": docker.status.text(),
+                                "cancel_enabled": docker.cancel_button.isEnabled()}
     then()
 
 
