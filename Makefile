@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: install serve test test-slow editors test-editors clean
+.PHONY: install serve test test-slow editors test-editors test-gimp clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,16 @@ editors:
 	tools/editor-chroot.sh experimental
 
 ## End-to-end tests in each real Krita (Xvfb; 5.1 here, 5.2/5.3/6.0 in the chroots) and GIMP 3; run `make editors` first.
+## One pytest per Krita and one for GIMP, side by side; each prints its report when done.
+KRITAS := 5.1 5.2 5.3 6.0
 test-editors: install
-	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m "krita or gimp" $(ARGS)
+	$(MAKE) --no-print-directory --output-sync=target -j 5 $(addprefix test-krita,$(KRITAS)) test-gimp
+
+test-krita%: install
+	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m krita -k "krita$*" tests/krita $(ARGS)
+
+test-gimp: install
+	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m gimp tests/gimp $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

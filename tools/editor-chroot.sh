@@ -32,8 +32,9 @@ umount_all() {
 if [ "$unmount" = 1 ]; then umount_all; exit 0; fi
 
 case "$SUITE" in
-    trixie|sid) BASE=$SUITE; KRITA_FROM=""; PYQT=python3-pyqt5 ;;
-    experimental) BASE=sid; KRITA_FROM="-t experimental"; PYQT=python3-pyqt6 ;;
+    # KRITA_QT: what Krita's packages only recommend: its Python's Qt binding (and Qt 6's SVG icon plug-in)
+    trixie|sid) BASE=$SUITE; KRITA_FROM=""; KRITA_QT=python3-pyqt5 ;;
+    experimental) BASE=sid; KRITA_FROM="-t experimental"; KRITA_QT="python3-pyqt6 qt6-svg-plugins" ;;
     *) echo "editor-chroot.sh: unknown suite '$SUITE' (trixie, sid or experimental)" >&2; exit 2 ;;
 esac
 
@@ -66,7 +67,7 @@ done
 cp /etc/resolv.conf "$DIR/etc/resolv.conf"
 
 missing=""
-for p in $PACKAGES $PYQT; do
+for p in $PACKAGES $KRITA_QT; do
     if ! chroot "$DIR" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $p"
     fi
@@ -77,7 +78,7 @@ if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     if [ -n "$KRITA_FROM" ]; then
         # Krita 6 and its Qt 6 Python binding from experimental, the rest from sid
-        chroot "$DIR" apt-get install -y -q --no-install-recommends $KRITA_FROM krita $PYQT
+        chroot "$DIR" apt-get install -y -q --no-install-recommends $KRITA_FROM krita $KRITA_QT
     fi
     chroot "$DIR" apt-get install -y -q --no-install-recommends $missing
     chroot "$DIR" apt-get clean

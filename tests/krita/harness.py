@@ -1,4 +1,4 @@
-"""Run a real Krita GUI under Xvfb with the installed brushwork plug-in and a driver script.
+"""Run a real Krita GUI on Xvfb with the installed brushwork plug-in and a driver script.
 
 Four Kritas are tested (``KRITAS``): this machine's own (Debian 12's Krita 5.1) and the Kritas
 5.2, 5.3 and 6.0 of the Debian chroots that ``tools/editor-chroot.sh`` builds. A chroot's Krita
@@ -6,7 +6,8 @@ runs in a private mount namespace (``unshare --mount``) with /tmp, /proc, /sys a
 in, so every path under pytest's tmp (HOME, TMPDIR, IPC sockets) is the same inside and out,
 and nothing is left mounted afterwards. The Python environment running the tests (checkout,
 virtual environment, its base Python) is bound in read-only at the same paths, so the managed
-daemon the plug-in starts (``.venv/bin/brushwork``) runs inside the chroot too.
+daemon the plug-in starts (``.venv/bin/brushwork``) runs inside the chroot too. Every Krita
+draws on its own Xvfb, started on this machine.
 
 A template HOME is built once per Krita (plug-in installed with the real installer, test driver
 plug-in enabled, Krita's first-run resource copy done) and copied for every run; each run gets
@@ -21,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +56,12 @@ class Krita:
 
     def missing(self):
         """Why this Krita cannot run here ("" when it can)."""
+        if not shutil.which("Xvfb"):
+            return "Xvfb is not installed (`make editors`)"
         if not self.suite:
-            if not (shutil.which("krita") and shutil.which("xvfb-run")):
-                return "krita and xvfb-run are not installed (`make editors`)"
-        elif not all((self.root / "usr" / "bin" / name).exists() for name in ("krita", "xvfb-run")):
+            if not shutil.which("krita"):
+                return "krita is not installed (`make editors`)"
+        elif not (self.root / "usr" / "bin" / "krita").exists():
             return f"no Krita chroot at {self.root}: build it with `sudo tools/editor-chroot.sh {self.suite}`"
         elif os.geteuid() != 0 or not shutil.which("unshare"):
             return "running Krita in a chroot needs root and unshare"
@@ -157,17 +161,41 @@ def run_krita(krita, home, work_dir, script, copy_home=True, env=None):
     (work_dir / "tmp").mkdir(parents=True, exist_ok=True)
     (work_dir / "runtime").mkdir(mode=0o700, exist_ok=True)
     (work_dir / "out").mkdir(exist_ok=True)
-    run_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8"),
-               "HOME": str(home), "TMPDIR": str(work_dir / "tmp"), "XDG_RUNTIME_DIR": str(work_dir / "runtime"),
-               "BRUSHWORK_KRITA_SCRIPT": str(script), "BRUSHWORK_KRITA_OUT": str(work_dir / "out"),
-               "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-    command = krita.command(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"], run_env)
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace", start_new_session=True) as process:
-        try:
-            output, _ = process.communicate(timeout=KRITA_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)   # xvfb-run, Xvfb and Krita: the group we started
-            output, _ = process.communicate()
-            raise RuntimeError(f"{krita} did not quit within {KRITA_TIMEOUT_S} s:\n{output[-3000:]}") from None
+    with x_server() as display:
+        run_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8"),
+                   "DISPLAY": display, "HOME": str(home), "TMPDIR": str(work_dir / "tmp"),
+                   "XDG_RUNTIME_DIR": str(work_dir / "runtime"), "BRUSHWORK_KRITA_SCRIPT": str(script),
+                   "BRUSHWORK_KRITA_OUT": str(work_dir / "out"), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+        command = krita.command(["krita", "--nosplash"], run_env)
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              errors="replace", start_new_session=True) as process:
+            try:
+                output, _ = process.communicate(timeout=KRITA_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)   # Krita (and the chroot's unshare): the group we started
+                output, _ = process.communicate()
+                raise RuntimeError(f"{krita} did not quit within {KRITA_TIMEOUT_S} s:\n{output[-3000:]}") from None
     return subprocess.CompletedProcess(command, process.returncode, output)
+
+
+@contextmanager
+def x_server():
+    """A private Xvfb on this machine (1280x1024); yields its DISPLAY.
+
+    Xvfb picks a free display number itself (``-displayfd``), so Kritas started side by side
+    never race for one as ``xvfb-run -a`` can. A chroot's Krita reaches it through /tmp/.X11-unix.
+    """
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1280x1024x24",
+                               "-nolisten", "tcp"], pass_fds=(write_end,), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        number = pipe.readline().strip()
+    try:
+        if not number:
+            raise RuntimeError(f"Xvfb did not start (exit {server.wait()})")
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait()
