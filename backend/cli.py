@@ -1,8 +1,9 @@
 """The ``brushwork`` command: run the daemon, list models, stylize and upscale image files.
 
-``stylize`` and ``upscale`` talk to a running daemon when one answers at the endpoint and
-otherwise run the same Engine in this process (``--local`` forces that). Heavy modules
-(torch, the engine, the trainer, the plug-in installers) are imported only when used.
+``stylize``, ``upscale`` and ``models`` talk to the local daemon when one answers and otherwise
+run the same Engine in this process (``--local`` forces that), saying on stderr which; a daemon
+named by ``--endpoint``, ``BRUSHWORK_ENDPOINT`` or keys must answer. Heavy modules (torch, the
+engine, the trainer, the plug-in installers) are imported only when used.
 """
 
 import argparse
@@ -20,6 +21,9 @@ from backend import __version__, image_io, protocol
 from backend.protocol import BrushworkError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
+# Which bundled model each scale uses, and why (ModelStore.find_sr; measured in docs/models.md).
+SR_DEFAULTS = ("x2 sr_x2_pixel; x4 sr_x4_pixel: sr_x4_feat has crisper edges but paints a fine crosshatch on flat "
+               "areas; x8 sr_x8_feat, the only x8 model (faint bands, no crosshatch; docs/models.md)")
 
 
 # ---- helpers ----------------------------------------------------------------------------
@@ -100,6 +104,7 @@ def cmd_serve(args):
     from backend.model_store import user_models_dir
     import zmq
 
+    from backend.connections import raise_descriptor_limit
     from backend.server import Daemon, check_endpoint, refuse_if_running
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -115,15 +120,19 @@ def cmd_serve(args):
     engine = _make_engine(args, store)
     training = {"content_dir": args.content, "out_dir": train_out, "limit": args.train_jobs,
                 "defaults": {"iterations": args.train_iterations}}
+    raise_descriptor_limit()   # each connection takes a file descriptor
     daemon = Daemon(engine, store, endpoint, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
                     queue=args.queue, training=training, auth=auth)
+    models = store.list()   # the first scan, before the socket exists
     daemon.bind()
     print(f"brushwork {__version__} daemon listening on {endpoint}", flush=True)
+    if auth is None and endpoint.startswith("tcp://"):
+        print(f"warning: {endpoint} without keys lets every user of this machine use this daemon; the default "
+              "IPC socket, or --server-key and --allow, keep it yours (docs/security.md)", flush=True)
     if auth is not None:
         print(f"CURVE authentication on: server public key {auth.public_key.decode()}, "
               f"{len(auth.allow_list.keys())} allowed client key(s) in {auth.allow_list.path}", flush=True)
     print(f"device {engine.device}, precision {engine.precision}", flush=True)
-    models = store.list()
     if models:
         print("models: " + ", ".join(f"{m.name} ({m.kind}{'' if m.kind == 'style' else f' x{m.scale}'})"
                                      for m in models), flush=True)
@@ -132,7 +141,7 @@ def cmd_serve(args):
               f"and .json files into {user_models_dir()}", flush=True)
     for problem in store.problems:
         print(f"skipped model {problem}", flush=True)
-    print(_training_status(args.content, train_out), flush=True)
+    print(_training_status(args.content, train_out, endpoint), flush=True)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: daemon.stop())
     daemon.serve()
@@ -140,16 +149,19 @@ def cmd_serve(args):
     return 0
 
 
-def _training_status(content_dir, out_dir):
+def _training_status(content_dir, out_dir, endpoint):
     """A line about train_style requests: the content photos and where models go, or what is missing."""
     try:
         from trainer.data import find_images
         from trainer.vgg import default_weights_path
     except ImportError:
         return "training from the editors is unavailable: the trainer is not installed"
+    if not content_dir and endpoint.startswith("ipc://"):
+        return ("training from the editors: on a folder of photos the artist chooses there (or give `--content "
+                f"DIR` or set BRUSHWORK_CONTENT for one of this daemon's own); new models go to {out_dir}")
     if not content_dir:
-        return ("training from the editors is off: give `--content DIR` (or set BRUSHWORK_CONTENT) "
-                "naming a folder of photos to train on")
+        return ("training from the editors is off: a daemon on TCP reads no folders its clients name; give "
+                "`--content DIR` (or set BRUSHWORK_CONTENT) naming a folder of photos to train on")
     try:
         count = len(find_images(content_dir))
     except (OSError, ValueError) as exc:
@@ -164,21 +176,39 @@ def _training_status(content_dir, out_dir):
 # ---- models -----------------------------------------------------------------------------
 
 def cmd_models(args):
-    if args.endpoint or args.server_key or args.client_key:
-        info = _client(args, args.timeout).info()
-        print(f"daemon at {args.endpoint or protocol.default_endpoint()}: brushwork {info.get('version')}, "
-              f"device {info.get('device')}")
-        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], os.path.dirname(m["path"]))
+    client = None if args.local or args.models else _daemon_client(args)
+    if client is not None:
+        with client:
+            info = client.info()
+        print(f"daemon at {client.endpoint}: brushwork {info.get('version')}, device {info.get('device')}, "
+              f"precision {info.get('precision')}")
+        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], _trained(m), os.path.dirname(m["path"]) or "(remote)")
                 for m in info.get("models", [])]
+        if info.get("left_out"):
+            print(f"the daemon left out {info['left_out']}")
         return _print_models(rows, info.get("problems", []), "the daemon has no models")
+    if not args.local and not args.models:
+        print(f"brushwork: no daemon answers at {protocol.default_endpoint()}; listing the installed models",
+              file=sys.stderr)
     store = _make_store(args)
-    rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, str(m.json_path.parent)) for m in store.list()]
+    rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, _trained(m.summary()), str(m.json_path.parent))
+            for m in store.list()]
     return _print_models(rows, store.problems, "no models installed; searched: " + ", ".join(map(str, store.dirs)))
+
+
+def _trained(summary):
+    """The TRAINED column: iterations, and a mark on a partly trained model (its run stopped early)."""
+    iterations, planned = summary.get("iterations"), summary.get("planned_iterations")
+    text = "?" if iterations is None else f"{iterations:,} it."
+    if summary.get("partly_trained"):
+        own = summary.get("recipe", {}).get("iterations")
+        text += f" PARTLY TRAINED ({own:,} of {planned:,})" if planned and isinstance(own, int) else " PARTLY TRAINED"
+    return text
 
 
 def _print_models(rows, problems, empty_message):
     if rows:
-        titles = ("NAME", "KIND", "SCALE", "DISPLAY NAME", "DIRECTORY")
+        titles = ("NAME", "KIND", "SCALE", "DISPLAY NAME", "TRAINED", "DIRECTORY")
         widths = [max(len(r[i]) for r in [titles, *rows]) for i in range(len(titles))]
         for row in [titles, *rows]:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -232,6 +262,8 @@ def _expand_inputs(patterns):
         else:
             paths.append(Path(pattern))
     for path in paths:
+        if path.is_dir():
+            raise BrushworkError(f"{path} is a folder; give image files, e.g. '{path / '*.jpg'}'", "bad_request")
         if not path.is_file():
             raise BrushworkError(f"{path}: no such file", "bad_request")
     return paths
@@ -263,10 +295,16 @@ class DaemonRunner:
     def __call__(self, kind, array, fmt, mask, options, progress, cancel):
         height, width = array.shape[:2]
         call = self.client.stylize if kind == "stylize" else self.client.upscale
-        result = call(array, width, height, fmt, mask=mask,
-                      progress=lambda done, total, _message: progress(done, total), should_cancel=cancel,
-                      **options)
+        if kind == "upscale" and options["scale"] is None:   # a named model's own scale
+            options = dict(options, scale=self._model_scale(options["model"]))
+        result = call(array, width, height, fmt, mask=mask, progress=progress, should_cancel=cancel, **options)
         return np.frombuffer(result.pixels, array.dtype).reshape(result.height, result.width, array.shape[2])
+
+    def _model_scale(self, name):
+        for model in self.client.info().get("models", []):
+            if model["name"] == name:
+                return model["scale"]
+        return 4   # the daemon answers that the model is missing
 
 
 class LocalRunner:
@@ -281,7 +319,8 @@ class LocalRunner:
         rgb, alpha = pixels.decode(array, width, height, fmt)
         mask = pixels.decode_mask(mask, width, height) if mask is not None else None
         run = self.engine.stylize if kind == "stylize" else self.engine.upscale
-        rgb, alpha = run(rgb, alpha, mask=mask, progress=progress, is_cancelled=cancel, **options)
+        rgb, alpha = run(rgb, alpha, mask=mask, progress=lambda done, total: progress(done, total, ""),
+                         is_cancelled=cancel, **options)
         return pixels.encode(rgb, alpha, fmt)
 
 
@@ -290,23 +329,46 @@ def _client(args, timeout):
     return Client(args.endpoint, timeout=timeout, server_key=args.server_key, client_key=args.client_key)
 
 
+def _endpoint_named(args):
+    """True when the user named a daemon: --endpoint, $BRUSHWORK_ENDPOINT or CURVE keys."""
+    return bool(args.endpoint or os.environ.get("BRUSHWORK_ENDPOINT") or args.server_key or args.client_key)
+
+
+def _daemon_client(args):
+    """A Client of the daemon that answered a short ping, or None when the default local daemon does
+    not answer. A daemon the user named that does not answer is an error (Unavailable)."""
+    named = _endpoint_named(args)
+    client = _client(args, 5.0 if args.server_key or args.client_key else 1.0)
+    try:
+        client.ping()
+    except protocol.Unavailable as exc:
+        client.close()
+        if named:
+            raise protocol.Unavailable(f"{exc.message}; or run without --endpoint and $BRUSHWORK_ENDPOINT, or "
+                                       "with --local, to use this process") from None
+        return None
+    client.timeout = args.timeout
+    return client
+
+
 def _runner(args):
-    """A DaemonRunner when a daemon answers (and --local is not given), else a LocalRunner.
-    With keys (a remote daemon) there is no in-process fallback."""
-    if not args.local:
-        with_keys = bool(args.server_key or args.client_key)
-        client = _client(args, 5.0 if with_keys else 1.0)  # a short ping: is a daemon there?
-        try:
-            client.ping()
-        except protocol.Unavailable:
-            client.close()
-            if with_keys:
-                raise
-        else:
-            client.timeout = args.timeout
-            return DaemonRunner(client), f"daemon at {client.endpoint}"
+    """(runner, what it is): a DaemonRunner when a daemon answers (and --local is not given), else a
+    LocalRunner; see :func:`_daemon_client`."""
+    client = None if args.local else _daemon_client(args)
+    if client is not None:
+        return DaemonRunner(client), f"using the daemon at {client.endpoint}"
     engine = _make_engine(args, _make_store(args))
-    return LocalRunner(engine), f"in-process engine on {engine.device}"
+    where = f"using the in-process engine on {engine.device}"
+    if not args.local:
+        where += (f" (no daemon answers at {protocol.default_endpoint()}; `brushwork serve` keeps the models "
+                  "loaded between runs)")
+    return LocalRunner(engine), where
+
+
+def progress_text(done, total, message):
+    """What the progress bar shows: the tile count, or before the first tile the daemon's message
+    (e.g. "waiting, 1 job ahead")."""
+    return f"tile {done}/{total}" if total else message
 
 
 def _process_files(args, kind, options, tag):
@@ -315,8 +377,8 @@ def _process_files(args, kind, options, tag):
     inputs = _expand_inputs(args.inputs)
     outputs = _output_paths(args, inputs, tag)
     runner, where = _runner(args)
-    if args.verbose:
-        print(f"using the {where}", file=sys.stderr)
+    if args.verbose or not (args.quiet or args.local):
+        print(f"brushwork: {where}", file=sys.stderr)
     # disable=None: no bar unless stderr is a terminal; leave=False: an error message starts on a clean line
     with CancelOnSignal() as cancel, tqdm(total=len(inputs), unit="image", disable=True if args.quiet else None,
                                           leave=False) as bar:
@@ -326,8 +388,8 @@ def _process_files(args, kind, options, tag):
             height, width = array.shape[:2]
             mask = image_io.read_mask(args.mask, width, height) if args.mask else None
 
-            def progress(done, total):
-                bar.set_postfix_str(f"tile {done}/{total}")
+            def progress(done, total, message):
+                bar.set_postfix_str(progress_text(done, total, message))
 
             result = runner(kind, array, fmt, mask, options, progress, cancel)
             image_io.write_image(dst, result)
@@ -347,8 +409,9 @@ def cmd_stylize(args):
 
 
 def cmd_upscale(args):
-    options = {"model": args.model, "scale": args.scale, "histogram_match": args.histogram_match}
-    return _process_files(args, "upscale", options, f"x{args.scale}")
+    scale = args.scale if args.scale or args.model else 4
+    options = {"model": args.model, "scale": scale, "histogram_match": args.histogram_match}
+    return _process_files(args, "upscale", options, f"x{scale}" if scale else args.model)
 
 
 # ---- plug-ins ---------------------------------------------------------------------------
@@ -401,7 +464,8 @@ def _add_engine_arguments(p, note=""):
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="compute precision (default: auto)" + note)
     p.add_argument("--tile-size", type=int, metavar="PX",
-                   help="tile size in pixels (default: from free memory)" + note)
+                   help="tile size in pixels; style images of up to PX*PX pixels run whole (default: 2048 on a "
+                        "machine with at least 8 GiB of memory, else 1024)" + note)
 
 
 def _add_file_arguments(p):
@@ -413,13 +477,15 @@ def _add_file_arguments(p):
     _add_daemon_arguments(p)
     p.add_argument("--local", action="store_true", help="run in this process even if a daemon is running")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="say whether the daemon or this process runs the job")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="say whether the daemon or this process runs the job, also with --quiet or --local")
     _add_engine_arguments(p, note="; in-process runs only, a daemon uses its own settings")
 
 
 def _add_daemon_arguments(p, timeout=60.0):
-    p.add_argument("--endpoint", help="daemon endpoint (default: $BRUSHWORK_ENDPOINT, else the local daemon's IPC "
-                                      "socket), e.g. tcp://studio:5557")
+    p.add_argument("--endpoint", help="daemon endpoint, e.g. tcp://studio:5557 (default: $BRUSHWORK_ENDPOINT); a "
+                                      "daemon named here or there must answer. Without either, the local daemon "
+                                      "is used when it answers, else this process")
     p.add_argument("--server-key", metavar="FILE", default=os.environ.get("BRUSHWORK_SERVER_KEY") or None,
                    help="a remote daemon's public key file, server.key (default: $BRUSHWORK_SERVER_KEY)")
     p.add_argument("--client-key", metavar="FILE", default=os.environ.get("BRUSHWORK_CLIENT_KEY") or None,
@@ -466,10 +532,12 @@ def build_parser():
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("models", help="list installed models and problems with model files",
-                       description="List the models found in the model directories, or with --endpoint "
-                                   "or keys those of a running daemon.")
-    p.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
+    p = sub.add_parser("models", help="list the models a running daemon serves, or the installed ones",
+                       description="List the models (and device) of the daemon that answers, else the models "
+                                   "found in the model directories, and problems with model files.")
+    p.add_argument("--models", action="append", metavar="DIR",
+                   help="extra model directory (repeatable; lists the installed models, not the daemon's)")
+    p.add_argument("--local", action="store_true", help="list the installed models even if a daemon is running")
     _add_daemon_arguments(p, timeout=10.0)
     p.set_defaults(func=cmd_models)
 
@@ -505,8 +573,11 @@ def build_parser():
     p = sub.add_parser("upscale", help="super-resolve image files",
                        description="Upscale image files with a super-resolution model.")
     _add_file_arguments(p)
-    p.add_argument("--scale", type=int, default=4, choices=(2, 4, 8), help="upscaling factor (default: 4)")
-    p.add_argument("--model", metavar="NAME", help="SR model (default: the first one for --scale)")
+    p.add_argument("--scale", type=int, choices=(2, 4, 8),
+                   help="upscaling factor (default: the --model's, else 4); a --model of another scale is refused")
+    p.add_argument("--model", metavar="NAME",
+                   help="SR model (default: the first pixel-loss model for the scale, else the first by name; "
+                        f"bundled: {SR_DEFAULTS})")
     p.add_argument("--histogram-match", action="store_true", help="match the output's colour histogram to the input")
     p.set_defaults(func=cmd_upscale)
 

@@ -145,9 +145,10 @@ class Client:
 
     def upscale(self, pixels, width, height, fmt, scale=4, model=None, histogram_match=False,
                 mask=None, progress=None, should_cancel=None):
-        """Super-resolve an image by ``scale`` (``model=None``: the daemon picks one for that scale)."""
-        header = {"kind": "upscale", "scale": int(scale), "model": model,
-                  "histogram_match": bool(histogram_match)}
+        """Super-resolve an image by ``scale`` (``model=None``: the daemon picks one for that scale;
+        ``scale=None`` with a model: that model's scale). A scale the model does not have is refused."""
+        header = {"kind": "upscale", "model": model, "histogram_match": bool(histogram_match),
+                  **({} if scale is None else {"scale": int(scale)})}
         return self._image_call(header, pixels, width, height, fmt, mask, progress, should_cancel)
 
     def echo(self, pixels, width, height, fmt):
@@ -155,20 +156,39 @@ class Client:
         return self._image_call({"kind": "echo"}, pixels, width, height, fmt, None, None, None)
 
     def train_style(self, pixels, width, height, fmt, name, display_name=None, progress=None,
-                    should_cancel=None, **options):
+                    should_cancel=None, should_stop=None, **options):
         """Train a new style model on the daemon from a style image (e.g. a selection); returns
         the model's summary, as listed by :meth:`info`. Takes minutes to hours: ``progress(done,
-        total, message)`` counts iterations. ``options``: iterations, size, style_size, batch, lr,
-        seed, content_weight, style_weight, tv_weight, checkpoint_every, channels, blocks
-        (None = the daemon's default; see docs/protocol.md)."""
-        header = {"kind": "train_style", "name": name, "display_name": display_name, **options}
-        header = {k: v for k, v in header.items() if v is not None}
-        header.update(_image_fields(pixels, width, height, fmt))
-        reply, _ = self._call(header, [pixels], progress, should_cancel)
+        total, message)`` counts iterations; once ``should_stop()`` is true the training ends early
+        and the model keeps what it has learnt (``should_cancel``: nothing is kept). ``options``:
+        content (a folder on the daemon's machine), iterations, time_limit, size, style_size,
+        batch, lr, seed, content_weight, style_weight, tv_weight, checkpoint_every, channels,
+        blocks, zoom, flip, border (None = the daemon's default; see docs/protocol.md)."""
+        reply = self._train_call(pixels, width, height, fmt, name, display_name, progress, should_cancel,
+                                 should_stop, options)
         model = reply.get("model")
         if not isinstance(model, dict):
             raise protocol.BrushworkError("the daemon's train_style result has no model", "internal")
         return model
+
+    def estimate_training(self, pixels, width, height, fmt, name, progress=None, should_cancel=None, **options):
+        """How long :meth:`train_style` with the same arguments would take on the daemon's device,
+        measured there (seconds the first time, then remembered): a dict with ``s_per_iteration``,
+        ``iterations``, ``seconds``, ``hardware`` and ``photos`` (in the content folder)."""
+        reply = self._train_call(pixels, width, height, fmt, name, None, progress, should_cancel, None,
+                                 dict(options, estimate=True))
+        estimate = reply.get("estimate")
+        if not isinstance(estimate, dict) or not isinstance(estimate.get("s_per_iteration"), (int, float)):
+            raise protocol.BrushworkError("the daemon's estimate has no speed", "internal")
+        return estimate
+
+    def _train_call(self, pixels, width, height, fmt, name, display_name, progress, should_cancel, should_stop,
+                    options):
+        header = {"kind": "train_style", "name": name, "display_name": display_name, **options}
+        header = {k: v for k, v in header.items() if v is not None}
+        header.update(_image_fields(pixels, width, height, fmt))
+        reply, _ = self._call(header, [pixels], progress, should_cancel, should_stop)
+        return reply
 
     # ---- plumbing -------------------------------------------------------------------
 
@@ -209,12 +229,12 @@ class Client:
             raise self._unavailable()
         socket.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
 
-    def _call(self, header, frames=(), progress=None, should_cancel=None):
+    def _call(self, header, frames=(), progress=None, should_cancel=None, should_stop=None):
         """Send one request and wait for its final reply: (reply header, list of frame buffers)."""
         request_id = protocol.new_request_id()
         header = dict(header, v=protocol.PROTOCOL_VERSION, id=request_id)
         self._send([protocol.encode_header(header), *frames])
-        return self._wait(request_id, progress, should_cancel)
+        return self._wait(request_id, progress, should_cancel, should_stop)
 
     def _ask(self, callback, request_id, *args):
         """Run a caller's callback; if it raises, cancel the daemon's job before passing the error on."""
@@ -224,17 +244,18 @@ class Client:
             self._send_cancel(request_id)
             raise
 
-    def _send_cancel(self, request_id):
-        header = {"kind": "cancel", "id": protocol.new_request_id(), "target": request_id}
+    def _send_cancel(self, request_id, keep=False):
+        header = {"kind": "cancel", "id": protocol.new_request_id(), "target": request_id,
+                  **({"keep": True} if keep else {})}
         try:
             self._socket.send_multipart([protocol.encode_header(header)], flags=zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
 
-    def _wait(self, request_id, progress, should_cancel):
+    def _wait(self, request_id, progress, should_cancel, should_stop=None):
         socket = self._socket
         last_heard = time.monotonic()
-        heard_anything = cancel_sent = False
+        heard_anything = cancel_sent = stop_sent = False
         while True:
             gone = self.daemon.exit_message() if self.daemon is not None else None
             if gone:
@@ -244,8 +265,16 @@ class Client:
                 self._send_cancel(request_id)
                 cancel_sent = True
                 last_heard = time.monotonic()  # give the daemon a full timeout to confirm
+            if should_stop is not None and not (stop_sent or cancel_sent) and self._ask(should_stop, request_id):
+                self._send_cancel(request_id, keep=True)   # a training: end early, keep the model
+                stop_sent = True
             if socket.poll(POLL_INTERVAL_S * 1000):
                 message = socket.recv_multipart(copy=False)
+                if len(message[0]) > protocol.MAX_REPLY_HEADER_BYTES:
+                    self.close()   # its request cannot be told; it is most likely this one
+                    raise protocol.TooLarge(f"the daemon at {self.endpoint} sent a reply of {len(message[0])} bytes; "
+                                            f"this client accepts at most {protocol.MAX_REPLY_HEADER_BYTES}, so it "
+                                            "refused it")
                 try:
                     reply = protocol.decode_header(message[0].bytes, protocol.MAX_REPLY_HEADER_BYTES)
                 except protocol.BrushworkError:

@@ -12,8 +12,16 @@ Precision (``precision="auto"``):
   2048**2, at 45 and 43 dB PSNR against its output. Elsewhere: fp32.
 - CUDA: bf16 where the GPU supports it, else fp16, same scheme (not measured yet).
 
-Accuracy bound of a non-fp32 precision: PSNR >= 40 dB against the fp32 output of the same
-net on the same image.
+In bf16 or fp16 the last convolution, the output mapping and a residual SR net's bicubic base
+run in float32 (:func:`backend.fastnet.with_float32_output`), so 16-bit images keep 16-bit
+levels. Accuracy bound of a non-fp32 precision: PSNR >= 40 dB against the fp32 output of the
+same net on the same image.
+
+Style nets trained without a border (most, the bundled ones included) learn to paint lines
+along the image's edge. The engine runs them on the image mirrored out past their reach
+(:func:`edge_margin`: 84 pixels for 8 residual blocks) with every instance norm's statistics
+taken from the image alone, and crops the result back; a model's metadata can turn this off
+(``"mirror_edges": false``). Tiled, only the tiles at the image's edge read the margin.
 
 Style images of up to ``tile_size``**2 pixels (2048**2 by default) run whole. Larger ones run
 in tiles of at most that size that use the whole image's exact instance-norm statistics
@@ -37,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from backend import fastnet, tiling
+from backend.nets import edge_hiding_border, mirror_pad
 from backend.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 from backend.protocol import BrushworkError
 
@@ -161,6 +170,15 @@ def _fill_transparent(rgb, alpha):
     return filled
 
 
+def edge_margin(info, net):
+    """How many pixels the engine mirrors the image out by for style model ``info`` (its net
+    ``net``): past the net's reach for a net trained without a border, unless its metadata
+    says ``"mirror_edges": false``; else 0."""
+    if info.kind != "style" or net.border or not info.metadata.get("mirror_edges", True):
+        return 0
+    return edge_hiding_border(len(net.residuals))
+
+
 class Engine:
     """Runs models from a ModelStore on images; one job at a time (calls are serialised)."""
 
@@ -173,42 +191,50 @@ class Engine:
             raise BrushworkError(f"tile size must be at least {MIN_TILE}", "bad_request")
         self._dtype = _DTYPES[self.precision]
         self._lock = threading.Lock()
-        self._nets = collections.OrderedDict()     # model name -> (store's net, prepared copy)
+        self._nets = collections.OrderedDict()     # model name -> (store's net, prepared copy, margin)
 
     def _prepared(self, info):
-        """The store's net for ``info`` converted for this device/precision (cached)."""
+        """(net, margin): the store's net for ``info`` converted for this device/precision, and
+        its :func:`edge_margin` (cached)."""
         base = self.store.load(info)
         cached = self._nets.get(info.name)
         if cached is not None and cached[0] is base:
             self._nets.move_to_end(info.name)
-            return cached[1]
+            return cached[1:]
         net = fastnet.with_subpixel_upsampling(tiling.with_stats_norms(base))
         net = net.to(self.device, self._dtype, memory_format=torch.channels_last)
+        net = fastnet.with_float32_output(net)
+        margin = edge_margin(info, base)
+        if margin:
+            tiling.keep_statistics_inside(net, margin)
         net.requires_grad_(False)
-        self._nets[info.name] = (base, net)
+        self._nets[info.name] = (base, net, margin)
         while len(self._nets) > _CACHED_NETS:
             self._nets.popitem(last=False)
-        return net
+        return net, margin
 
     def _forward(self, net):
         """A numpy -> numpy function running ``net`` on a whole HxWx3 image or tile."""
         def forward(tile):
             with torch.inference_mode():
-                return tiling.to_image(net(tiling.to_input(tile, self.device, self._dtype)))
+                return tiling.to_image(net(tiling.to_input(tile, self.device, torch.float32)))
         return forward
 
-    def _run(self, net, image, scale, progress, is_cancelled):
-        """Run ``net`` over ``image``, tiled if needed; retry with halved tiles on out-of-memory."""
+    def _run(self, net, image, scale, progress, is_cancelled, margin=0):
+        """Run ``net`` over ``image`` mirrored ``margin`` pixels out (style nets), tiled if needed;
+        retry with halved tiles on out-of-memory."""
         min_tile = MIN_TILE if scale == 1 else MIN_SR_TILE
         tile = self.tile_size if scale == 1 else max(MIN_SR_TILE, self.tile_size // (2 * scale))
         height, width = image.shape[:2]
         image = _pad(image, tiling.STYLE_STRIDE, MIN_STYLE_SIZE) if scale == 1 else _pad(image, 1, MIN_SR_SIZE)
+        if margin:
+            image = tiling.to_image(mirror_pad(tiling.to_input(image, "cpu", torch.float32), margin))
         while True:
             try:
                 if scale > 1:
                     result = tiling.run_tiled(self._forward(net), image, tile, SR_CONTEXT, SR_BLEND,
                                               progress=progress, is_cancelled=is_cancelled)
-                elif height * width > tile * tile:
+                elif height * width > tile * tile:   # the image, not its mirrored margin
                     result = tiling.stylize_tiled(net, image, tile, STYLE_CONTEXT, STYLE_BLEND, progress,
                                                   is_cancelled)
                 else:   # whole, with exact instance norm
@@ -216,7 +242,7 @@ class Engine:
                     result = self._forward(net)(image)
                     if progress:
                         progress(1, 1)
-                return np.ascontiguousarray(result[:height * scale, :width * scale])
+                return np.ascontiguousarray(result[margin:margin + height * scale, margin:margin + width * scale])
             except (RuntimeError, MemoryError) as exc:
                 if not _is_out_of_memory(exc):
                     raise
@@ -243,14 +269,13 @@ class Engine:
         rgb, alpha, mask = _check_image(rgb, alpha, mask)
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
             raise BrushworkError(f"strength must be a number from 0 to 1, got {strength!r}", "bad_request")
-        info = self.store.get(model)
-        if info.kind != "style":
-            raise BrushworkError(f"model {model!r} is a {info.kind} model, not a style model", "bad_request")
+        info = self._style_model(model)
         if strength == 0 or (mask is not None and not mask.any()):
             return rgb.copy(), alpha
         source = rgb if alpha is None else _fill_transparent(rgb, alpha)
         with self._lock:
-            result = self._run(self._prepared(info), source, 1, progress, is_cancelled)
+            net, margin = self._prepared(info)
+            result = self._run(net, source, 1, progress, is_cancelled, margin)
         np.clip(result, 0, 1, out=result)
         if preserve_colors:
             ycc = rgb_to_ycbcr(rgb)
@@ -264,9 +289,26 @@ class Engine:
         result += rgb
         return result, alpha
 
-    def upscale(self, rgb, alpha, model=None, scale=4, histogram_match=False, mask=None,
+    def _style_model(self, name):
+        """The ModelInfo of style model ``name``; an error listing the style models if there is none."""
+        try:
+            info = self.store.get(name)
+        except BrushworkError as exc:
+            if exc.code != "unknown_model":
+                raise
+            info = None
+        if info is None or info.kind != "style":
+            styles = ", ".join(m.name for m in self.store.list() if m.kind == "style") or "none installed"
+            if info is None:
+                raise BrushworkError(f"no style model named {name!r} (style models: {styles})", "unknown_model")
+            raise BrushworkError(f"model {name!r} is a {info.kind} model, not a style model (style models: "
+                                 f"{styles})", "bad_request")
+        return info
+
+    def upscale(self, rgb, alpha, model=None, scale=None, histogram_match=False, mask=None,
                 progress=None, is_cancelled=None):
-        """Super-resolve by the model's scale (``model=None``: an SR model for ``scale``); return (rgb, alpha).
+        """Super-resolve by ``scale``; return (rgb, alpha). ``model=None``: the store's default SR model
+        for ``scale`` (None: 4); a named model must upscale by ``scale`` (None: its own).
 
         Alpha is upscaled bicubically (clamped). Colour is upscaled premultiplied, so the
         hidden colour of transparent pixels cannot bleed into visible ones.
@@ -274,16 +316,20 @@ class Engine:
         paper's optional post-processing). Outside ``mask`` the result is a bicubic upscale.
         """
         rgb, alpha, mask = _check_image(rgb, alpha, mask)
-        info = self.store.find_sr(scale) if model is None else self.store.get(model)
+        info = self.store.find_sr(scale or 4) if model is None else self.store.get(model)
         if info.kind != "sr":
             raise BrushworkError(f"model {info.name!r} is a {info.kind} model, not a super-resolution model",
                                  "bad_request")
+        if scale is not None and scale != info.scale:
+            others = [m.name for m in self.store.list() if m.kind == "sr" and m.scale == scale]
+            raise BrushworkError(f"model {info.name!r} upscales x{info.scale}, not x{scale} (x{scale} models: "
+                                 f"{', '.join(others) or 'none'})", "bad_request")
         scale = info.scale
         height, width = rgb.shape[0] * scale, rgb.shape[1] * scale
         translucent = alpha is not None and bool((alpha < 1).any())
         source = rgb * alpha[..., None] if translucent else rgb
         with self._lock:
-            result = self._run(self._prepared(info), source, scale, progress, is_cancelled)
+            result = self._run(self._prepared(info)[0], source, scale, progress, is_cancelled)
         np.clip(result, 0, 1, out=result)
         big_alpha = None if alpha is None else resize(alpha, height, width)
         if translucent:

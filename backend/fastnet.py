@@ -6,13 +6,18 @@ a sub-pixel convolution: each of the four output phases of a pixel only ever see
 replace one 3x3 kernel on the 4x larger one (2.25x fewer multiply-adds, no large
 padded copy). Reflection padding of the upsampled image equals replicate padding of the
 small one, so borders match too. Bilinear stages are left as they are.
+
+:func:`with_float32_output` keeps what sets the output's precision in float32 when the rest
+of a net runs in bf16 or fp16: the last convolution, the output mapping after it and, in a
+residual SR net, the bicubic upscale of the input that the detail is added to. A bf16 output
+has 8 significant bits (steps of 1/256 to 1/128 near white), which would band a 16-bit image.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backend.nets import UpsampleConv
+from backend.nets import SRNet, StyleNet, UpsampleConv
 
 
 class SubpixelUpsampleConv(nn.Module):
@@ -58,4 +63,40 @@ def with_subpixel_upsampling(net):
         for name, child in module.named_children():
             if isinstance(child, UpsampleConv) and child[0].mode == "nearest":
                 setattr(module, name, SubpixelUpsampleConv(child))
+    return net
+
+
+class Float32Layer(nn.Module):
+    """``layer`` (its parameters made float32) computed in float32 on an input of any precision."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer.float()
+
+    def forward(self, x):
+        return self.layer(x.float())
+
+
+class InputCast(nn.Module):
+    """``layer`` applied to its input converted to the dtype of ``layer``'s parameters."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x.to(next(self.layer.parameters()).dtype))
+
+
+def with_float32_output(net):
+    """Make (in place) a StyleNet or SRNet, already in its working precision, take a float32
+    input and compute its last convolution (and what follows) in float32; return ``net``."""
+    if isinstance(net, StyleNet):
+        net.encoder[0] = InputCast(net.encoder[0])
+        net.decoder[-1] = Float32Layer(net.decoder[-1])
+    elif isinstance(net, SRNet):
+        net.head[0] = InputCast(net.head[0])
+        net.tail = Float32Layer(net.tail)
+    else:
+        raise TypeError(f"expected a StyleNet or SRNet, not {type(net).__name__}")
     return net

@@ -13,11 +13,14 @@ Broken models are skipped and described in ``store.problems``.
 """
 
 import copy
+import functools
 import hashlib
 import io
 import json
+import logging
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -31,13 +34,18 @@ import torch
 from backend.nets import MAX_BORDER, UPSAMPLE_MODES, SRNet, StyleNet, build_net
 from backend.protocol import BrushworkError
 
+log = logging.getLogger("brushwork.models")
+
 FORMAT_VERSION = 1
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "models"
 THUMBNAIL_SIZE = 128
 MAX_METADATA_BYTES = 1 << 20      # a model's JSON file
 MAX_THUMBNAIL_BYTES = 1 << 20     # larger thumbnails are ignored (they travel in `info` replies)
-MAX_TEXT = {"display_name": 200, "loss": 64, "vgg": 64, "created": 64, "sha256": 64}  # longest strings
+MAX_METADATA_DEPTH = 32           # nested lists/objects in a model's JSON (recipe and data included)
+WEIGHTS_HEADER_SLACK = 64 * 1024  # a safetensors file may exceed its tensors' bytes by its header, at most this
+MAX_PROBLEM_CHARS = 500           # one entry of ``store.problems``
+MAX_TEXT = {"display_name": 200, "loss": 64, "vgg": 64, "created": 64, "sha256": 64, "weights": 255}  # longest strings
 # architecture key -> (lowest, highest); wider or deeper nets than these are refused before any allocation
 ARCHITECTURE_RANGES = {"channels": (1, 256), "blocks": (1, 32), "scale": (2, 8)}
 
@@ -72,15 +80,80 @@ def user_models_dir():
     return Path(base) / "brushwork" / "models"
 
 
+def read_regular_file(path, limit):
+    """The bytes of ``path``, which must be a regular file (links to one are followed) of at most
+    ``limit`` bytes; else BrushworkError('model_error').
+
+    The file is opened without blocking, checked on the open descriptor and read no further than
+    ``limit``, so a FIFO, a device such as /dev/zero or a file that grows cannot stall or flood the caller.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise BrushworkError(f"cannot open {Path(path).name}: {exc.strerror or exc}", "model_error") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BrushworkError(f"{Path(path).name} is not a regular file", "model_error")
+        if info.st_size > limit:
+            raise BrushworkError(f"{Path(path).name} is larger than {limit} bytes ({info.st_size})", "model_error")
+        chunks, left = [], info.st_size + 1   # one byte more tells a file that grew meanwhile
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise BrushworkError(f"cannot read {Path(path).name}: {exc.strerror or exc}", "model_error") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > min(info.st_size, limit):
+        raise BrushworkError(f"{Path(path).name} grew while it was read", "model_error")
+    return data
+
+
+def read_metadata(json_path):
+    """Read and parse a model's JSON file (a bounded regular-file read); BrushworkError('model_error')
+    for anything that is not a JSON object of plain nesting depth."""
+    data = read_regular_file(json_path, MAX_METADATA_BYTES)
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError includes integers of over 4300 digits
+        raise BrushworkError(f"cannot read metadata: {exc}", "model_error") from None
+    except RecursionError:
+        raise BrushworkError("cannot read metadata: JSON nested too deeply", "model_error") from None
+    if not isinstance(meta, dict):
+        raise BrushworkError("metadata must be a JSON object", "model_error")
+    _check_depth(meta)
+    return meta
+
+
+def _check_depth(value):
+    """Raise BrushworkError('model_error') if ``value`` nests lists/dicts deeper than MAX_METADATA_DEPTH
+    (deeper values would exhaust the stack of whatever copies or encodes them later)."""
+    level = [value]
+    for depth in range(MAX_METADATA_DEPTH + 1):
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return
+    raise BrushworkError(f"metadata nests lists or objects more than {MAX_METADATA_DEPTH} deep", "model_error")
+
+
 def validate_metadata(meta):
     """Check a model's metadata dict; return it or raise BrushworkError('model_error').
 
     Checks required keys and their types, string lengths (no control characters), the name
-    pattern, kind/scale/architecture consistency and ranges, and that ``weights`` is a plain
-    file name (no directories).
+    pattern, kind/scale/architecture consistency and ranges, nesting depth, the optional ``mirror_edges`` (a
+    style model's, true or false: see :func:`backend.engine.edge_margin`), and that ``weights``
+    is a plain file name (no directories).
     """
     if not isinstance(meta, dict):
         raise BrushworkError("metadata must be a JSON object", "model_error")
+    _check_depth(meta)
     missing = [key for key in _METADATA_TYPES if key not in meta]
     if missing:
         raise BrushworkError(f"metadata lacks required keys: {', '.join(missing)}", "model_error")
@@ -123,6 +196,9 @@ def validate_metadata(meta):
     if isinstance(border, bool) or not isinstance(border, int) or not 0 <= border <= MAX_BORDER or border % 4:
         raise BrushworkError(f"architecture border must be a multiple of 4 from 0 to {MAX_BORDER}, not {border!r}",
                              "model_error")
+    if not isinstance(meta.get("mirror_edges", True), bool) or (kind == "sr" and "mirror_edges" in meta):
+        raise BrushworkError(f"mirror_edges is for style models and must be true or false, not "
+                             f"{meta['mirror_edges']!r}", "model_error")
     for key in ("channels", "blocks"):
         low, high = ARCHITECTURE_RANGES[key]
         value = arch.get(key)
@@ -158,7 +234,31 @@ class ModelInfo:
                 "architecture": self.metadata["architecture"], "loss": self.metadata["loss"],
                 "vgg": self.metadata["vgg"], "created": self.metadata["created"],
                 "recipe": self.metadata["recipe"], "data": self.metadata["data"],
-                "path": str(self.json_path)}
+                "path": str(self.json_path), **training_record(self.metadata["recipe"])}
+
+
+def _count(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def training_record(recipe):
+    """How much a model trained, from its recipe: ``iterations`` (its own run's plus those of the
+    models it was fine-tuned from; None when the recipe does not say), ``partly_trained`` (its run
+    stopped before the iterations it was asked for: by ``--time-limit`` or stopped early) and then
+    ``planned_iterations``."""
+    own = _count(recipe.get("iterations"))
+    total, parent = own, recipe.get("init")
+    for _ in range(64):   # a fine-tuning chain, bounded against a hand-made file
+        if total is None or not isinstance(parent, dict) or not isinstance(parent.get("recipe"), dict):
+            break
+        earlier = _count(parent["recipe"].get("iterations"))
+        total = total + earlier if earlier is not None else None
+        parent = parent["recipe"].get("init")
+    planned = _count(recipe.get("planned_iterations"))
+    partly = bool(recipe.get("stopped_early") or recipe.get("stopped_by_time_limit")
+                  or (planned is not None and own is not None and own < planned))
+    return {"iterations": total, "partly_trained": partly,
+            **({"planned_iterations": planned} if partly and planned is not None else {})}
 
 
 def _file_stat(path):
@@ -166,12 +266,34 @@ def _file_stat(path):
     return st.st_mtime_ns, st.st_size
 
 
-def _read_weights(path, meta):
-    """Read, hash-check and decode a weights file; return its state dict (CPU tensors)."""
+def _empty_net(meta):
+    """The metadata's architecture built on the meta device: shapes and dtypes, no memory."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BrushworkError(f"cannot read weights {path.name}: {exc.strerror or exc}", "model_error") from None
+        with torch.device("meta"):
+            return build_net(meta["architecture"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BrushworkError(f"bad architecture {meta['architecture']}: {exc}", "model_error") from None
+
+
+def weights_limit(net):
+    """The largest weights file ``net``'s architecture can need: its float32 tensors plus a header."""
+    return sum(t.numel() * 4 for t in net.state_dict().values()) + WEIGHTS_HEADER_SLACK
+
+
+@functools.lru_cache(maxsize=256)
+def _weights_limit_of(architecture_json):
+    """:func:`weights_limit` of an architecture (given as sorted JSON), remembered: building even an
+    empty net of the largest allowed architecture takes a tenth of a second."""
+    return weights_limit(_empty_net({"architecture": json.loads(architecture_json)}))
+
+
+def _read_weights(path, meta, limit):
+    """Read (at most ``limit`` bytes), hash-check and decode a weights file; return its state dict (CPU tensors)."""
+    try:
+        data = read_regular_file(path, limit)
+    except BrushworkError as exc:
+        raise BrushworkError(f"weights: {exc.message} (its architecture needs at most {limit})",
+                             "model_error") from None
     try:
         state = safetensors.torch.load(data)
     except Exception as exc:  # safetensors raises its own error types for truncated/garbled files
@@ -183,15 +305,10 @@ def _read_weights(path, meta):
     return state
 
 
-def _net_from_state(meta, state, weights_name):
-    """Build the metadata's architecture and load ``state`` into it, strictly: every tensor's name,
-    shape and dtype must match. The net is built on the meta device, so nothing is allocated
-    before the weights are known to fit; it then takes over the file's tensors."""
-    try:
-        with torch.device("meta"):
-            net = build_net(meta["architecture"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BrushworkError(f"bad architecture {meta['architecture']}: {exc}", "model_error") from None
+def _net_from_state(meta, net, state, weights_name):
+    """Load ``state`` into ``net`` (built on the meta device, so nothing was allocated before the
+    weights are known to fit), strictly: every tensor's name, shape and dtype must match; the net
+    then takes over the file's tensors."""
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -214,13 +331,7 @@ def _net_from_state(meta, state, weights_name):
 
 def _load_model_files(json_path):
     """Parse, validate and load one model; return (ModelInfo, net). Raises BrushworkError."""
-    try:
-        if json_path.stat().st_size > MAX_METADATA_BYTES:
-            raise BrushworkError(f"metadata file is larger than {MAX_METADATA_BYTES} bytes", "model_error")
-        meta = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BrushworkError(f"cannot read metadata: {exc}", "model_error") from None
-    validate_metadata(meta)
+    meta = validate_metadata(read_metadata(json_path))
     if meta["name"] != json_path.stem:
         raise BrushworkError(f"model name {meta['name']!r} does not match the file name {json_path.name}",
                              "model_error")
@@ -230,14 +341,34 @@ def _load_model_files(json_path):
     if not _inside_model_dir(weights_path):
         raise BrushworkError(f"weights file {meta['weights']} is a link to a file outside the model's folder",
                              "model_error")
-    stat = _file_stat(weights_path)
-    net = _net_from_state(meta, _read_weights(weights_path, meta), meta["weights"])
+    weights_stat = _file_stat(weights_path)
+    limit = _weights_limit_of(json.dumps(meta["architecture"], sort_keys=True))
+    state = _read_weights(weights_path, meta, limit)
+    net = _net_from_state(meta, _empty_net(meta), state, meta["weights"])
     thumbnail = json_path.with_name(f"{meta['name']}.png")
     usable = (thumbnail.is_file() and _inside_model_dir(thumbnail) and thumbnail.stat().st_size <= MAX_THUMBNAIL_BYTES)
     info = ModelInfo(name=meta["name"], display_name=meta["display_name"], kind=meta["kind"], scale=meta["scale"],
                      metadata=meta, json_path=json_path, weights_path=weights_path,
-                     thumbnail_path=thumbnail if usable else None, weights_stat=stat)
+                     thumbnail_path=thumbnail if usable else None, weights_stat=weights_stat)
     return info, net
+
+
+def _load_isolated(json_path):
+    """:func:`_load_model_files`, with every failure turned into BrushworkError('model_error'): one bad
+    model must never break the others (nor the listing, the daemon's start or its replies)."""
+    try:
+        return _load_model_files(json_path)
+    except BrushworkError:
+        raise
+    except OSError as exc:   # a file removed or replaced while it was being checked
+        raise BrushworkError(f"cannot read {Path(exc.filename or json_path).name}: {exc.strerror or exc}",
+                             "model_error") from None
+    except MemoryError:
+        raise BrushworkError("not enough memory to load this model", "model_error") from None
+    except Exception as exc:   # noqa: BLE001 -- any bug or library error costs this one model only
+        log.warning("unexpected error loading model %s", json_path, exc_info=True)
+        raise BrushworkError(f"cannot load this model ({type(exc).__name__}: {str(exc)[:200]})",
+                             "model_error") from None
 
 
 def _inside_model_dir(path):
@@ -266,7 +397,7 @@ class ModelStore:
         self._lock = threading.RLock()
         self._signature = None
         self._models = {}           # name -> ModelInfo
-        self._checked = {}          # (json stat, weights stat) cache: json path -> (key, info or error)
+        self._checked = {}          # json path -> (its stat, weights path, weights stat, (info, error))
         self._nets = {}             # (weights path, mtime_ns, size) -> net
 
     def _dir_signature(self):
@@ -276,8 +407,7 @@ class ModelStore:
             try:
                 entries = sorted((e for e in os.scandir(directory)
                                   if e.name.endswith((".json", ".safetensors", ".png"))), key=lambda e: e.name)
-                parts.append((str(directory), os.stat(directory).st_mtime_ns,
-                              tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries)))
+                parts.append((str(directory), os.stat(directory).st_mtime_ns, tuple(map(_entry_stat, entries))))
             except OSError:
                 parts.append((str(directory), None, ()))
         return tuple(parts)
@@ -293,9 +423,13 @@ class ModelStore:
                 if not directory.is_dir():
                     continue
                 for json_path in sorted(directory.glob("*.json")):
-                    info, error = self._check(json_path, checked)
+                    try:
+                        info, error = self._check(json_path, checked)
+                    except Exception as exc:   # noqa: BLE001 -- a bug must cost this one model only
+                        log.warning("unexpected error checking model %s", json_path, exc_info=True)
+                        info, error = None, f"cannot check this model ({type(exc).__name__}: {str(exc)[:200]})"
                     if error is not None:
-                        problems.append(f"{json_path}: {error}")
+                        problems.append(f"{json_path}: {error}"[:MAX_PROBLEM_CHARS])
                     else:
                         models[info.name] = info
             live = {info.weights_path for info in models.values()}
@@ -304,49 +438,58 @@ class ModelStore:
             self._signature = signature
 
     def _check(self, json_path, checked):
-        """Validate one model, reusing the last result while its files are unchanged."""
+        """Validate one model, reusing the last result while its JSON file and the weights file it
+        names are unchanged (an unchanged folder costs stat calls, not reads)."""
         try:
-            key = (_file_stat(json_path), _named_weights_stat(json_path))
+            json_stat = _file_stat(json_path)
         except OSError as exc:
             return None, str(exc)
         cached = self._checked.get(json_path)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == json_stat and cached[2] == _stat_or_none(cached[1]):
             checked[json_path] = cached
-            return cached[1]
+            return cached[3]
+        weights_path = _named_weights_path(json_path)
+        weights_stat = _stat_or_none(weights_path)
         try:
-            info, net = _load_model_files(json_path)
+            info, net = _load_isolated(json_path)
             self._nets[(info.weights_path, *info.weights_stat)] = net
             result = (info, None)
         except BrushworkError as exc:
             result = (None, exc.message)
-        checked[json_path] = (key, result)
+        checked[json_path] = (json_stat, weights_path, weights_stat, result)
         return result
 
-    def list(self):
-        """Valid models, style first, then SR by scale, each by name. Never raises for bad files."""
-        self.refresh()
-        with self._lock:
-            return sorted(self._models.values(), key=_sort_key)
+    def list(self, refresh=True):
+        """Valid models, style first, then SR by scale, each by name. Never raises for bad files.
 
-    def get(self, name):
+        ``refresh=False`` answers from the last scan without waiting for one that is under way
+        (the daemon's loop does so; a watcher thread re-scans)."""
+        if refresh:
+            self.refresh()
+        return sorted(self._models.values(), key=_sort_key)   # the table is replaced, never changed
+
+    def get(self, name, refresh=True):
         """The ModelInfo called ``name``; BrushworkError('unknown_model') if there is none."""
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
             raise BrushworkError(f"{str(name)[:80]!r} is not a model name (lower-case letters, digits, '_', '.', "
                                  "'-')", "unknown_model")
-        self.refresh()
-        with self._lock:
-            info = self._models.get(name)
+        if refresh:
+            self.refresh()
+        models = self._models
+        info = models.get(name)
         if info is None:
-            known = ", ".join(sorted(self._models)) or "none"
-            raise BrushworkError(f"no model named {name!r} (available: {known})", "unknown_model")
+            known = ", ".join(sorted(models)) or "none"
+            raise BrushworkError(f"no model named {name!r} (available: {known})"[:2000], "unknown_model")
         return info
 
-    def find_sr(self, scale):
-        """The first SR model (by name) for ``scale``; BrushworkError('unknown_model') if none."""
-        for info in self.list():
-            if info.kind == "sr" and info.scale == scale:
-                return info
-        raise BrushworkError(f"no super-resolution model for scale x{scale}", "unknown_model")
+    def find_sr(self, scale, refresh=True):
+        """The default SR model for ``scale``: the first pixel-loss one by name, else the first by name
+        (a feature-loss net invents texture on flat areas; docs/models.md). BrushworkError('unknown_model')
+        if there is none."""
+        candidates = [info for info in self.list(refresh) if info.kind == "sr" and info.scale == scale]
+        if not candidates:
+            raise BrushworkError(f"no super-resolution model for scale x{scale}", "unknown_model")
+        return min(candidates, key=lambda info: (info.metadata.get("loss") != "pixel", info.name))
 
     def load(self, model):
         """The eval-mode CPU float32 net of ``model`` (a name or ModelInfo), cached while its file is unchanged.
@@ -361,7 +504,7 @@ class ModelStore:
             net = self._nets.get(key)
             if net is None:
                 try:
-                    _, net = _load_model_files(info.json_path)
+                    _, net = _load_isolated(info.json_path)
                 except BrushworkError as exc:
                     raise BrushworkError(f"{info.json_path}: {exc.message}", "model_error") from None
                 self._nets = {k: v for k, v in self._nets.items() if k[0] != info.weights_path}
@@ -369,12 +512,27 @@ class ModelStore:
             return net
 
 
-def _named_weights_stat(json_path):
-    """Stat of the weights file the JSON names, or None if it cannot be found (cache key only)."""
+def _entry_stat(entry):
+    """(name, mtime, size) of a directory entry; a dangling link is (name, None, None), not an error."""
     try:
-        weights = json.loads(json_path.read_text(encoding="utf-8"))["weights"]
-        return _file_stat(json_path.with_name(os.path.basename(weights)))
-    except (OSError, ValueError, KeyError, TypeError):
+        st = entry.stat()
+        return entry.name, st.st_mtime_ns, st.st_size
+    except OSError:
+        return entry.name, None, None
+
+
+def _named_weights_path(json_path):
+    """The weights file the JSON names, or None if it names none (a cache key only)."""
+    try:
+        return json_path.with_name(os.path.basename(str(read_metadata(json_path)["weights"])))
+    except (BrushworkError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _stat_or_none(path):
+    try:
+        return None if path is None else _file_stat(path)
+    except (OSError, ValueError):   # ValueError: a name with a NUL byte
         return None
 
 
@@ -391,17 +549,22 @@ def architecture_of(net):
 
 
 def write_atomic(path, data):
-    """Write bytes to ``path`` via a synced temp file in the same dir and os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write bytes to ``path`` via a synced temp file in the same dir and os.replace. An OSError
+    (a full disk, say) names ``path`` and leaves no temp file."""
+    path = Path(path)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 

@@ -23,7 +23,8 @@ DEFAULT_MAX_PIXELS = 64 * 1024 * 1024     # per image, input and output
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024    # all frames of one request together
 DEFAULT_QUEUE = 16                        # jobs waiting for the worker, all clients together
 MAX_HEADER_BYTES = 64 * 1024              # request headers (the daemon's limit)
-MAX_REPLY_HEADER_BYTES = 16 * 1024 * 1024  # reply headers: `info` with thumbnails can be large
+MAX_REPLY_HEADER_BYTES = 16 * 1024 * 1024  # reply headers a client accepts: `info` with thumbnails can be large
+MAX_INFO_BYTES = 8 * 1024 * 1024          # what the daemon puts in one `info` reply (it leaves out the rest)
 
 DTYPE_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 CHANNEL_ORDERS = ("RGBA", "BGRA", "RGB", "BGR")
@@ -39,6 +40,7 @@ ERROR_CODES = (
     "cancelled",       # the job was cancelled by its client
     "model_error",     # a model file is corrupt or does not match its metadata
     "out_of_memory",   # the device ran out of memory even with the smallest tiles
+    "io_error",        # the daemon could not write (or read) a file it needs, e.g. its disk is full
     "timeout",         # the client gave up waiting
     "unavailable",     # no daemon answering at the endpoint
     "internal",        # a bug: the daemon logged a traceback
@@ -96,6 +98,10 @@ class OutOfMemory(BrushworkError):
     code = "out_of_memory"
 
 
+class IOFailure(BrushworkError):
+    code = "io_error"
+
+
 class Unavailable(BrushworkError):
     """No daemon answered (code ``unavailable``) or it went silent mid-job (``timeout``)."""
 
@@ -107,7 +113,7 @@ class TimedOut(Unavailable):
 
 
 _ERROR_CLASSES = {cls.code: cls for cls in (BadRequest, UnknownKind, UnknownModel, BadPixels, TooLarge, Busy,
-                                            Cancelled, ModelError, OutOfMemory, Unavailable, TimedOut)}
+                                            Cancelled, ModelError, OutOfMemory, IOFailure, Unavailable, TimedOut)}
 
 
 def error_from_code(code, message):
@@ -158,6 +164,9 @@ def validate_format(fmt):
     dtype = fmt.get("dtype")
     channels = fmt.get("channels", "RGBA")
     transfer = fmt.get("transfer", "srgb")
+    for key, value in (("dtype", dtype), ("channels", channels), ("transfer", transfer)):
+        if not isinstance(value, str):
+            raise BrushworkError(f"format {key} must be a string, got {value!r}"[:200], "bad_request")
     if dtype not in DTYPE_SIZES:
         raise BrushworkError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_SIZES)}", "bad_request")
     if channels not in CHANNEL_ORDERS:
@@ -195,3 +204,18 @@ def default_endpoint():
     if sys.platform.startswith("win"):
         return f"tcp://127.0.0.1:{DEFAULT_TCP_PORT}"
     return "ipc://" + os.path.join(runtime_dir(), "daemon.sock")
+
+
+def describe_duration(seconds):
+    """A rough, readable duration for time estimates: '40 s', '12 min', '3 h 20 min', '4 days 6 h'."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(round(seconds / 3600), 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"

@@ -1,10 +1,11 @@
 """The brushwork daemon: a ZeroMQ ROUTER socket in front of one compute worker thread.
 
 The main loop owns every socket. It answers ``ping``, ``info``, ``echo`` and ``cancel``
-at once and puts image jobs into a bounded queue that is fair across clients (round-robin
-by ZeroMQ identity). One worker thread runs the jobs one at a time (the GPU or CPU is one
-resource) and hands its replies back to the loop over an inproc PUSH/PULL pair, because
-ZeroMQ sockets must not be shared between threads. ``train_style`` requests bypass the
+at once (from the model store's last scan: a watcher thread re-scans the folders) and puts
+image jobs into a bounded queue that is fair across clients (round-robin by ZeroMQ identity).
+One worker thread runs the jobs one at a time (the GPU or CPU is one resource) and hands its
+replies back to the loop over an inproc PUSH/PULL pair, because ZeroMQ sockets must not be
+shared between threads. ``train_style`` requests bypass the
 queue: each trains in a process of its own (backend/training.py), whose messages reach the
 loop through a thread-safe outbox.
 
@@ -29,6 +30,8 @@ import time
 import zmq
 
 from backend import __version__, pixels, protocol
+from backend.connections import ConnectionGuard
+from backend.model_store import MAX_THUMBNAIL_BYTES, read_regular_file
 from backend.protocol import BrushworkError
 from backend.training import TrainingJobs
 
@@ -38,6 +41,7 @@ HEARTBEAT_S = 2.0          # keep-alive progress to waiting clients, so their ti
 LOOP_POLL_MS = 200         # how often the loop looks at the stop flag
 MAX_MESSAGE_SLACK = 1 << 20  # ZMQ_MAXMSGSIZE hard cap = max_bytes + this
 PEER_TIMEOUT_S = 30.0      # a connection that sends nothing (not even ZeroMQ heartbeat replies) this long is dropped
+MODEL_SCAN_S = 0.25        # how often the watcher thread looks for changed model files
 
 
 def _malloc_trim():
@@ -85,14 +89,35 @@ class FairQueue:
         self._last_served = None
 
     def put(self, job):
-        """Queue ``job``; return how many jobs are ahead of it. Raises Busy when full."""
+        """Queue ``job``; return how many jobs are ahead of it (the running one included). Raises Busy when full."""
         with self._cond:
             if self._size >= self.limit:
                 raise protocol.Busy(f"the daemon's queue is full ({self.limit} jobs waiting); try again later")
             self._by_client.setdefault(job.identity, collections.deque()).append(job)
             self._size += 1
             self._cond.notify()
-            return self._size - 1 + (self.running is not None)
+            return self._serving_order().index(job) + (self.running is not None)
+
+    @staticmethod
+    def _pop_next(by_client, last_served):
+        """Remove and return (identity, job) of the job to serve next from ``by_client``."""
+        if next(iter(by_client)) == last_served and len(by_client) > 1:
+            by_client.move_to_end(last_served)
+        identity, jobs = next(iter(by_client.items()))
+        job = jobs.popleft()
+        del by_client[identity]
+        if jobs:  # this client goes to the back of the line
+            by_client[identity] = jobs
+        return identity, job
+
+    def _serving_order(self):
+        """The queued jobs in the order the worker will take them if no others arrive (lock held)."""
+        by_client = collections.OrderedDict((k, collections.deque(v)) for k, v in self._by_client.items())
+        last, order = self._last_served, []
+        while by_client:
+            last, job = self._pop_next(by_client, last)
+            order.append(job)
+        return order
 
     def take(self):
         """Block until a job is available (then mark it running) or the queue is closed (None)."""
@@ -101,14 +126,7 @@ class FairQueue:
                 self._cond.wait()
             if self._closed:
                 return None
-            if next(iter(self._by_client)) == self._last_served and len(self._by_client) > 1:
-                self._by_client.move_to_end(self._last_served)
-            identity, jobs = next(iter(self._by_client.items()))
-            self._last_served = identity
-            job = jobs.popleft()
-            del self._by_client[identity]
-            if jobs:  # this client goes to the back of the line
-                self._by_client[identity] = jobs
+            self._last_served, job = self._pop_next(self._by_client, self._last_served)
             self._size -= 1
             self.running = job
             return job
@@ -139,9 +157,9 @@ class FairQueue:
             return jobs
 
     def snapshot(self):
-        """(running job or None, queued jobs in no particular order)."""
+        """(running job or None, queued jobs in the order they will run)."""
         with self._cond:
-            return self.running, [job for jobs in self._by_client.values() for job in jobs]
+            return self.running, self._serving_order()
 
     def close(self):
         """Stop the worker after its current job; return the jobs that were still waiting."""
@@ -152,6 +170,11 @@ class FairQueue:
             self._size = 0
             self._cond.notify_all()
             return waiting
+
+
+def waiting_message(ahead):
+    """The progress message of a queued job with ``ahead`` jobs (the running one included) before it."""
+    return f"waiting, {ahead} job{'' if ahead == 1 else 's'} ahead"
 
 
 # ---- request validation -------------------------------------------------------------
@@ -188,24 +211,47 @@ def check_image_request(header, frames, max_pixels, allow_mask=True):
     return width, height, fmt
 
 
-def _check_stylize(header, frames, limits):
+def _check_switches(header, *keys):
+    """Options that are switches must be JSON booleans (a string such as "no" is not false)."""
+    for key in keys:
+        if not isinstance(header.get(key, False), bool):
+            raise protocol.BadRequest(f"{key!r} must be true or false, got {header[key]!r}"[:200])
+
+
+def _check_stylize(header, frames, limits, store):
     check_image_request(header, frames, limits["max_pixels"])
     if not isinstance(header.get("model"), str):
         raise protocol.BadRequest("'model' (the style model's name) must be a string")
     strength = header.get("strength", 1.0)
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
         raise protocol.BadRequest(f"'strength' must be a number from 0 to 1, got {strength!r}")
+    _check_switches(header, "preserve_colors")
 
 
-def _check_upscale(header, frames, limits):
+def _check_upscale(header, frames, limits, store):
+    """Resolve the SR model that will run (the named one, else the first for ``scale``) and check the
+    output size against its scale: a request's ``scale`` must not understate the model's."""
     width, height, _ = check_image_request(header, frames, limits["max_pixels"])
-    scale = _positive_int(header, "scale") if "scale" in header else 4
-    header["scale"] = scale
-    if width * height * scale * scale > limits["max_pixels"]:
-        raise protocol.TooLarge(f"x{scale} of {width}x{height} would be {width * height * scale * scale} pixels; "
-                                f"this daemon makes at most {limits['max_pixels']} (brushwork serve --max-pixels)")
-    if header.get("model") is not None and not isinstance(header["model"], str):
+    _check_switches(header, "histogram_match")
+    model = header.get("model")
+    if model is not None and not isinstance(model, str):
         raise protocol.BadRequest("'model' must be a string or null")
+    scale = _positive_int(header, "scale") if header.get("scale") is not None else None
+    info = store.find_sr(scale or 4, refresh=False) if model is None else store.get(model, refresh=False)
+    if info.kind != "sr":
+        raise protocol.BadRequest(f"model {info.name!r} is a {info.kind} model, not a super-resolution model")
+    if scale is not None and scale != info.scale:
+        others = [m.name for m in store.list(refresh=False) if m.kind == "sr" and m.scale == scale]
+        raise protocol.BadRequest(f"model {info.name!r} upscales x{info.scale}, not x{scale} (x{scale} models: "
+                                  f"{', '.join(others) or 'none'}; or leave 'scale' out)")
+    header["model"], header["scale"] = info.name, info.scale
+    _check_output_size(width, height, info.scale, limits["max_pixels"])
+
+
+def _check_output_size(width, height, scale, max_pixels):
+    if width * height * scale * scale > max_pixels:
+        raise protocol.TooLarge(f"x{scale} of {width}x{height} would be {width * height * scale * scale} pixels; "
+                                f"this daemon makes at most {max_pixels} (brushwork serve --max-pixels)")
 
 
 # ---- job kinds: each is a check (loop thread) and a run function (worker thread) ------
@@ -234,20 +280,50 @@ def run_stylize(engine, job, progress, is_cancelled):
 
 
 def run_upscale(engine, job, progress, is_cancelled):
-    rgb, alpha, mask = _decode_job_image(job)
     h = job.header
+    if engine.store.get(h["model"]).scale != h["scale"]:   # the model's file changed since the check
+        raise protocol.BadRequest(f"model {h['model']!r} changed while the request waited; send it again")
+    rgb, alpha, mask = _decode_job_image(job)
     rgb, alpha = engine.upscale(rgb, alpha, model=h.get("model"), scale=h["scale"],
                                 histogram_match=bool(h.get("histogram_match", False)), mask=mask,
                                 progress=progress, is_cancelled=is_cancelled)
     return _image_result(rgb, alpha, h["format"])
 
 
-# kind -> (check(header, frames, limits) in the loop, run(engine, job, progress, is_cancelled) in the worker).
+# kind -> (check(header, frames, limits, store) in the loop, run(engine, job, progress, is_cancelled) in the worker).
 # Adding a job kind for the worker means adding one entry here ("train_style" runs beside it instead).
 JOB_KINDS = {
     "stylize": (_check_stylize, run_stylize),
     "upscale": (_check_upscale, run_upscale),
 }
+
+
+# ---- info ------------------------------------------------------------------------------
+
+MAX_INFO_PROBLEMS = 200   # problems listed in one `info` reply
+
+
+def fit_info_reply(reply, limit=protocol.MAX_INFO_BYTES):
+    """``reply`` made to encode in at most ``limit`` bytes: thumbnails, then recipes and data, then
+    models from the end of the list are left out until it fits, and ``left_out`` says what was."""
+    def size():
+        return len(protocol.encode_header(reply))
+
+    steps = (("thumbnails", ("thumbnail_png",)), ("thumbnails, recipes and data", ("recipe", "data")))
+    for what, keys in steps:
+        if size() <= limit:
+            return reply
+        for entry in reply["models"]:
+            for key in keys:
+                entry.pop(key, None)
+        reply["left_out"] = f"{what} (this reply would exceed {limit} bytes)"
+    total = len(reply["models"])
+    while size() > limit and reply["models"]:
+        del reply["models"][len(reply["models"]) // 2:]
+    if len(reply["models"]) < total:
+        reply["left_out"] = (f"recipes, data, thumbnails and {total - len(reply['models'])} of {total} models "
+                             f"(this reply would exceed {limit} bytes)")
+    return reply
 
 
 # ---- endpoints ------------------------------------------------------------------------
@@ -283,6 +359,11 @@ def check_endpoint(endpoint, authenticated=False):
     if endpoint.startswith("ipc://"):
         if len(endpoint) <= len("ipc://"):
             raise BrushworkError("IPC endpoint needs a socket path: ipc:///path/to/daemon.sock", "bad_request")
+        if endpoint.startswith("ipc://@") and not authenticated:
+            raise BrushworkError(f"refusing to listen on {endpoint} without authentication: an abstract socket "
+                                 "(a name starting with '@') has no file permissions, so every local user could "
+                                 "use this daemon. Use a socket path (ipc:///path/daemon.sock), or keys",
+                                 "bad_request")
         return
     if not endpoint.startswith("tcp://"):
         raise BrushworkError(f"unsupported endpoint {endpoint!r}: use ipc://PATH or tcp://HOST:PORT", "bad_request")
@@ -357,10 +438,12 @@ class Daemon:
         self.peer_timeout = float(peer_timeout)
         self._outbox = queue_module.SimpleQueue()  # (identity, header) from training threads, sent by the loop
         self.trainings = TrainingJobs(store, lambda identity, header: self._outbox.put((identity, header)),
-                                      device=engine.device, **(training or {}))
+                                      device=engine.device, client_content=endpoint.startswith("ipc://"),
+                                      **(training or {}))
         self._context = zmq.Context()
         self._stop = threading.Event()
         self._router = self._replies = None
+        self._guard = None         # ConnectionGuard of a TCP endpoint
         self._socket_file = None   # (path, inode) of our IPC socket, removed on exit
         self._reply_endpoint = f"inproc://brushwork-replies-{id(self)}"
 
@@ -389,6 +472,8 @@ class Daemon:
             self._close_unbound(router)
             raise
         self._router = router
+        if self.endpoint.startswith("tcp://"):
+            self._guard = ConnectionGuard(router)
         self._replies = self._context.socket(zmq.PULL)
         self._replies.bind(self._reply_endpoint)
 
@@ -405,6 +490,9 @@ class Daemon:
 
     def _bind_ipc(self, router):
         path = self.endpoint[len("ipc://"):]
+        if path.startswith("@"):   # Linux's abstract namespace: no file to create, protect or remove
+            router.bind(self.endpoint)
+            return
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             os.makedirs(directory, mode=0o700)
@@ -432,11 +520,15 @@ class Daemon:
         """Run until stop(): bind if needed, start the worker, route messages, then clean up."""
         if self._router is None:
             self.bind()
+        self.store.refresh()
         worker = threading.Thread(target=self._work, name="brushwork-worker", daemon=True)
         worker.start()
+        threading.Thread(target=self._watch_models, name="brushwork-models", daemon=True).start()
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._replies, zmq.POLLIN)
+        if self._guard is not None:
+            poller.register(self._guard.socket, zmq.POLLIN)
         next_heartbeat = time.monotonic() + HEARTBEAT_S
         try:
             while not self._stop.is_set():
@@ -446,6 +538,8 @@ class Daemon:
                         self._forward_replies()
                     if self._router in events:
                         self._receive_requests()
+                    if self._guard is not None and self._guard.socket in events:
+                        self._guard.on_events()
                     self._send_outbox()
                     if time.monotonic() >= next_heartbeat:
                         self._heartbeat()
@@ -466,6 +560,8 @@ class Daemon:
         worker.join(timeout=30)
         self._forward_replies()  # the cancelled jobs' error replies
         self._send_outbox()
+        if self._guard is not None:
+            self._guard.close()
         self._router.close(linger=1000)  # let those replies leave
         self._replies.close()
         if self.auth is not None:
@@ -541,6 +637,8 @@ class Daemon:
             except zmq.Again:
                 return
             identity, frames = message[0].bytes, message[1:]
+            if self._guard is not None:
+                self._guard.seen(message[-1])
             request_id = None
             try:
                 if not frames:
@@ -576,11 +674,11 @@ class Daemon:
             immediate[kind](identity, header, frames)
         elif kind in JOB_KINDS:
             check, _ = JOB_KINDS[kind]
-            check(header, frames, self.limits)
+            check(header, frames, self.limits, self.store)
             job = Job(identity, header, frames)
             ahead = self.queue.put(job)
             self._send(identity, {"kind": "progress", "id": request_id, "done": 0, "total": 0,
-                                  "message": f"queued ({ahead} ahead)" if ahead else "starting"})
+                                  "message": waiting_message(ahead) if ahead else "starting"})
         elif kind == "train_style":
             check_image_request(header, frames, self.limits["max_pixels"], allow_mask=False)
             self.trainings.start(identity, header, frames)
@@ -593,19 +691,31 @@ class Daemon:
                               "protocol": protocol.PROTOCOL_VERSION})
 
     def _info(self, identity, header, frames):
+        """Models (with thumbnails if asked), problems and limits, in at most MAX_INFO_BYTES: what does
+        not fit is left out (thumbnails first, then recipes and data, then models) and ``left_out`` says so.
+        Server paths are sent only to clients on this machine's IPC socket."""
+        local = self.endpoint.startswith("ipc://") and not self.endpoint.startswith("ipc://@")
         models = []
-        for model in self.store.list():
+        for model in self.store.list(refresh=False):
             entry = model.summary()
-            if header.get("thumbnails") and model.thumbnail_path is not None:
+            if not local:
+                entry["path"] = model.json_path.name
+            if header.get("thumbnails") is True and model.thumbnail_path is not None:
                 try:
-                    entry["thumbnail_png"] = base64.b64encode(model.thumbnail_path.read_bytes()).decode("ascii")
-                except OSError:
+                    png = read_regular_file(model.thumbnail_path, MAX_THUMBNAIL_BYTES)
+                    entry["thumbnail_png"] = base64.b64encode(png).decode("ascii")
+                except BrushworkError:
                     pass
             models.append(entry)
-        self._send(identity, {"kind": "info", "id": header["id"], "version": __version__,
-                              "protocol": protocol.PROTOCOL_VERSION, "device": self.engine.device,
-                              "precision": self.engine.precision, "models": models,
-                              "problems": list(self.store.problems), "limits": self.limits})
+        problems = [p if local else os.path.basename(p.partition(": ")[0]) + ": " + p.partition(": ")[2]
+                    for p in self.store.problems]
+        reply = {"kind": "info", "id": header["id"], "version": __version__, "protocol": protocol.PROTOCOL_VERSION,
+                 "device": self.engine.device, "precision": self.engine.precision, "models": models,
+                 "problems": problems[:MAX_INFO_PROBLEMS], "limits": self.limits,
+                 "training": self.trainings.describe()}
+        if len(problems) > MAX_INFO_PROBLEMS:
+            reply["problems"].append(f"... and {len(problems) - MAX_INFO_PROBLEMS} more problems")
+        self._send(identity, fit_info_reply(reply))
 
     def _echo(self, identity, header, frames):
         width, height, fmt = check_image_request(header, frames, self.limits["max_pixels"], allow_mask=False)
@@ -626,7 +736,7 @@ class Daemon:
             log.info("cancelling %s %s at step %d of %d", running.kind, running.id, running.done, running.total)
             found = True
         else:
-            found = self.trainings.cancel(identity, target)
+            found = self.trainings.cancel(identity, target, keep=header.get("keep") is True)
         self._send(identity, {"kind": "ok", "id": header["id"], "found": found})
 
     def _heartbeat(self):
@@ -634,10 +744,19 @@ class Daemon:
         if running is not None and not running.cancelled.is_set():
             self._send(running.identity, {"kind": "progress", "id": running.id, "done": running.done,
                                           "total": running.total, "message": "working"})
-        for job in queued:
+        for ahead, job in enumerate(queued, start=running is not None):
             self._send(job.identity, {"kind": "progress", "id": job.id, "done": 0, "total": 0,
-                                      "message": "queued"})
+                                      "message": waiting_message(ahead)})
         self.trainings.heartbeat()
+
+    def _watch_models(self):
+        """Re-scan the model folders every MODEL_SCAN_S, so that the loop, which answers from the last
+        scan, never waits for one (a folder full of hostile files can take seconds to check)."""
+        while not self._stop.wait(MODEL_SCAN_S):
+            try:
+                self.store.refresh()
+            except Exception:   # a bug must cost one scan, not the watcher
+                log.exception("internal error scanning the model folders")
 
     # -- worker side
 

@@ -24,6 +24,12 @@ full-resolution activation is ever held whole:
 2. The quarter-resolution middle (the encoder's last norm and the residual blocks, most
    of the work) runs on its whole tensor with ordinary, exact instance norm.
 
+**Statistics from the image alone.** A style net run on an image mirrored out by a margin
+(see :mod:`backend.engine`) takes every norm's statistics from the image, not from the margin:
+:func:`keep_statistics_inside` sets each :class:`StatsNorm`'s ``margin`` in its own input's
+pixels, and the tiled passes leave those pixels out of their sums too. Only the tiles at the
+image's edge read the margin.
+
 Tile origins are multiples of the remaining encoder stride, so strided convolutions see
 the same pixel grid as in the untiled net, and the context (8 image pixels suffice)
 covers every pass's receptive field: the result is the untiled net's up to rounding, at
@@ -38,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from backend.fastnet import SubpixelUpsampleConv
 from backend.nets import mirror_pad, to_pixel_range
 from backend.protocol import BrushworkError
 
@@ -60,13 +67,19 @@ class StatsNorm(nn.Module):
         self.register_buffer("weight", norm.weight.detach().float().clone())
         self.register_buffer("bias", norm.bias.detach().float().clone())
         self.frozen = None      # (mean, var), each float32 of shape (C,), or None: use the input's own
+        self.margin = 0         # input pixels on each side that the statistics leave out
 
     def forward(self, x):
         if x.shape[0] != 1:
             raise ValueError("StatsNorm normalises one image at a time (batch size 1)")
-        if self.frozen is None:
+        if self.frozen is None and not self.margin:
             return torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)[0]
-        mean, var = self.frozen
+        if self.frozen is None:
+            statistics = _Statistics()
+            statistics.add(_inside(x[0].permute(1, 2, 0), self.margin))
+            mean, var = statistics.mean_var()
+        else:
+            mean, var = self.frozen
         return torch.native_batch_norm(x, self.weight.float(), self.bias.float(), mean, var, False, 0.0, self.eps)[0]
 
 
@@ -78,6 +91,32 @@ def with_stats_norms(net):
             if isinstance(child, nn.InstanceNorm2d):
                 setattr(module, name, StatsNorm(child))
     return net
+
+
+def keep_statistics_inside(net, margin):
+    """Make every StatsNorm of ``net`` (a StyleNet prepared by :func:`with_stats_norms`) leave an
+    image margin of ``margin`` pixels (a multiple of :data:`STYLE_STRIDE`) out of its statistics:
+    for an image mirrored ``margin`` pixels out on every side. Returns ``net``."""
+    if margin % STYLE_STRIDE:
+        raise ValueError(f"margin must be a multiple of {STYLE_STRIDE}, not {margin}")
+    reduction = 1   # how many times smaller than the image the current layer's input is
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            reduction *= module.stride[0]
+        elif isinstance(module, (nn.Upsample, SubpixelUpsampleConv)):
+            reduction //= 2
+        elif isinstance(module, StatsNorm):
+            module.margin = margin // reduction
+    return net
+
+
+def _inside(x, margin, region=None, size=None):
+    """The part of the HxWxC tensor ``x`` at least ``margin`` pixels inside a whole tensor of
+    ``size`` (default: ``x`` itself) of which ``x`` covers ``region`` (y0, y1, x0, x1)."""
+    y0, y1, x0, x1 = region or (0, x.shape[0], 0, x.shape[1])
+    height, width = size or x.shape[:2]
+    top, left = max(margin - y0, 0), max(margin - x0, 0)
+    return x[top:max(top, min(y1, height - margin) - y0), left:max(left, min(x1, width - margin) - x0)]
 
 
 def to_input(tile, device, dtype):
@@ -119,6 +158,8 @@ class _Statistics:
 
     def add(self, x):
         """Include the HxWxC tensor ``x``."""
+        if not x.numel():
+            return
         rows = max(1, _CHUNK_ELEMENTS // (x.shape[1] * x.shape[2]))
         buffer = torch.empty((min(rows, x.shape[0]), *x.shape[1:]), dtype=torch.float32, device=x.device)
         for i in range(0, x.shape[0], rows):
@@ -247,15 +288,16 @@ def _freeze_exact_statistics(layers, source, layout, steps, device, dtype):
 
     A norm that comes first sees ``source`` itself; any other gets a tiled pass that runs
     ``layers`` up to it (earlier norms already frozen), with kept parts that do not overlap.
+    A norm's ``margin`` is left out.
     """
     for i in _norm_indices(layers):
-        statistics = _Statistics()
+        statistics, margin = _Statistics(), layers[i].margin
         if i == 0:
-            statistics.add(source)
+            statistics.add(_inside(torch.as_tensor(source), margin))
         else:
             no_blend = (layout[0], layout[1], 0, layout[3])
             _for_each_tile(_runner(layers[:i], device, dtype), source, no_blend, steps,
-                           lambda kept, region, size: statistics.add(kept))
+                           lambda kept, region, size: statistics.add(_inside(kept, margin, region, size)))
         layers[i].frozen = statistics.mean_var()
 
 

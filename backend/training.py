@@ -1,9 +1,12 @@
 """The daemon's ``train_style`` jobs: each trains in its own process (trainer.job.StyleTrainingJob),
 so training never occupies the compute worker and the daemon keeps serving meanwhile.
 
-The daemon's loop thread calls :meth:`TrainingJobs.start`, :meth:`~TrainingJobs.cancel` and
-:meth:`~TrainingJobs.heartbeat`; every message for a client goes through ``send(identity,
-header)``, which must be thread-safe (the daemon queues them for its loop). See docs/protocol.md.
+A request may name its own folder of content photos (``content``) when the daemon serves only
+its own user (an IPC socket), and may ask for an ``estimate`` only: a few timed iterations on
+the daemon's device instead of a training. The daemon's loop thread calls
+:meth:`TrainingJobs.start`, :meth:`~TrainingJobs.cancel` and :meth:`~TrainingJobs.heartbeat`;
+every message for a client goes through ``send(identity, header)``, which must be thread-safe
+(the daemon queues them for its loop). See docs/protocol.md.
 """
 
 import functools
@@ -11,6 +14,7 @@ import itertools
 import logging
 import math
 import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,9 +32,12 @@ MIN_STYLE_SIDE = 16   # the trainer's smallest style image
 CANCEL_GRACE_S = 10.0  # SIGTERM lets the trainer checkpoint; SIGKILL after this
 
 # Training options a client may set: name -> (int, float or bool, lowest, highest).
-# The daemon decides the rest (device, output and run dirs, VGG weights).
+# The daemon decides the rest (device, output and run dirs, VGG weights, checkpoints kept).
+# Bounds protect the daemon's machine: 100,000 iterations is 2.5 times the paper's training, and
+# a checkpoint (over 100 MB for the paper's net) at most every 100 iterations, the newest
+# KEEP_CHECKPOINTS kept.
 TRAIN_OPTIONS = {
-    "iterations": (int, 1, 1_000_000),
+    "iterations": (int, 1, 100_000),
     "size": (int, 16, 1024),            # content crop side, a multiple of 4
     "style_size": (int, MIN_STYLE_SIDE, 4096),
     "batch": (int, 1, 64),
@@ -39,20 +46,25 @@ TRAIN_OPTIONS = {
     "content_weight": (float, 0.0, 1e15),
     "style_weight": (float, 0.0, 1e15),
     "tv_weight": (float, 0.0, 1e15),
-    "checkpoint_every": (int, 1, 1_000_000),
+    "checkpoint_every": (int, 100, 100_000),
     "channels": (int, 4, 128),
     "blocks": (int, 1, 16),
     "zoom": (float, 1.0, 4.0),          # crops from the whole photo to zoom x closer
     "flip": (bool, False, True),        # mirror half the crops
     "border": (int, 0, MAX_BORDER),     # mirrored pixels around the net's input, a multiple of 4
+    "time_limit": (float, 1.0, 1e7),    # seconds of training, then export what was learnt
 }
+# The options that set how long one iteration takes: an estimate is measured once per combination.
+SPEED_OPTIONS = ("size", "batch", "channels", "blocks", "border")
+ESTIMATE_ITERATIONS = 100   # the measuring trainer's --iterations: it stops as soon as it has timed a few
 # What the editors' trainings use unless a request says otherwise (docs/models.md). A few
 # hundred photos of one's own are a small training set: crops at varied scales, mirrored half
 # the time, keep a net from learning them by heart. Unless a request sets ``border``, the net
 # runs on its input mirrored out by its reach (edge_hiding_border: 60 pixels for 5 blocks, 2.2
 # times the work per 256-pixel crop), so that it cannot paint lines along the image's edge.
 EDITOR_DEFAULTS = {"zoom": 2.0, "flip": True}
-HEADER_FIELDS = {"v", "id", "kind", "width", "height", "format", "mask", "name", "display_name"}
+HEADER_FIELDS = {"v", "id", "kind", "width", "height", "format", "mask", "name", "display_name", "content",
+                 "estimate"}
 
 
 def training_options(header):
@@ -135,20 +147,26 @@ def new_run_dir(name):
 class TrainingRun:
     """One ``train_style`` request: who asked, its trainer process once started, its progress."""
 
-    def __init__(self, identity, request_id, name):
-        self.identity, self.id, self.name = identity, request_id, name
+    def __init__(self, identity, request_id, name, estimate=False):
+        self.identity, self.id, self.name, self.estimate = identity, request_id, name, estimate
         self.done = self.total = 0
-        self.message = "starting the trainer"
+        self.message = "measuring the training speed" if estimate else "starting the trainer"
         self.job = None          # trainer.job.StyleTrainingJob, once started
         self.cancelled = False
+        self.stopping = False    # asked to stop early and keep the model
         self.thread = None       # decodes the style image and starts the trainer
+        self.scratch = None      # an estimate's temporary folder, removed when it ends
 
 
 class TrainingJobs:
-    """The daemon's training jobs: at most ``limit`` at a time, models exported to ``out_dir``
-    (default: the user models dir, which must be one of ``store``'s dirs). Thread-safe."""
+    """The daemon's training jobs: at most ``limit`` at a time (estimates included), models exported
+    to ``out_dir`` (default: the user models dir, which must be one of ``store``'s dirs). With
+    ``client_content`` a request may name its own content folder (only for a daemon that serves
+    nobody but its own user: a folder named by someone else could be any the daemon can read).
+    Thread-safe."""
 
-    def __init__(self, store, send, content_dir=None, out_dir=None, limit=1, device=None, defaults=None):
+    def __init__(self, store, send, content_dir=None, out_dir=None, limit=1, device=None, defaults=None,
+                 client_content=False):
         from backend.model_store import user_models_dir
 
         self.store = store
@@ -161,59 +179,109 @@ class TrainingJobs:
             raise BrushworkError(f"the training job limit must be at least 1, got {limit}", "bad_request")
         self.limit = int(limit)
         self.device = device
+        self.client_content = bool(client_content)
         unknown = sorted(set(defaults or ()) - set(TRAIN_OPTIONS))
         if unknown:
             raise BrushworkError(f"unknown training options {unknown}", "bad_request")
         self.defaults = {key: check_option(key, value) for key, value in (defaults or {}).items()}
         self._send = send
         self._runs = {}          # (identity, request id) -> TrainingRun
+        self._speeds = {}        # SPEED_OPTIONS values -> the measured estimate event
         self._lock = threading.Lock()
         self._closed = False
 
     # -- loop thread
 
+    def describe(self):
+        """What ``info`` says about training: whether the daemon has content photos of its own,
+        whether a request may name a folder, and the default iterations (None: the trainer's)."""
+        return {"content": self.content_dir is not None, "client_content": self.client_content,
+                "iterations": self.defaults.get("iterations")}
+
     def start(self, identity, header, frames):
         """Check a train_style request (its image already checked) and start it; raise the fitting error."""
-        options = training_options(header)
-        if self.content_dir is None:
-            raise protocol.BadRequest("this daemon has no content photos to train on: start it with "
-                                      "`brushwork serve --content DIR` (or set BRUSHWORK_CONTENT) naming a "
-                                      "folder of photos, e.g. a few hundred landscapes and portraits")
-        self._check_name_free(options["name"])
+        options = self._full_options(training_options(header))
+        estimate = header.get("estimate", False)
+        if not isinstance(estimate, bool):
+            raise protocol.BadRequest(f"'estimate' must be true or false, got {estimate!r}")
+        content = self._content(header.get("content"), needed=not estimate)
+        if not estimate:
+            self._check_name_free(options["name"])
         with self._lock:
             if self._closed:
                 raise protocol.Unavailable("the daemon is shutting down")
-            if any(run.name == options["name"] for run in self._runs.values()):
+            if not estimate and any(run.name == options["name"] and not run.estimate
+                                    for run in self._runs.values()):
                 raise protocol.Busy(f"the style {options['name']!r} is already being trained")
-            if len(self._runs) >= self.limit:
+            measured = self._speeds.get(self._speed_key(options)) if estimate else None
+            if measured is None and len(self._runs) >= self.limit:
                 raise protocol.Busy(f"this daemon trains {self.limit} style(s) at a time and is busy; wait for "
                                     "the running training to finish or cancel it (brushwork serve --train-jobs)")
-            run = TrainingRun(identity, header["id"], options["name"])
-            self._runs[identity, run.id] = run
-            self._progress(run)
-        image = (frames[0].buffer, header["width"], header["height"], header["format"])
-        run.thread = threading.Thread(target=self._run, args=(run, image, options), daemon=True,
-                                      name=f"brushwork-train-{run.id}")
+            run = TrainingRun(identity, header["id"], options["name"], estimate)
+            if measured is None:
+                self._runs[identity, run.id] = run
+                self._progress(run)
+        if measured is not None:
+            target, args = self._reply_estimate, (run, options, content, measured)
+        else:
+            target, args = self._run, (run, (frames[0].buffer, header["width"], header["height"], header["format"]),
+                                       options, content)
+        run.thread = threading.Thread(target=target, args=args, daemon=True, name=f"brushwork-train-{run.id}")
         run.thread.start()
+
+    def _full_options(self, options):
+        """A request's options over the daemon's defaults over the editors' (EDITOR_DEFAULTS, border)."""
+        options = {**EDITOR_DEFAULTS, **self.defaults, **options}
+        blocks = options.get("blocks") or default_architecture("style")["blocks"]
+        options.setdefault("border", edge_hiding_border(blocks))
+        return options
+
+    def _speed_key(self, options):
+        return tuple(options.get(key) for key in SPEED_OPTIONS)
+
+    def _content(self, folder, needed):
+        """(the content folder a request trains on, what to call it in errors); raises BadRequest."""
+        if folder is None:
+            if needed and self.content_dir is None:
+                raise protocol.BadRequest(
+                    "this daemon has no content photos to train on: choose a folder of your photos in the editor "
+                    "(when the daemon runs on this machine), or start the daemon with `brushwork serve --content "
+                    "DIR` (or set BRUSHWORK_CONTENT) naming a folder of photos, e.g. a few hundred landscapes "
+                    "and portraits")
+            return self.content_dir, "the folder given to `brushwork serve --content DIR`"
+        if not self.client_content:
+            raise protocol.BadRequest(
+                "this daemon does not read folders named by its clients (it listens on TCP, perhaps for other "
+                "machines): it trains on the photos given to `brushwork serve --content DIR` where it runs")
+        if not isinstance(folder, str) or not Path(folder).expanduser().is_absolute():
+            raise protocol.BadRequest(f"'content' must be the absolute path of a folder of photos, got {folder!r}")
+        return Path(folder).expanduser(), f"the chosen folder {folder}"
 
     def _check_name_free(self, name):
         """Refuse a name that a model outside ``out_dir`` already has (retraining one there replaces it)."""
         try:
-            existing = self.store.get(name)
+            existing = self.store.get(name, refresh=False)   # the loop thread: never wait for a scan
         except BrushworkError:
             return
         if existing.json_path.parent.resolve() != self.out_dir:
             raise protocol.BadRequest(f"a model named {name!r} already exists in {existing.json_path.parent}; "
                                       "choose another name")
 
-    def cancel(self, identity, request_id):
-        """Stop the training ``request_id`` of ``identity``; True if there was one."""
+    def cancel(self, identity, request_id, keep=False):
+        """Stop the training ``request_id`` of ``identity``; True if there was one. With ``keep``
+        a running trainer stops after its current iteration and exports what it has learnt (the
+        request then ends with its ``result``); without, or before it trains, nothing is kept."""
         with self._lock:
             run = self._runs.get((identity, request_id))
             if run is None:
                 return False
-            run.cancelled, run.message = True, "cancelling"
             job = run.job
+            if keep and job is not None and not run.estimate and not run.cancelled:
+                run.stopping, run.message = True, "stopping: saving the model with what it has learnt"
+                self._progress(run)
+                job.stop()
+                return True
+            run.cancelled, run.message = True, "cancelling"
         if job is not None:  # cancelling waits for the trainer to checkpoint: not in the loop thread
             threading.Thread(target=job.cancel, args=(CANCEL_GRACE_S,), daemon=True).start()
         return True
@@ -246,37 +314,75 @@ class TrainingJobs:
     def _finish(self, run, header):
         with self._lock:
             self._runs.pop((run.identity, run.id), None)
+        if run.scratch is not None:
+            shutil.rmtree(run.scratch, ignore_errors=True)
         self._send(run.identity, dict(header, id=run.id))
 
     def _fail(self, run, error):
         log.info("train_style %s failed: %s: %s", run.id, error.code, error.message)
         self._finish(run, {"kind": "error", "code": error.code, "message": error.message})
 
-    def _run(self, run, image, options):
+    def _photos(self, content):
+        """How many photos ``content`` (folder, description) holds; raises BadRequest naming it."""
+        from trainer.data import find_images
+
+        folder, source = content
+        if folder is None:
+            return None
+        try:
+            return len(find_images(folder))
+        except (OSError, ValueError) as exc:
+            raise protocol.BadRequest(f"content image folder: {exc} ({source})") from None
+
+    def _estimate(self, options, measured, photos):
+        """The ``estimate`` of a result: the measured speed, times the request's iterations."""
+        s = measured["s_per_iteration"]
+        seconds = options["iterations"] * s if "iterations" in options else None
+        if seconds is not None and options.get("time_limit"):
+            seconds = min(seconds, options["time_limit"])
+        return {"s_per_iteration": s, "iterations": options.get("iterations"), "seconds": seconds,
+                "hardware": measured.get("hardware"), "photos": photos}
+
+    def _reply_estimate(self, run, options, content, measured):
+        """Answer an estimate from an earlier measurement (after checking the content folder)."""
+        try:
+            self._send(run.identity, {"kind": "result", "id": run.id,
+                                      "estimate": self._estimate(options, measured, self._photos(content))})
+        except BrushworkError as exc:
+            self._send(run.identity, {"kind": "error", "id": run.id, "code": exc.code, "message": exc.message})
+
+    def _run(self, run, image, options, content):
         try:
             from trainer.job import StyleTrainingJob
 
             style = style_image(*image)
             del image  # the request's frames are no longer needed
+            photos = self._photos(content)
             if run.cancelled:
                 raise protocol.Cancelled("cancelled before training started")
-            run_dir = new_run_dir(run.name)
+            if run.estimate:   # time a few iterations on the style image itself: the speed needs no photos
+                run_dir = run.scratch = Path(tempfile.mkdtemp(prefix="brushwork-estimate-"))
+                requested = options
+                options = {**options, "iterations": ESTIMATE_ITERATIONS, "estimate": True}
+                options.pop("time_limit", None)
+                on_done = functools.partial(self._on_measured, run, requested=requested, photos=photos)
+                content_dir, source = run_dir, "the style image"
+            else:
+                run_dir = new_run_dir(run.name)
+                on_done = functools.partial(self._on_done, run)
+                content_dir, source = content
             style_path = run_dir / "style.png"
             Image.fromarray(style).save(style_path)
-            options = {**EDITOR_DEFAULTS, **self.defaults, **options, "run_dir": run_dir}
-            options.setdefault("border", edge_hiding_border(options.get("blocks")
-                                                            or default_architecture("style")["blocks"]))
+            options = {**options, "run_dir": run_dir}
             if self.device:
                 options["device"] = self.device
             try:
-                job = StyleTrainingJob(style_path, options, self.content_dir, self.out_dir,
+                job = StyleTrainingJob(style_path, options, content_dir, self.out_dir,
                                        on_progress=functools.partial(self._on_progress, run),
-                                       on_done=functools.partial(self._on_done, run),
-                                       on_error=functools.partial(self._fail, run))
+                                       on_done=on_done, on_error=functools.partial(self._fail, run))
             except BrushworkError as exc:
                 shutil.rmtree(run_dir, ignore_errors=True)
-                raise BrushworkError(f"{exc.message} (the folder given to `brushwork serve --content DIR`)",
-                                     exc.code) from None
+                raise BrushworkError(f"{exc.message} ({source})", exc.code) from None
             with self._lock:
                 run.job = job.start()
                 cancelled = run.cancelled
@@ -285,15 +391,27 @@ class TrainingJobs:
                 job.cancel(CANCEL_GRACE_S)
         except BrushworkError as exc:
             self._fail(run, exc)
+        except OSError as exc:   # a full disk, say: the client hears which file
+            self._fail(run, BrushworkError(f"cannot write the training's files: {exc}", "io_error"))
         except Exception:
             log.exception("internal error starting train_style %s", run.id)
             self._fail(run, BrushworkError("internal error in the daemon; see its log", "internal"))
 
     def _on_progress(self, run, done, total, message):
         with self._lock:
-            if not run.cancelled:
-                run.done, run.total, run.message = int(done), int(total), message
+            if run.estimate:   # its iterations are only timed: no progress to show but the waiting
                 self._progress(run)
+            elif not run.cancelled:
+                run.done, run.total = int(done), int(total)
+                run.message = run.message if run.stopping else message
+                self._progress(run)
+
+    def _on_measured(self, run, info, requested, photos):
+        """The measuring trainer timed its iterations: remember the speed and reply with the estimate."""
+        measured = info["estimate"]
+        with self._lock:
+            self._speeds[self._speed_key(requested)] = measured
+        self._finish(run, {"kind": "result", "estimate": self._estimate(requested, measured, photos)})
 
     def _on_done(self, run, info):
         """The trainer exported the model: reply with the store's summary of it."""

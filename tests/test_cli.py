@@ -93,7 +93,12 @@ def test_an_empty_mask_leaves_the_image_unchanged(models_dir, images, tmp_path, 
 
 @pytest.mark.parametrize("argv, message", [
     (["stylize", "missing.png", "--style", "mosaic"], "no such file"),
-    (["stylize", "{images}/a.png", "--style", "no_such_style"], "no model named 'no_such_style'"),
+    (["stylize", "{images}/a.png", "--style", "no_such_style"],
+     "no style model named 'no_such_style' (style models: composition_vii, mosaic, starry_night, the_scream, udnie, "
+     "wave)"),   # no SR model in the list
+    (["stylize", "{images}", "--style", "mosaic"], "is a folder; give image files, e.g. '"),
+    (["upscale", "{images}/a.png", "--scale", "4", "--model", "sr_x2"],
+     "'sr_x2' upscales x2, not x4 (x4 models: sr_x4, "),
     (["stylize", "{images}/a.png", "{images}/b.jpg", "--style", "mosaic", "-o", "x.png"], "--out-dir"),
     (["stylize", "{images}/a.png", "--style", "mosaic", "--strength", "2"], "--strength"),
     (["stylize", "{images}/*.tif", "--style", "mosaic"], "no files match"),
@@ -107,6 +112,78 @@ def test_user_errors_are_one_line_and_exit_1(models_dir, images, capsys, argv, m
     code, _, err = run(argv, capsys)
     assert code == 1
     assert message in err and err.startswith("brushwork: error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("named", ["--endpoint", "BRUSHWORK_ENDPOINT"])
+def test_a_named_daemon_that_does_not_answer_is_an_error_not_an_in_process_run(named, models_dir, images, tmp_path,
+                                                                              capsys, monkeypatch):
+    absent = f"ipc://{tmp_path}/absent.sock"
+    monkeypatch.setenv("BRUSHWORK_ENDPOINT", absent)
+    extra = ["--endpoint", absent] if named == "--endpoint" else []
+    code, _, err = run(["stylize", str(images / "a.png"), "--style", "mosaic", "-o", str(tmp_path / "out.png"),
+                        "--models", str(models_dir), *ENGINE_ARGS, *extra], capsys)
+    assert code == 1 and err.startswith(f"brushwork: error: no brushwork daemon answering at {absent}")
+    assert "--local" in err and not (tmp_path / "out.png").exists()
+
+
+def test_without_a_named_daemon_stderr_says_which_runs_the_job(daemon, models_dir, images, tmp_path, capsys,
+                                                               monkeypatch):
+    monkeypatch.delenv("BRUSHWORK_ENDPOINT")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))   # the default endpoint: no daemon there
+    argv = ["upscale", str(images / "a.png"), "--scale", "2", "--models", str(models_dir), *ENGINE_ARGS]
+    code, _, err = run([*argv, "-o", str(tmp_path / "local.png")], capsys)
+    assert code == 0, err
+    assert err.startswith("brushwork: using the in-process engine on cpu (no daemon answers at ipc://")
+    monkeypatch.setattr(cli.protocol, "default_endpoint", lambda: daemon)   # now the default has a daemon
+    code, _, err = run([*argv, "-o", str(tmp_path / "daemon.png")], capsys)
+    assert code == 0 and err == f"brushwork: using the daemon at {daemon}\n"
+    np.testing.assert_array_equal(read_image(tmp_path / "daemon.png")[0], read_image(tmp_path / "local.png")[0])
+
+
+def test_upscale_with_a_model_and_no_scale_uses_the_models_scale(daemon, images, tmp_path, capsys):
+    code, _, err = run(["upscale", str(images / "b.jpg"), "--model", "sr_x8", "--out-dir", str(tmp_path), "-q",
+                        "--endpoint", daemon], capsys)
+    assert code == 0, err
+    assert read_image(tmp_path / "b-sr_x8.jpg")[0].shape == (24 * 8, 20 * 8, 3)
+    code, _, err = run(["upscale", str(images / "b.jpg"), "--model", "sr_x8", "--scale", "2", "-o",
+                        str(tmp_path / "x.png"), "--endpoint", daemon], capsys)
+    assert code == 1 and "'sr_x8' upscales x8, not x2 (x2 models: sr_x2, " in err   # the daemon refuses it too
+
+
+def test_a_job_waiting_in_the_daemons_queue_reports_how_many_are_ahead(daemon):
+    import threading
+    from backend import pixels
+    from backend.client import Client
+    fmt = {"dtype": "u8", "channels": "RGB"}
+    big = pixels.encode(random_image(512, 640, 9), None, fmt)
+    small = pixels.encode(random_image(16, 16, 2), None, fmt)
+    started = threading.Event()
+    with Client(daemon) as first, Client(daemon) as second:
+        worker = threading.Thread(target=first.stylize, args=(big, 640, 512, fmt, "mosaic"),
+                                  kwargs={"progress": lambda done, total, message: started.set()})
+        worker.start()
+        assert started.wait(30)
+        messages = []
+        second.stylize(small, 16, 16, fmt, "mosaic", progress=lambda done, total, message: messages.append(message))
+        worker.join(60)
+    assert messages[0] == "waiting, 1 job ahead"
+
+
+def test_a_queued_jobs_position_counts_the_jobs_served_before_it():
+    from backend.server import FairQueue, Job, waiting_message
+    queue = FairQueue(limit=5)
+    assert queue.put(Job(b"A", {"id": "A1", "kind": "stylize"}, [])) == 0
+    queue.take()                                                             # A1 runs
+    assert queue.put(Job(b"A", {"id": "A2", "kind": "stylize"}, [])) == 1
+    assert queue.put(Job(b"A", {"id": "A3", "kind": "stylize"}, [])) == 2
+    assert queue.put(Job(b"B", {"id": "B1", "kind": "stylize"}, [])) == 1   # B goes before A's second job
+    assert [job.id for job in queue.snapshot()[1]] == ["B1", "A2", "A3"]
+    assert (waiting_message(1), waiting_message(2)) == ("waiting, 1 job ahead", "waiting, 2 jobs ahead")
+
+
+def test_the_progress_text_is_the_tile_count_or_the_daemons_message():
+    assert cli.progress_text(3, 8, "") == "tile 3/8"
+    assert cli.progress_text(0, 0, "waiting, 2 jobs ahead") == "waiting, 2 jobs ahead"
 
 
 def test_console_script_reports_user_errors_without_traceback(tmp_path):
@@ -133,6 +210,16 @@ def test_help_everywhere(command, capsys):
     assert "usage: brushwork" in capsys.readouterr().out
 
 
+def test_upscale_help_names_the_model_each_scale_uses_and_why(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["upscale", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    store = model_store.ModelStore(include_user=False)
+    for scale in (2, 4, 8):
+        assert f"x{scale} {store.find_sr(scale).name}" in text
+    assert "sr_x4_feat has crisper edges but paints a fine crosshatch on flat areas" in text
+
+
 def test_the_command_line_is_built_without_importing_torch(tmp_path):
     """Every `brushwork` command builds the whole parser first; torch (seconds to import) loads
     only once a command runs a net."""
@@ -142,6 +229,26 @@ def test_the_command_line_is_built_without_importing_torch(tmp_path):
                           env=daemon_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_models_lists_a_running_daemons_models_and_device_without_importing_torch(daemon, tmp_path):
+    code = ("import sys; from backend import cli; status = cli.main(['models']); "
+            "print('torch imported:', 'torch' in sys.modules); sys.exit(status)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(daemon_env(tmp_path),
+                          BRUSHWORK_ENDPOINT=daemon), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"daemon at {daemon}: brushwork ") and "device cpu, precision fp32" in lines[0]
+    assert any(line.split()[:3] == ["mosaic", "style", "x1"] for line in lines)
+    assert lines[-1] == "torch imported: False"
+
+
+def test_models_without_a_daemon_lists_the_installed_ones_and_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("BRUSHWORK_ENDPOINT")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    code, out, err = run(["models"], capsys)
+    assert code == 0 and err.startswith("brushwork: no daemon answers at ipc://")
+    assert any(line.startswith("sr_x4_pixel") for line in out.splitlines())
 
 
 def test_models_lists_models_and_problems(models_dir, tmp_path, capsys):
@@ -156,6 +263,19 @@ def test_models_lists_models_and_problems(models_dir, tmp_path, capsys):
     assert row.split()[:3] == ["extra_style", "style", "x1"] and "An Extra Style" in row and str(extra) in row
     assert any(line.startswith("sr_x4") and " sr " in line for line in lines)
     assert any(line.startswith("problem:") and "half.json" in line for line in lines)
+
+
+def test_models_shows_iterations_and_marks_a_partly_trained_model(tmp_path, capsys):
+    recipe = {"command": "brushwork train style ...", "iterations": 300, "planned_iterations": 2000,
+              "stopped_early": True, "init": {"recipe": {"iterations": 1000}}}
+    make_model(tmp_path, "rushed", "style", 1, recipe=recipe)
+    make_model(tmp_path, "finished", "style", 1, recipe={"command": "brushwork train style ...", "iterations": 2000})
+    code, out, _ = run(["models", "--models", str(tmp_path)], capsys)
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    assert "TRAINED" in rows["NAME"]
+    assert "1,300 it. PARTLY TRAINED (300 of 2,000)" in rows["rushed"]
+    assert "2,000 it." in rows["finished"] and "PARTLY" not in rows["finished"]
 
 
 def test_models_without_any(tmp_path, capsys, monkeypatch):

@@ -453,3 +453,74 @@ def test_second_daemon_on_the_same_endpoint_is_refused(daemon, tmp_path, client)
     assert client.ping() > 0
 
 
+
+
+# ---- hostile endpoints and replies (issue 19, items 6 and 8) -------------------------------------
+
+def test_an_abstract_ipc_endpoint_is_refused_with_a_reason_not_a_traceback(tmp_path):
+    done = run_serve(tmp_path, "--endpoint", f"ipc://@brushwork-test-{os.getpid()}", "--device", "cpu")
+    assert done.returncode == 1, done.stdout
+    assert "abstract socket" in done.stderr and "every local user" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_info_is_capped_leaving_out_thumbnails_then_recipes_then_models():
+    from backend.server import fit_info_reply
+    model = {"name": "m", "thumbnail_png": "A" * 300_000, "recipe": {"notes": "r" * 300_000}, "data": {}}
+    reply = fit_info_reply({"kind": "info", "models": [dict(model)]}, limit=1_000_000)
+    assert "left_out" not in reply and reply["models"][0]["thumbnail_png"]
+    reply = fit_info_reply({"kind": "info", "models": [dict(model) for _ in range(3)]}, limit=1_000_000)
+    assert "thumbnail_png" not in reply["models"][0] and "thumbnails" in reply["left_out"]
+    assert len(reply["models"]) == 3 and len(protocol.encode_header(reply)) <= 1_000_000
+    reply = fit_info_reply({"kind": "info", "models": [dict(model) for _ in range(40)]}, limit=100_000)
+    assert "recipe" not in reply["models"][0] and len(protocol.encode_header(reply)) <= 100_000
+    reply = fit_info_reply({"kind": "info", "models": [{"name": "x" * 10_000} for _ in range(40)]}, limit=100_000)
+    assert 0 < len(reply["models"]) < 40 and "of 40 models" in reply["left_out"]
+    assert len(protocol.encode_header(reply)) <= 100_000
+
+
+def test_the_client_says_when_it_refuses_an_oversized_reply():
+    """A reply over the client's 16 MiB limit used to be dropped and reported as 'no daemon answering'."""
+    context = zmq.Context.instance()
+    server = context.socket(zmq.ROUTER)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+
+    def answer():
+        if server.poll(20_000):
+            identity, request = server.recv_multipart()
+            request_id = json.loads(request)["id"]
+            server.send_multipart([identity, json.dumps({"kind": "info", "id": request_id,
+                                                         "models": "x" * (17 << 20)}).encode()])
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", timeout=10) as client:
+            with pytest.raises(protocol.TooLarge) as err:
+                client.info()
+        assert "refused" in err.value.message and str(protocol.MAX_REPLY_HEADER_BYTES) in err.value.message
+    finally:
+        thread.join()
+        server.close(linger=0)
+
+
+def test_loopback_tcp_without_keys_warns_and_keeps_server_paths_out_of_info(models_dir, tmp_path):
+    served = tmp_path / "served"
+    shutil.copytree(models_dir, served)
+    (served / "broken.json").write_text("{")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc = start_daemon(tmp_path, endpoint, served, listen=["--tcp", endpoint[len("tcp://"):]])
+    try:
+        with Client(endpoint, timeout=10) as client:
+            info = client.info()
+        assert info["models"] and all(m["path"] == f"{m['name']}.json" for m in info["models"])
+        assert info["problems"] and all(str(tmp_path) not in p and p.startswith("broken.json: ")
+                                        for p in info["problems"])
+        assert "warning:" in daemon_output(proc) and "every user of this machine" in daemon_output(proc)
+    finally:
+        assert stop_daemon(proc) == 0
+
+
+def test_a_daemon_on_its_ipc_socket_tells_its_own_user_the_paths(client, served_models):
+    info = client.info()
+    assert all(os.path.isabs(m["path"]) for m in info["models"])

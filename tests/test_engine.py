@@ -1,5 +1,7 @@
 """Engine: options (strength, mask, colours, alpha), tiling without seams, cancelling, errors."""
 
+import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -9,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from backend.engine import Engine
-from backend.model_store import ModelStore
+from backend.engine import Engine, resolve_device, resolve_precision
+from backend.model_store import BUNDLED_MODELS_DIR, ModelStore
 from backend.pixels import rgb_to_ycbcr
 from backend.protocol import BrushworkError
 from helpers import make_model, photo, psnr, random_image
+from trainer.metrics import edge_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,6 +174,58 @@ def test_bf16_stays_within_40_db_of_fp32(store):
     assert psnr(fast, reference) >= 40
 
 
+def _levels(image):
+    """The fewest distinct 16-bit levels in any channel of ``image``."""
+    return min(len(np.unique(np.round(image[..., c] * 65535))) for c in range(3))
+
+
+def test_the_fast_precision_keeps_16_bit_levels():
+    """The last layer and the output mapping run in float32: a smooth 16-bit ramp keeps at least half
+    the distinct levels of the fp32 engine (bf16 everywhere gave under 5 %)."""
+    store = ModelStore(include_bundled=True, include_user=False)
+    device = resolve_device("auto")
+    fast = resolve_precision("auto", device)
+    fast = "bf16" if fast == "fp32" else fast   # the engine's fast path on this device, or the CPU's
+    y, x = np.mgrid[0:64, 0:96].astype(np.float32)
+    ramp = np.round(np.stack([x / 95, y / 63, (x + y) / 158], axis=-1) * 65535).astype(np.float32) / 65535
+    for task, run in (("stylize udnie", lambda engine: engine.stylize(ramp, None, "udnie")[0]),
+                      ("upscale x4", lambda engine: engine.upscale(ramp[:32, :48], None, scale=4)[0])):
+        reference = _levels(run(Engine(store, device=device, precision="fp32")))
+        levels = _levels(run(Engine(store, device=device, precision=fast)))
+        print(f"{task}: {levels} levels in {fast}, {reference} in fp32")
+        assert reference > 4000
+        assert levels >= 0.5 * reference
+
+
+def test_style_nets_run_mirrored_past_their_reach_unless_their_metadata_says_not(tmp_path):
+    """Bundled ``the_scream`` paints a red band down the right edge and lines along the top when
+    run plainly; mirrored out past its reach, with the image's own statistics, it paints none."""
+    meta = json.loads((BUNDLED_MODELS_DIR / "the_scream.json").read_text())
+    meta.update(name="the_scream_plain", weights="the_scream_plain.safetensors", mirror_edges=False)
+    (tmp_path / "the_scream_plain.json").write_text(json.dumps(meta))
+    shutil.copy(BUNDLED_MODELS_DIR / "the_scream.safetensors", tmp_path / "the_scream_plain.safetensors")
+    store = ModelStore(tmp_path, include_bundled=True, include_user=False)
+    engine = Engine(store, device="cpu", precision="fp32")
+    image = photo(256, 384)
+    mirrored, _ = engine.stylize(image, None, "the_scream")
+    plain, _ = engine.stylize(image, None, "the_scream_plain")
+    with torch.inference_mode():
+        direct = store.load("the_scream")(torch.from_numpy(image).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    assert psnr(plain, direct) >= 80
+    assert edge_ratio(plain) > 1.5
+    assert edge_ratio(mirrored) <= 1.35
+    inside = (slice(84, -84), slice(84, -84))
+    assert np.abs(mirrored[inside] - plain[inside]).mean() < 6 / 255   # the strokes inside stay
+
+
+def test_mirror_edges_must_be_true_or_false(tmp_path):
+    make_model(tmp_path, "unsure", mirror_edges=False)
+    meta = json.loads((tmp_path / "unsure.json").read_text())
+    (tmp_path / "unsure.json").write_text(json.dumps({**meta, "mirror_edges": "no"}))
+    store = ModelStore(tmp_path, include_bundled=False, include_user=False)
+    assert not store.list() and "mirror_edges" in str(store.problems)
+
+
 def _seam_ratio(out, reference):
     """How much more gradient across a column or row ``out`` has than ``reference`` there,
     relative to the same ratio over the 48 columns or rows around it, at worst (1 = no seam)."""
@@ -231,6 +286,7 @@ def test_tiles_in_the_default_precision_stay_close_to_the_whole_image(store):
 def test_tiles_agree_and_show_no_seams_at_2048(store):
     for precision in ("auto", "fp32"):
         tiled, whole, steps = _tiled_and_untiled(store, 2048, 2048, 1024, precision)
+        assert steps > 1   # really tiled: 2048 is the default tile size, which would run it whole
         agreement, seam = psnr(tiled, whole), _seam_ratio(tiled, whole)
         print(f"2048x2048 in 1024 tiles ({precision}, {steps} steps): {agreement:.1f} dB vs untiled, "
               f"seam ratio {seam:.3f}")
@@ -305,8 +361,8 @@ import resource, sys
 sys.path.insert(0, {tests!r}); sys.path.insert(0, {root!r})
 import numpy as np
 from backend import pixels
-from backend.engine import Engine
-from backend.model_store import ModelStore
+from backend.engine import Engine, resolve_device, resolve_precision
+from backend.model_store import BUNDLED_MODELS_DIR, ModelStore
 size = 4096
 fmt = {{"dtype": "u8", "channels": "RGBA", "transfer": "srgb"}}
 layer = np.random.default_rng(0).integers(0, 256, (size, size, 4), dtype=np.uint8).tobytes()

@@ -111,6 +111,16 @@ def test_eval_sr_cli_writes_table_and_grid_for_a_tiny_model(hr_dir, tmp_path):
     assert len(np.unique(np.asarray(grid)[:cell, cell:].reshape(-1, 3), axis=0)) > 100   # crops, not blank
 
 
+def test_eval_sr_cli_writes_into_a_run_folder_not_the_current_one(hr_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert cli.main(["eval", "sr", "--bicubic-only", "--scale", "2", "--data", str(hr_dir)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    runs = list((tmp_path / "data" / "brushwork" / "runs").glob("eval-sr-bicubic-*"))
+    assert len(runs) == 1 and (runs[0] / "sr_x2_bicubic.md").is_file()
+    assert str(runs[0]) in capsys.readouterr().out
+
+
 def test_eval_sr_cli_reports_bad_input(tmp_path, capsys):
     status = cli.main(["eval", "sr", "--data", str(tmp_path / "missing"), "--out-dir", str(tmp_path)])
     assert status == 1

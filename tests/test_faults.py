@@ -5,6 +5,7 @@
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def test_daemon_killed_with_a_running_and_queued_jobs_every_client_fails_fast_th
     outcomes, killed_at = {}, []
 
     def progress(done, total, message):
-        if message.startswith("queued"):
+        if message.startswith("waiting"):
             queued.wait(30)
 
     def job(n):
@@ -74,6 +75,36 @@ def test_daemon_killed_with_a_running_and_queued_jobs_every_client_fails_fast_th
         assert stop_daemon(proc) == 0, daemon_output(proc)
 
 
+# ---- a hostile model folder at start-up ---------------------------------------------------------
+
+def test_models_and_serve_start_up_list_hostile_files_as_problems(models_dir, tmp_path):
+    """JSON nested past the recursion limit and a FIFO named like metadata: `brushwork models` and
+    `brushwork serve` list them as problems and serve the rest (issue 19, items 1 and 2)."""
+    hostile = tmp_path / "hostile"
+    shutil.copytree(models_dir, hostile)
+    (hostile / "deep.json").write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    os.mkfifo(hostile / "fifo.json")
+    listing = subprocess.run([sys.executable, "-m", "backend.cli", "models", "--models", str(hostile)], cwd=REPO,
+                             env=daemon_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0 and "Traceback" not in listing.stderr, listing.stderr
+    problems = [line for line in listing.stdout.splitlines() if line.startswith("problem: ")]
+    assert len(problems) == 2 and "deep.json" in problems[0] and "fifo.json" in problems[1], listing.stdout
+    assert "mosaic" in listing.stdout
+
+    endpoint = f"ipc://{tmp_path}/hostile.sock"
+    proc = start_daemon(tmp_path, endpoint, hostile)
+    try:
+        with Client(endpoint, timeout=10) as client:
+            info = client.info()
+            assert {"mosaic", "sr_x2"} <= {m["name"] for m in info["models"]}
+            assert sum("deep.json" in p or "fifo.json" in p for p in info["problems"]) == 2
+            data = bytes(range(256)) * 3
+            assert bytes(client.stylize(data, 16, 12, FMT, "mosaic", strength=0.0).pixels) == data
+    finally:
+        assert stop_daemon(proc) == 0, daemon_output(proc)
+    assert not os.path.exists(f"{tmp_path}/hostile.sock")
+
+
 # ---- the trainer killed ----------------------------------------------------------------------
 
 def train_command(tmp_path, *extra):
@@ -104,11 +135,15 @@ def test_trainer_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     trainer.stderr.close()
 
     last = latest_checkpoint(run_dir)
-    killed_at = load_checkpoint(last)["iteration"]    # the atomic write: the newest one loads
+    killed = load_checkpoint(last)                     # the atomic write: the newest one loads
+    killed_at = killed["iteration"]
     assert 4 <= killed_at < 14
-    for path in run_dir.glob("checkpoint_*.pt"):       # and so does every other
+    for path in run_dir.glob("checkpoint_*.pt"):       # and so does every other, the newest 3 kept
         assert load_checkpoint(path)["iteration"] == int(path.stem.split("_")[1])
+    assert len(list(run_dir.glob("checkpoint_*.pt"))) <= 3
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").glob("*.json"))
+    # what a kill during a checkpoint write leaves (the kill above may or may not have hit one)
+    (run_dir / f".checkpoint_{killed_at + 1:07d}.pt.k1ll3d.tmp").write_bytes(bytes(4096))
 
     resumed = subprocess.run(train_command(tmp_path, "--resume"), cwd=REPO, env=env, capture_output=True,
                              text=True, timeout=300)
@@ -116,9 +151,47 @@ def test_trainer_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     final = load_checkpoint(latest_checkpoint(run_dir))
     assert final["iteration"] == 14 and final["history"]["iteration"] == list(range(1, 15))
     assert len(final["commands"]) == 2 and "--resume" in final["commands"][1]
-    assert final["history"]["total"][:killed_at] == load_checkpoint(last)["history"]["total"]
+    assert final["history"]["total"][:killed_at] == killed["history"]["total"]
+    assert not list(run_dir.glob(".*.tmp")), "a partial checkpoint was left behind"
+    assert sorted(p.name for p in run_dir.glob("checkpoint_*.pt")) == [f"checkpoint_{i:07d}.pt" for i in (12, 13, 14)]
     store = ModelStore([tmp_path / "models"], include_bundled=False, include_user=False)
     assert store.load(store.get("killed_style")) is not None
+
+
+def test_a_run_whose_export_failed_is_exported_when_resumed(tmp_path):
+    """Training finished, the export failed (here: --out is a file, not a folder): --resume exports it."""
+    env = dict(daemon_env(tmp_path), OMP_NUM_THREADS="1")
+    (tmp_path / "models").write_text("not a folder")
+    command = train_command(tmp_path, "--iterations", "2")
+    failed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1 and str(tmp_path / "models") in failed.stderr, failed.stderr
+    assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["iteration"] == 2
+    (tmp_path / "models").unlink()
+    exported = subprocess.run(command + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    store = ModelStore([tmp_path / "models"], include_bundled=False, include_user=False)
+    assert store.get("killed_style").metadata["recipe"]["iterations"] == 2
+
+
+def test_a_write_that_fails_names_the_file_and_reaches_the_client_as_io_error(tmp_path):
+    """A full disk, played by a file-size limit on the trainer: the error names the checkpoint it
+    could not write, and a training job reports code io_error, not internal."""
+    from trainer.job import StyleTrainingJob
+
+    shared = shared_dir()
+    errors = []
+    options = {"name": "no_room", "iterations": 3, "size": 32, "style_size": 32, "batch": 1, "channels": 8,
+               "blocks": 1, "device": "cpu", "precision": "fp32", "run_dir": tmp_path / "run",
+               "vgg_weights": shared / "weights/vgg16_caffe_relu4_3.pth"}
+    job = StyleTrainingJob(shared / "data/styles/udnie.jpg", options, shared / "data/content", tmp_path / "models",
+                           on_error=errors.append)
+    job.command = ["prlimit", f"--fsize={64 * 1024}", *job.command]   # checkpoints are larger
+    job.start()
+    assert job.wait(300)
+    [error] = errors
+    assert error.code == "io_error" and str(tmp_path / "run" / "checkpoint_0000003.pt") in error.message, error
+    assert not list((tmp_path / "run").glob(".*.tmp")), "a partial checkpoint was left behind"
 
 
 # ---- out of memory ---------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 from backend import protocol
-from plugin_gimp.brushwork import gimp_pixels, settings
-from plugin_gimp.installer import install, plugin_dir
+from plugin_gimp.brushwork import gimp_pixels, model_list, settings
+from plugin_gimp.installer import install, plugin_dirs
 
 COMPONENTS = ["U8", "U16", "U32", "HALF", "FLOAT", "DOUBLE"]
 TRANSFERS = ["LINEAR", "NON_LINEAR", "PERCEPTUAL"]
@@ -90,8 +90,9 @@ def test_broken_settings_file_names_the_file(tmp_path, content, message):
 
 
 def test_install_and_uninstall(tmp_path):
+    (tmp_path / ".config" / "GIMP" / "3.0").mkdir(parents=True)
     folder = install(home=tmp_path, python=[sys.executable])
-    assert folder == str(plugin_dir(tmp_path))
+    assert [folder] == [str(d) for d in plugin_dirs(tmp_path)]
     assert folder.endswith(os.path.join(".config", "GIMP", "3.0", "plug-ins", "brushwork"))
     main = os.path.join(folder, "brushwork.py")
     assert os.stat(main).st_mode & stat.S_IXUSR
@@ -105,9 +106,28 @@ def test_install_and_uninstall(tmp_path):
     assert not os.path.exists(folder)
 
 
+@pytest.mark.parametrize("existing, expected", [
+    ([], ["3.0", "3.2"]),              # GIMP 3 never ran: whichever starts first finds it
+    (["3.0"], ["3.0"]),                # GIMP 3.2 copies the 3.0 profile, plug-in included, on its first start
+    (["3.2"], ["3.2"]),
+    (["3.0", "3.2"], ["3.0", "3.2"]),
+    (["2.10", "3.2", "3.10"], ["3.2", "3.10"]),
+])
+def test_install_goes_into_every_gimp3_profile(tmp_path, existing, expected):
+    config = tmp_path / ".config" / "GIMP"
+    for version in existing:
+        (config / version).mkdir(parents=True)
+    folders = install(home=tmp_path, python=[sys.executable]).splitlines()
+    assert folders == [str(config / v / "plug-ins" / "brushwork") for v in expected]
+    assert all(os.path.isfile(os.path.join(f, "brushwork.py")) for f in folders)
+    assert not (config / "2.10" / "plug-ins").exists()
+    assert install(uninstall=True, home=tmp_path).splitlines() == folders
+    assert not any(os.path.exists(f) for f in folders)
+
+
 def test_install_vendors_pyzmq_for_a_python_without_it(tmp_path):
     bare = [sys.executable, "-S"]  # no site-packages: this Python cannot import zmq
-    folder = install(home=tmp_path, python=bare)
+    folder = install(home=tmp_path, python=bare).splitlines()[0]
     probe = f"import sys; sys.path.append({os.path.join(folder, 'vendor')!r}); import zmq; print(zmq.__version__)"
     assert subprocess.run([*bare, "-c", probe], capture_output=True, text=True).returncode == 0
 
@@ -118,11 +138,11 @@ def test_install_explains_how_to_get_pyzmq(tmp_path):
     other_python.chmod(0o755)
     with pytest.raises(RuntimeError, match="python3-zmq"):
         install(home=tmp_path, python=[str(other_python)])
-    assert not os.path.exists(plugin_dir(tmp_path))
+    assert not any(os.path.exists(folder) for folder in plugin_dirs(tmp_path))
 
 
 def test_installed_connection_explains_why_no_daemon_answers(tmp_path):
-    folder = install(home=tmp_path, python=[sys.executable])
+    folder = install(home=tmp_path, python=[sys.executable]).splitlines()[0]
     failing = tmp_path / "brushwork"
     failing.write_text("#!/bin/sh\necho cannot start >&2\nexit 3\n")
     failing.chmod(0o755)
@@ -150,10 +170,34 @@ def test_installed_connection_explains_why_no_daemon_answers(tmp_path):
 
 
 def test_installer_records_the_brushwork_program(tmp_path):
-    folder = install(home=tmp_path, python=[sys.executable])
+    folder = install(home=tmp_path, python=[sys.executable]).splitlines()[0]
     with open(os.path.join(folder, "installed.json")) as f:
         recorded = json.load(f)["brushwork_executable"]
     beside_python = os.path.join(os.path.dirname(sys.executable), "brushwork")
     if os.path.exists(beside_python):  # the venv's console script, as `pip install -e .` makes it
         assert recorded == beside_python
     assert recorded == "" or os.access(recorded, os.X_OK)
+
+
+MODELS = [{"name": "starry_night", "display_name": "Starry Night (van Gogh)", "kind": "style", "scale": 1},
+          {"name": "sr_x4_feat", "display_name": "Upscale x4, sharp detail", "kind": "sr", "scale": 4}]
+
+
+@pytest.mark.parametrize("text, kind, name", [
+    ("starry_night", "style", "starry_night"),
+    ("Starry Night (van Gogh)", "style", "starry_night"),
+    ("  starry night (VAN GOGH) ", "style", "starry_night"),
+    ("upscale x4, sharp detail", "sr", "sr_x4_feat"),
+    ("Upscale x4, sharp detail", "style", "Upscale x4, sharp detail"),   # not a style: the daemon refuses it
+    ("no such style", "style", "no such style"),
+])
+def test_model_names_resolve_display_names(text, kind, name):
+    assert model_list.resolve(text, MODELS, kind) == name
+
+
+def test_dialogs_remember_the_daemons_models(tmp_path):
+    model_list.remember(tmp_path, [dict(MODELS[0], thumbnail="...")])
+    assert model_list.last_known(tmp_path) == [MODELS[0]]
+    assert model_list.choices(model_list.last_known(tmp_path), "style") == [("starry_night", "Starry Night (van Gogh)")]
+    (tmp_path / model_list.CACHE_NAME).write_text("{broken")
+    assert isinstance(model_list.last_known(tmp_path), list)

@@ -158,3 +158,43 @@ def test_grid_energy_finds_a_faint_pattern_repeating_every_period_pixels():
     assert metrics.grid_energy(smooth + pattern, 4, shave=4) > 20 * metrics.grid_energy(smooth, 4, shave=4)
     assert metrics.grid_energy(smooth + pattern, 4) == pytest.approx(
         metrics.grid_energy(np.dstack([smooth + pattern] * 3), 4))
+
+
+# ----------------------------------------------------------------------------- invented texture
+
+def flat_scene(seed=0):
+    """A 96x96 'original' (0..255): a flat left half with fine grain (std 1), a step edge, a textured right half;
+    and its bicubic x4 upscale from 24x24."""
+    rng = np.random.default_rng(seed)
+    hr = np.full((96, 96), 110.0) + rng.normal(0, 1.0, (96, 96))
+    hr[:, 48:] = 180 + 25 * np.sin(np.arange(48) / 2.0)[None, :] * np.cos(np.arange(96) / 3.0)[:, None]
+    small = torch.nn.functional.avg_pool2d(torch.from_numpy(hr)[None, None], 4)
+    bicubic = torch.nn.functional.interpolate(small, scale_factor=4, mode="bicubic", align_corners=False)[0, 0]
+    return hr, bicubic.numpy()
+
+
+def test_flat_mask_keeps_the_flat_half_away_from_the_edge():
+    hr, _ = flat_scene()
+    flat = metrics.flat_mask(hr)
+    assert flat[:, 5:36].all() and not flat[:, 42:].any()
+
+
+def test_invented_texture_sees_a_crosshatch_but_not_the_originals_own_grain():
+    hr, bicubic = flat_scene()
+    flat = metrics.flat_mask(hr)
+    yy, xx = np.mgrid[0:96, 0:96]
+    crosshatch = 1.5 * np.sin(2 * np.pi * (xx + yy) / 3) + 1.5 * np.sin(2 * np.pi * (xx - yy) / 3)
+    assert metrics.invented_texture(bicubic, bicubic, hr, flat) == 0
+    assert metrics.invented_texture(hr, bicubic, hr, flat) == pytest.approx(0, abs=1e-6)  # the grain is real
+    # the crosshatch's own RMS (1.5) above a sigma-1 Gaussian, which passes most of a 3-pixel period
+    assert 1.0 < metrics.invented_texture(bicubic + crosshatch, bicubic, hr, flat) < 1.6
+    halfway = bicubic + 0.5 * (hr - bicubic)                 # half the original's detail: nothing invented
+    assert metrics.invented_texture(halfway, bicubic, hr, flat) < 0.05
+    assert metrics.invented_texture(hr + crosshatch, bicubic, hr, flat) > 1.0
+
+
+def test_detail_ratio_is_one_for_the_original_and_lower_for_a_blurred_upscale():
+    hr, bicubic = flat_scene()
+    edges = metrics.luma_spread(hr) >= 20
+    assert metrics.detail_ratio(hr, hr, edges) == pytest.approx(1)
+    assert metrics.detail_ratio(bicubic, hr, edges) < 0.7

@@ -3,13 +3,14 @@
 import json
 import os
 import sys
+import threading
 
 import pytest
 import safetensors.torch
 import torch
 from PIL import Image
 
-from backend import model_store
+from backend import model_store, protocol
 from backend.model_store import ModelStore, save_model, user_models_dir, validate_metadata
 from backend.nets import StyleNet, build_net, default_architecture
 from backend.protocol import BrushworkError
@@ -60,6 +61,21 @@ def test_find_sr_by_scale(models_dir):
     with pytest.raises(BrushworkError) as err:
         store.find_sr(16)
     assert err.value.code == "unknown_model"
+
+
+def test_find_sr_prefers_a_pixel_loss_model_then_the_name(tmp_path):
+    make_model(tmp_path, "a_feat", "sr", 4, seed=1, loss="feat")
+    assert store_of(tmp_path).find_sr(4).name == "a_feat"
+    make_model(tmp_path, "b_pixel", "sr", 4, seed=2, loss="pixel")
+    make_model(tmp_path, "c_pixel", "sr", 4, seed=3, loss="pixel")
+    assert store_of(tmp_path).find_sr(4).name == "b_pixel"
+
+
+def test_the_bundled_default_upscalers_are_the_clean_ones():
+    """x4: the pixel-loss net; the feature-loss one paints a crosshatch on flat areas (docs/models.md,
+    benchmarks/bench_sr_flat.py)."""
+    store = ModelStore(include_user=False)
+    assert [store.find_sr(scale).name for scale in (2, 4, 8)] == ["sr_x2_pixel", "sr_x4_pixel", "sr_x8_feat"]
 
 
 def test_later_directories_override_earlier_ones(tmp_path):
@@ -274,3 +290,107 @@ def test_half_precision_models_store_float16_and_load_as_float32(tmp_path):
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert (loaded(x) - net(x)).abs().max() < 0.02
+
+
+# ---- hostile files: each is one problem, never more (issue 19, items 1-3) ------------------
+
+def _deep_json(path):
+    path.with_suffix(".json").write_bytes(b"[" * 200_000 + b"]" * 200_000)   # under the 1 MiB cap
+
+
+def _long_integer(path):
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps(meta)[:-1] + ', "big": ' + "9" * 5000 + "}")
+
+
+def _deep_recipe(path):
+    text = json.dumps(json.loads(path.read_text()) | {"recipe": "RECIPE"})
+    path.write_text(text.replace('"RECIPE"', '{"a": ' + "[" * 600 + "]" * 600 + "}"))
+
+
+def _fifo(path):
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _dev_zero(path):
+    path.unlink()
+    path.symlink_to("/dev/zero")
+
+
+def _sparse_weights(path):
+    weights = path.with_suffix(".safetensors")
+    weights.unlink()
+    with open(weights, "wb") as f:
+        f.truncate(100 * 2**30)    # 100 GB of holes: no disk used
+
+
+def _nul_in_weights(path):
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(meta, weights="broken\u0000.safetensors")))
+
+
+def _directory(path):
+    path.unlink()
+    path.mkdir()
+
+
+def _dangling_link(path):
+    path.unlink()
+    path.symlink_to(path.with_name("nowhere.json"))
+
+
+HOSTILE = {
+    "json nested 200,000 deep": (_deep_json, "nested too deeply"),
+    "integer of 5,000 digits": (_long_integer, "cannot read metadata"),
+    "recipe nested 600 deep": (_deep_recipe, "more than 32 deep"),
+    "a FIFO as the json": (_fifo, "not a regular file"),
+    "json linked to /dev/zero": (_dev_zero, "not a regular file"),
+    "100 GB sparse weights": (_sparse_weights, "larger than"),
+    "a directory as the json": (_directory, "not a regular file"),
+    "a NUL byte in the weights name": (_nul_in_weights, "control characters"),
+    "a dangling json link": (_dangling_link, "broken.json"),
+}
+
+
+def list_within(store, seconds=20):
+    """store.list() in a thread: (models, problems), or a failure if it blocks or raises."""
+    outcome = {}
+
+    def scan():
+        try:
+            outcome["models"] = store.list()
+        except BaseException as exc:   # noqa: BLE001 -- reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=scan, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"listing the models blocked for {seconds} s"
+    assert "error" not in outcome, f"listing the models raised {outcome.get('error')!r}"
+    return outcome["models"], store.problems
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_model_file_is_one_problem_and_the_other_models_keep_working(tmp_path, case):
+    make_model(tmp_path, "good", seed=1)
+    hostile, expected = HOSTILE[case]
+    hostile(make_model(tmp_path, "broken", seed=2))
+    store = store_of(tmp_path)
+    models, problems = list_within(store)
+    assert [m.name for m in models] == ["good"], problems
+    assert len(problems) == 1 and "broken" in problems[0] and expected in problems[0], problems
+    protocol.encode_header({"models": [m.summary() for m in models], "problems": problems})
+    assert store.load("good") is not None
+
+
+def test_a_weights_file_that_grows_past_its_architecture_is_refused_before_it_is_read(tmp_path):
+    path = make_model(tmp_path, "grown")
+    net = model_store._empty_net(json.loads(path.read_text()))
+    limit = model_store.weights_limit(net)
+    weights = path.with_suffix(".safetensors")
+    assert weights.stat().st_size <= limit < 2 * weights.stat().st_size + model_store.WEIGHTS_HEADER_SLACK
+    with open(weights, "ab") as f:
+        f.truncate(limit + 1)
+    store = store_of(tmp_path)
+    assert store.list() == [] and f"larger than {limit}" in store.problems[0]

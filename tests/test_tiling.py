@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from backend import fastnet, tiling
-from backend.nets import StyleNet
+from backend.nets import StyleNet, mirror_pad
 from backend.protocol import BrushworkError
 from helpers import psnr, random_image
 
@@ -123,6 +123,31 @@ def test_tiles_of_a_net_with_a_mirrored_border_reproduce_its_forward(style_net):
     assert tiled.shape == whole.shape == image.shape
     assert psnr(tiled, whole) >= 80
     assert psnr(whole, _whole(style_net, image)) < 40        # the border does change the result
+
+
+def test_statistics_leave_a_mirrored_margin_out_whole_and_in_tiles(style_net):
+    net = tiling.keep_statistics_inside(copy.deepcopy(style_net), 16)
+    norms = [m for m in net.modules() if isinstance(m, tiling.StatsNorm)]
+    assert [norm.margin for norm in norms] == [16, 8] + [4] * (1 + 2 * len(net.residuals)) + [8, 16]
+    image = mirror_pad(tiling.to_input(random_image(128, 160, seed=9), "cpu", torch.float32), 16)
+    image = tiling.to_image(image)
+    checked = []
+
+    def check(norm, args, output):   # instance norm with the statistics of the part inside the margin
+        x, m = args[0].double(), norm.margin
+        inside = x[..., m:x.shape[-2] - m, m:x.shape[-1] - m]
+        mean, var = inside.mean((0, 2, 3)), inside.var((0, 2, 3), correction=0)
+        expected = torch.nn.functional.batch_norm(x, mean, var, norm.weight.double(), norm.bias.double(),
+                                                  eps=norm.eps)
+        checked.append(float((output.double() - expected).abs().max()))
+
+    hooks = [norm.register_forward_hook(check) for norm in norms]
+    whole = _whole(net, image)
+    for hook in hooks:
+        hook.remove()
+    assert len(checked) == len(norms) and max(checked) < 1e-3
+    assert psnr(tiling.stylize_tiled(net, image, 96, 16, 16), whole) >= 80
+    assert psnr(whole, _whole(style_net, image)) < 40        # leaving the margin out does change the result
 
 
 def test_tiled_style_net_stops_when_cancelled_and_unfreezes(style_net):

@@ -1,7 +1,10 @@
 """``train_style`` requests end to end: a real daemon subprocess, the real client, the real
 trainer process with the shared Caffe VGG-16 weights, tiny sizes and a few iterations."""
 
+import os
 import signal
+import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,6 +18,7 @@ from backend.client import Client
 from backend.nets import edge_hiding_border
 from daemon_process import daemon_output, start_daemon, stop_daemon
 from helpers import shared_dir, training_photos
+from trainer.checkpoint import latest_checkpoint
 
 VGG_WEIGHTS = shared_dir() / "weights" / "vgg16_caffe_relu4_3.pth"
 pytestmark = pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"needs the VGG-16 weights at {VGG_WEIGHTS}")
@@ -50,6 +54,12 @@ def trainer_pids(marker):
     return pids
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_until(condition, timeout=60, what="condition"):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -59,11 +69,12 @@ def wait_until(condition, timeout=60, what="condition"):
 
 
 class Training:
-    """A train_style call running in a thread, recording its progress; ``cancel()`` asks it to stop."""
+    """A train_style call running in a thread, recording its progress; ``cancel()`` asks it to stop,
+    ``stop()`` to stop early and keep the model."""
 
     def __init__(self, endpoint, name, **options):
         self.progress, self.result, self.error = [], None, None
-        self._cancel = threading.Event()
+        self._cancel, self._stop = threading.Event(), threading.Event()
         image = style_request_image()
         self.client = Client(endpoint, timeout=30)
 
@@ -71,7 +82,8 @@ class Training:
             try:
                 self.result = self.client.train_style(image, image.shape[1], image.shape[0], FMT, name,
                                                       progress=lambda *p: self.progress.append(p),
-                                                      should_cancel=self._cancel.is_set, **options)
+                                                      should_cancel=self._cancel.is_set,
+                                                      should_stop=self._stop.is_set, **options)
             except protocol.BrushworkError as exc:
                 self.error = exc
             finally:
@@ -84,6 +96,9 @@ class Training:
 
     def cancel(self):
         self._cancel.set()
+
+    def stop(self):
+        self._stop.set()
 
     def join(self, timeout=120):
         self.thread.join(timeout)
@@ -171,6 +186,39 @@ def test_cancel_stops_the_trainer_while_other_clients_are_served(daemon, content
     assert not (daemon.train_out / "never_finished.json").exists()
 
 
+def test_stop_ends_the_training_early_and_keeps_what_it_learnt(daemon, client, content_dir):
+    training = Training(daemon.endpoint, "Stopped Early", iterations=100_000, **TINY)
+    wait_until(lambda: training.iterations_done() >= 2 or training.error, what="two training iterations")
+    training.stop()
+    model = training.join().result
+    assert training.error is None, training.error
+    assert model["name"] == "stopped_early" and model["partly_trained"] is True
+    assert model["planned_iterations"] == 100_000 and 2 <= model["iterations"] < 100_000
+    assert model["recipe"]["stopped_early"] is True and model["iterations"] == model["recipe"]["iterations"]
+    assert any(message.startswith("stopping: saving the model") for _, _, message in training.progress)
+    listed = {m["name"]: m for m in client.info()["models"]}["stopped_early"]
+    assert listed["partly_trained"] is True and listed["iterations"] == model["iterations"]
+    wait_until(lambda: not trainer_pids(str(content_dir)), timeout=15, what="the trainer to exit")
+
+
+def test_estimate_is_measured_on_the_daemons_device_then_remembered(daemon, client, content_dir):
+    image = style_request_image()
+    progress = []
+    estimate = client.estimate_training(image, image.shape[1], image.shape[0], FMT, "Estimated", iterations=500,
+                                        progress=lambda *p: progress.append(p), **TINY)
+    speed = estimate["s_per_iteration"]
+    assert speed > 0 and estimate["iterations"] == 500 and estimate["seconds"] == pytest.approx(500 * speed)
+    assert estimate["photos"] == 3 and estimate["hardware"]
+    assert progress and all(total == 0 for _, total, _ in progress)   # iterations are only timed
+    assert any("measuring" in message for _, _, message in progress)
+    # the same net and crops again: the measured speed is remembered, no trainer runs
+    again = client.estimate_training(image, image.shape[1], image.shape[0], FMT, "Estimated", iterations=2000,
+                                     time_limit=60, **TINY)
+    assert again["s_per_iteration"] == speed and again["seconds"] == pytest.approx(min(2000 * speed, 60))
+    assert "estimated" not in [m["name"] for m in client.info()["models"]]
+    assert not list(daemon.train_out.glob("estimated*")) and not trainer_pids(str(content_dir))
+
+
 def test_a_client_can_turn_the_editor_defaults_off(client):
     model = train_request(client, "plain crops", iterations=1, zoom=1, flip=False, border=0, **TINY)
     assert "zoom" not in model["recipe"] and "flip" not in model["recipe"] and "border" not in model["architecture"]
@@ -189,6 +237,8 @@ def test_a_client_can_turn_the_editor_defaults_off(client):
     ({"flip": 1}, "bad_request", "'flip' must be true or false"),
     ({"zoom": 0.5}, "bad_request", "'zoom' must be a number from 1"),
     ({"border": 6}, "bad_request", "'border' must be a multiple of 4"),
+    ({"iterations": 1_000_000}, "bad_request", "'iterations' must be an integer from 1 to 100000"),
+    ({"checkpoint_every": 1}, "bad_request", "'checkpoint_every' must be an integer from 100 to 100000"),
 ])
 def test_bad_train_requests_are_refused_with_a_reason(client, fields, code, words):
     fields = dict(fields)
@@ -219,13 +269,35 @@ def test_empty_content_folder_is_a_clear_error(client, content_dir, tmp_path):
             path.rename(content_dir / path.name)
 
 
-def test_without_content_folder_training_is_refused_naming_the_option(models_dir, tmp_path):
+def test_without_content_folder_the_editor_names_its_own_on_a_local_daemon(models_dir, content_dir, tmp_path):
+    """`make serve` gives no --content: a request without a folder is refused naming both ways
+    out, and one naming the artist's own folder trains on it (the daemon's IPC socket is private)."""
     proc = start_daemon(tmp_path, f"ipc://{tmp_path}/s.sock", models_dir)
     try:
         assert "--content DIR" in daemon_output(proc)
         with Client(f"ipc://{tmp_path}/s.sock", timeout=30) as client:
-            with pytest.raises(protocol.BadRequest, match="--content DIR"):
+            assert client.info()["training"] == {"content": False, "client_content": True, "iterations": 2000}
+            with pytest.raises(protocol.BadRequest, match="choose a folder of your photos.*--content DIR"):
                 train_request(client, iterations=2)
+            with pytest.raises(protocol.BadRequest, match="absolute path"):
+                train_request(client, iterations=2, content="photos")
+            with pytest.raises(protocol.BadRequest, match=f"no images.*the chosen folder {tmp_path}"):
+                train_request(client, iterations=2, content=str(tmp_path))
+            model = train_request(client, "own photos", iterations=2, content=str(content_dir), **TINY)
+            assert model["name"] == "own_photos" and model["data"]["content"] == str(content_dir)
+            assert model["data"]["content_images"] == 3 and model["partly_trained"] is False
+    finally:
+        assert stop_daemon(proc) == 0
+
+
+def test_a_tcp_daemon_reads_no_folder_a_client_names(models_dir, content_dir, tmp_path):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc = start_daemon(tmp_path, endpoint, models_dir)
+    try:
+        with Client(endpoint, timeout=30) as client:
+            assert client.info()["training"]["client_content"] is False
+            with pytest.raises(protocol.BadRequest, match="does not read folders named by its clients"):
+                train_request(client, iterations=2, content=str(content_dir))
     finally:
         assert stop_daemon(proc) == 0
 
@@ -243,3 +315,21 @@ def test_daemon_shutdown_cancels_training_and_leaves_no_process(models_dir, cont
     assert not trainer_pids(str(content_dir))
     assert isinstance(training.join().error, protocol.Cancelled)
     assert not (user_models / "interrupted.json").exists()
+
+
+def test_a_daemon_killed_while_training_leaves_a_resumable_run_and_nothing_in_tmp(models_dir, content_dir, tmp_path):
+    """kill -9 of the daemon: its trainer notices the broken pipe, checkpoints and stops (issue 19)."""
+    endpoint = f"ipc://{tmp_path}/s.sock"
+    proc = start_daemon(tmp_path, endpoint, models_dir, env={"BRUSHWORK_CONTENT": str(content_dir)})
+    temp_before = set(Path(tempfile.gettempdir()).glob("brushwork-train-*"))
+    training = Training(endpoint, "orphaned", iterations=100_000, **TINY)
+    wait_until(lambda: training.iterations_done() >= 1 or training.error, what="the first training iteration")
+    assert len(trainer_pids(str(content_dir))) == 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stop_daemon(proc)
+    wait_until(lambda: not trainer_pids(str(content_dir)), timeout=120, what="the trainer to stop")
+    [run] = (tmp_path / "xdg-data" / "brushwork" / "runs").glob("orphaned-*")
+    assert latest_checkpoint(run) is not None and (run / "style.png").is_file()
+    assert "went away" in (run / "trainer.log").read_text(errors="replace")
+    assert set(Path(tempfile.gettempdir()).glob("brushwork-train-*")) <= temp_before

@@ -371,6 +371,43 @@ def test_time_limit_stops_early_and_the_recipe_says_so(tmp_path):
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint_0000001.pt"
 
 
+def train_command(tmp_path, capsys, *extra):
+    """``brushwork train style`` as the CLI runs it: (exit status, stdout, stderr)."""
+    args = parse("train", "style", "--style", STYLE, "--content", CONTENT, *TINY, "--out", tmp_path / "models",
+                 "--run-dir", tmp_path / "run", *extra)
+    code = args.func(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_estimate_measures_this_device_and_suggests_a_time_limit(tmp_path, capsys):
+    code, out, err = train_command(tmp_path, capsys, "--iterations", "1000000", "--estimate")
+    assert code == 0 and out == ""
+    line = next(line for line in err.splitlines() if line.startswith("measured on"))
+    s_per_iteration = float(line.split(": ")[1].split(" s per iteration")[0])
+    assert s_per_iteration > 0 and "1,000,000 iterations take about" in line
+    assert "--time-limit 3600: about" in line   # the way to a model in an hour
+    assert not (tmp_path / "run").exists() and not (tmp_path / "models").exists()   # nothing written
+
+
+def test_the_end_says_where_the_model_went_how_long_it_trained_and_how_to_use_it(tmp_path, capsys):
+    code, out, err = train_command(tmp_path, capsys, "--iterations", "3", "--name", "told")
+    assert code == 0
+    json_path = tmp_path / "models" / "told.json"
+    lines = out.splitlines()
+    assert lines[0] == f"saved the style model 'told' to {json_path}"
+    assert lines[1].startswith("trained 3 iterations in ") and "PARTLY" not in out
+    assert lines[2] == f"use it: brushwork stylize photo.jpg --style told --models {tmp_path / 'models'} -o out.png"
+    assert "training told: 3 iterations on " in err   # said before the first step
+
+
+def test_a_time_limited_run_is_marked_partly_trained(tmp_path, capsys):
+    code, out, _ = train_command(tmp_path, capsys, "--iterations", "50", "--time-limit", "0.001", "--name", "short")
+    assert code == 0 and "stopped by --time-limit at 1 of 50 iterations: the model is partly trained" in out
+    summary = ModelStore(tmp_path / "models", include_bundled=False, include_user=False).get("short").summary()
+    assert summary["partly_trained"] is True and summary["iterations"] == 1 and summary["planned_iterations"] == 50
+
+
 def test_augmentation_is_recorded_and_a_resume_must_keep_it(tmp_path):
     json_path = train_style_run(tmp_path, "--iterations", "2", "--checkpoint-every", "1", "--zoom", "1.5", "--flip",
                                 "--run-dir", tmp_path / "run")
@@ -448,6 +485,24 @@ def test_job_cancel_terminates_the_trainer(tmp_path):
     assert [e.code for e in errors] == ["cancelled"]
     assert not (tmp_path / "models" / "job_style.json").exists()
     assert latest_checkpoint(tmp_path / "run") is not None   # SIGTERM checkpoints before exiting
+
+
+def test_job_stopped_early_exports_what_it_learnt_marked_as_such(tmp_path):
+    progressed, finished, results, errors = threading.Event(), threading.Event(), [], []
+    job = StyleTrainingJob(STYLE, job_options(tmp_path, 100000), CONTENT, tmp_path / "models",
+                           on_progress=lambda done, total, message: done >= 2 and progressed.set(),
+                           on_done=lambda info: (results.append(info), finished.set()),
+                           on_error=lambda e: (errors.append(e), finished.set()))
+    job.start()
+    assert progressed.wait(240), "no progress from the training job"
+    assert job.stop()
+    assert job.wait(60) and finished.is_set() and not errors, errors
+    model = ModelStore(tmp_path / "models", include_bundled=False, include_user=False).get("job_style")
+    recipe = model.metadata["recipe"]
+    assert recipe["stopped_early"] is True and recipe["planned_iterations"] == 100000
+    assert 2 <= recipe["iterations"] < 100000
+    assert model.summary()["partly_trained"] is True and model.summary()["iterations"] == recipe["iterations"]
+    assert latest_checkpoint(tmp_path / "run").name == f"checkpoint_{recipe['iterations']:07d}.pt"
 
 
 # ---- DDP ----------------------------------------------------------------------------------

@@ -5,11 +5,14 @@
 Writes ``styles.jpg`` (every style on the three shared content photos), ``sr_x4.png``
 (bicubic / x4 pixel loss / x4 feature loss / HR, zoomed crops of Set5 and Set14 images),
 ``sr_x4_stretched.png`` (the same methods on smooth areas, contrast stretched four times, where
-a checkerboard would show) and ``tiles_2048.jpg`` (a 2048-pixel stylisation, run in tiles,
-with 1:1 crops where tiles meet).
+a checkerboard would show), ``sr_flat_amber.png`` (amber's flat areas upscaled x4 and x8 at 100 %
+and 200 %: where ``sr_x4_feat`` paints its crosshatch, measured by ``benchmarks/bench_sr_flat.py``)
+and ``tiles_2048.jpg`` (a 2048-pixel stylisation, forced into 1024-pixel tiles, with 1:1 crops
+where tiles meet).
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,13 +26,14 @@ from backend.engine import Engine  # noqa: E402
 from backend.model_store import ModelStore  # noqa: E402
 from trainer.evaluate import crop_to_multiple, degrade, detail_box  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("BRUSHWORK_SHARED") or ROOT.parent / "shared") / "data"
 STYLES = ["starry_night", "wave", "the_scream", "composition_vii", "udnie"]
 SR_IMAGES = [SHARED / "sr" / "Set5" / "butterfly.png", SHARED / "sr" / "Set14" / "zebra.png",
              SHARED / "sr" / "Set14" / "comic.png"]
 SMOOTH_CROPS = [(SHARED / "sr" / "Set14" / "lenna.png", (40, 40)),
                 (SHARED / "sr" / "Set5" / "butterfly.png", (40, 150)),
                 (SHARED / "sr" / "Set14" / "comic.png", (150, 300))]   # (image, top-left of a 48-px crop)
+AMBER_FLAT_CROPS = [(352, 176), (64, 96)]   # top-left of 192-px crops of amber at 1024 px: cream stone, bricks
 LABEL = 18
 
 
@@ -67,12 +71,20 @@ def styles_grid(engine, size=320):
     return labelled_grid(rows, size, size)
 
 
+def default_label(engine, name, label=None):
+    """``label`` (default: the model's name), marked when the engine uses the model for its scale by default."""
+    label = label or name
+    return f"{label} (default)" if engine.store.find_sr(engine.store.get(name).scale).name == name else label
+
+
 def x4_results(engine, hr):
     """(label, image) for bicubic, the two x4 models and the original, all of ``hr``'s size."""
     lr = degrade(hr, 4)
     return [("bicubic", lr.resize(hr.size, Image.BICUBIC)),
-            ("x4 pixel loss", as_image(engine.upscale(as_array(lr), None, "sr_x4_pixel")[0])),
-            ("x4 feature loss", as_image(engine.upscale(as_array(lr), None, "sr_x4_feat")[0])),
+            (default_label(engine, "sr_x4_pixel", "x4 pixel loss"),
+             as_image(engine.upscale(as_array(lr), None, "sr_x4_pixel")[0])),
+            (default_label(engine, "sr_x4_feat", "x4 feature loss"),
+             as_image(engine.upscale(as_array(lr), None, "sr_x4_feat")[0])),
             ("HR (original)", hr)]
 
 
@@ -107,10 +119,33 @@ def stretched_grid(engine, crop=48, zoom=6, gain=4):
     return labelled_grid(rows, crop * zoom, crop * zoom)
 
 
+def flat_grid(engine, crop=192):
+    """amber (1024 px) downscaled x4 and x8 and upscaled back: crops of flat areas at 100 % and 200 %."""
+    photo = Image.open(SHARED / "content" / "amber.jpg").convert("RGB")
+    hr = photo.resize((1024, round(1024 * photo.height / photo.width)), Image.LANCZOS)
+    rows = []
+    for scale, models in ((4, ["sr_x4_pixel", "sr_x4_feat"]), (8, ["sr_x8_feat"])):
+        lr = degrade(hr, scale)
+        results = [(f"bicubic x{scale}", lr.resize(hr.size, Image.BICUBIC))]
+        results += [(default_label(engine, name), as_image(engine.upscale(as_array(lr), None, name)[0]))
+                    for name in models]
+        results.append(("original", hr))
+        for left, top in AMBER_FLAT_CROPS:
+            box = (left, top, left + crop, top + crop)
+            rows.append([(f"{label}, 100%", image.crop(box)) for label, image in results])
+            half = (left + crop // 4, top + crop // 4, left + 3 * crop // 4, top + 3 * crop // 4)
+            rows.append([(f"{label}, 200%", image.crop(half).resize((crop, crop), Image.NEAREST))
+                         for label, image in results])
+    return labelled_grid(rows, crop, crop)
+
+
 def tiles_grid(engine, model="starry_night", size=2048, crop=256):
     photo = Image.open(SHARED / "content" / "chicago.jpg").convert("RGB")
     photo = photo.resize((size, round(size * photo.height / photo.width)), Image.BICUBIC)
-    result = as_image(engine.stylize(as_array(photo), None, model)[0])
+    steps = []
+    result = as_image(engine.stylize(as_array(photo), None, model, progress=lambda done, total: steps.append(done))[0])
+    if len(steps) < 2:
+        raise SystemExit(f"the {size}-px check ran whole with {engine.tile_size}-px tiles; give a smaller --tile-size")
     overview = result.copy()
     overview.thumbnail((crop * 2, crop * 2))
     centre = (result.width // 2 - crop // 2, result.height // 2 - crop // 2)
@@ -125,17 +160,23 @@ def tiles_grid(engine, model="starry_night", size=2048, crop=256):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "models")
-    parser.add_argument("--tile-size", type=int, default=1024, help="engine tile size for the 2048-px check")
+    parser.add_argument("--tile-size", type=int, default=1024,
+                        help="engine tile size for the 2048-px check (smaller than 2048, so that it tiles)")
+    parser.add_argument("--only", nargs="+", choices=("styles", "sr", "tiles"), default=("styles", "sr", "tiles"),
+                        help="redraw only these pictures (default: all)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     store = ModelStore(include_user=False)
     engine = Engine(store, device="cpu")
-    styles_grid(engine).save(args.out / "styles.jpg", quality=88)
-    sr_grid(engine).save(args.out / "sr_x4.png")
-    stretched_grid(engine).save(args.out / "sr_x4_stretched.png")
-    tiled = Engine(store, device="cpu", tile_size=args.tile_size)
-    tiles_grid(tiled).save(args.out / "tiles_2048.jpg", quality=90)
-    print("wrote", *(args.out / n for n in ("styles.jpg", "sr_x4.png", "sr_x4_stretched.png", "tiles_2048.jpg")))
+    pictures = {"styles": [("styles.jpg", lambda: styles_grid(engine))],
+                "sr": [("sr_x4.png", lambda: sr_grid(engine)), ("sr_x4_stretched.png", lambda: stretched_grid(engine)),
+                       ("sr_flat_amber.png", lambda: flat_grid(engine))],
+                "tiles": [("tiles_2048.jpg",
+                           lambda: tiles_grid(Engine(store, device="cpu", tile_size=args.tile_size)))]}
+    for group in args.only:
+        for name, draw in pictures[group]:
+            draw().save(args.out / name, quality=90 if name == "tiles_2048.jpg" else 88)
+            print("wrote", args.out / name)
 
 
 if __name__ == "__main__":

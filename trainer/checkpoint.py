@@ -16,18 +16,41 @@ import torch
 from backend.model_store import write_atomic
 
 FORMAT = 1
+KEEP_CHECKPOINTS = 3   # the newest checkpoints a run keeps (each holds the net and Adam's state)
 _NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
+_PARTIAL = re.compile(r"^\.checkpoint_\d+\.pt\..*\.tmp$")   # write_atomic's temp file, left by a kill
 
 
 def checkpoint_path(run_dir, iteration):
     return Path(run_dir) / f"checkpoint_{iteration:07d}.pt"
 
 
+def checkpoints(run_dir):
+    """The checkpoints in ``run_dir``, oldest first."""
+    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("checkpoint_*.pt") if (m := _NAME.match(p.name))]
+    return [path for _, path in sorted(found)]
+
+
 def latest_checkpoint(run_dir):
     """The checkpoint with the highest iteration in ``run_dir``, or None."""
-    run_dir = Path(run_dir)
-    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint_*.pt") if (m := _NAME.match(p.name))]
-    return max(found)[1] if found else None
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(run_dir, keep=KEEP_CHECKPOINTS):
+    """Delete all but the newest ``keep`` checkpoints (``keep`` 0: keep all); return the deleted paths."""
+    old = checkpoints(run_dir)[:-keep] if keep > 0 else []
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
+
+
+def remove_partial_checkpoints(run_dir):
+    """Delete the temp files of checkpoint writes that never finished (the process was killed); return them."""
+    partial = [p for p in Path(run_dir).glob(".checkpoint_*.tmp") if _PARTIAL.match(p.name)]
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
 
 
 def rng_state():

@@ -5,6 +5,7 @@
 
 import argparse
 import importlib
+import json
 import shlex
 import sys
 import warnings
@@ -25,15 +26,50 @@ def _train_command(module_name):
         warnings.simplefilter("default")  # one line per unreadable image, without the source line
         warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
         try:
-            module.run(args)
+            json_path = module.run(args)
         except (ValueError, OSError) as exc:
             print(f"brushwork train: error: {exc}", file=sys.stderr)
+            if getattr(args, "progress_json", False):   # the daemon passes the code on to its client
+                code = "io_error" if isinstance(exc, OSError) else "bad_request"
+                print(json.dumps({"event": "error", "code": code, "message": str(exc)}), flush=True)
             return EXIT_ERROR
-        except KeyboardInterrupt:
-            print("brushwork train: interrupted; continue with --resume", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            why = f" ({exc})" if str(exc) and not str(exc).startswith("signal") else ""
+            print(f"brushwork train: interrupted{why}; continue with --resume", file=sys.stderr)
             return EXIT_CANCELLED
+        if json_path is not None:
+            print(training_summary(json_path), file=sys.stderr if args.progress_json else sys.stdout)
         return 0
     return command
+
+
+def training_summary(json_path):
+    """Where a trained model went, how long it trained, whether it finished, and how to use it."""
+    import json
+
+    from backend.model_store import user_models_dir
+    from backend.protocol import describe_duration
+
+    metadata = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    name, recipe = metadata["name"], metadata["recipe"]
+    lines = [f"saved the {metadata['kind']} model {name!r} to {json_path}",
+             f"trained {recipe['iterations']:,} iterations in {describe_duration(recipe['wall_time_s'])} "
+             f"on {recipe['hardware']}"]
+    planned = recipe.get("planned_iterations")
+    if planned:
+        why = "by --time-limit" if recipe.get("stopped_by_time_limit") else "early"
+        lines.append(f"stopped {why} at {recipe['iterations']:,} of {planned:,} iterations: the model is partly "
+                     "trained (`brushwork models` marks it); to train on, run the same command with --resume")
+    models = "" if Path(json_path).parent.resolve() == user_models_dir().resolve() else \
+        f" --models {shlex.quote(str(Path(json_path).parent))}"
+    if metadata["kind"] == "style":
+        lines.append(f"use it: brushwork stylize photo.jpg --style {name}{models} -o out.png")
+    else:
+        lines.append(f"use it: brushwork upscale photo.jpg --scale {metadata['scale']} --model {name}{models} "
+                     "-o big.png")
+    if not models:
+        lines.append("a running brushwork daemon serves it already, and the editors list it")
+    return "\n".join(lines)
 
 
 def _eval_command(function_name):

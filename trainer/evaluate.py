@@ -11,6 +11,7 @@
 Plain functions (:func:`evaluate_sr`, :func:`evaluate_style`) serve report scripts too.
 """
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -360,6 +361,16 @@ def _safe_name(text):
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
+def _out_dir(args, kind, label):
+    """``--out-dir``, else a new run folder ``eval-KIND-LABEL-DATE-TIME`` beside the training runs (created)."""
+    from trainer.loop import default_run_dir
+
+    out_dir = Path(args.out_dir) if args.out_dir else default_run_dir(
+        f"eval-{kind}-{_safe_name(label)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
 def _engine_upscaler(model_name, scale, models_dirs, device):
     """(callable for evaluate_sr, ModelInfo) running model ``model_name`` through the backend Engine."""
     from backend.engine import Engine
@@ -389,8 +400,7 @@ def run_sr(args):
     else:
         model, info = _engine_upscaler(args.model, args.scale, args.models, args.device)
         label, scale = info.name, info.scale
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _out_dir(args, "sr", label)
     title = f"# Super-resolution x{scale}: " + ("bicubic baseline" if bicubic_only else f"{label} vs bicubic")
     report = [title, "",
               f"Protocol: HR cropped to a multiple of {scale}; LR = Pillow bicubic downsampling (no blur); "
@@ -476,8 +486,7 @@ def run_style(args):
             baselines = BaselineStore(args.baselines)
         rows = evaluate_style(net, objective, paths, args.sizes, args.iterations, args.init, args.seed, progress,
                               baselines, objective_digest(style, objective) if baselines else None)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _out_dir(args, "style", label)
     table = style_table(rows, label if net is not None else "net")
     plot_path = out_dir / f"style_{_safe_name(label)}.png"
     style_plot(rows, plot_path, title=f"{label}: style objective (Eq. 5) vs L-BFGS")

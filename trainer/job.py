@@ -7,18 +7,17 @@ process (so the daemon keeps serving), its JSON progress lines turned into callb
     ...
     job.cancel()        # terminates the trainer and its children
 
-``on_progress(done, total, message)``, ``on_done(info)`` with info ``{"name", "path"}``,
+``on_progress(done, total, message)``, ``on_done(info)`` with info ``{"name", "path"}`` (with
+option ``estimate``: ``{"estimate": {"s_per_iteration", "hardware", ...}}``, and no model),
 ``on_error(BrushworkError)`` (code ``cancelled`` after :meth:`cancel`) are called from the
-job's reader thread.
+job's reader thread. :meth:`stop` ends the training early and still exports the model.
 """
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ OPTION_FLAGS = {
     "vgg": "--vgg", "vgg_weights": "--vgg-weights", "checkpoint_every": "--checkpoint-every",
     "run_dir": "--run-dir", "device": "--device", "precision": "--precision",
     "channels": "--channels", "blocks": "--blocks", "zoom": "--zoom", "flip": "--flip", "border": "--border",
+    "time_limit": "--time-limit", "estimate": "--estimate",
 }
 
 
@@ -77,19 +77,22 @@ class StyleTrainingJob:
         if unknown:
             raise BrushworkError(f"unknown training options {unknown}; known: {sorted(OPTION_FLAGS)}", "bad_request")
         self.on_progress, self.on_done, self.on_error = on_progress, on_done, on_error
-        self._workdir = tempfile.mkdtemp(prefix="brushwork-train-")
+        if options.get("run_dir") is None:
+            name = options.get("name") or "style"
+            options = {**options, "run_dir": default_run_dir(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")}
+        # the run dir holds the style image and the trainer's log too: nothing is left in /tmp when
+        # the daemon dies, and what a resumed run needs stays together
+        self.run_dir = Path(options["run_dir"])
         try:
-            style_path = _write_style_png(style, self._workdir)
-        except BaseException:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            raise
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            style_path = _write_style_png(style, self.run_dir)
+        except OSError as exc:
+            raise BrushworkError(f"cannot write the training's files in {self.run_dir}: {exc.strerror or exc}",
+                                 "io_error") from None
         self.command = [sys.executable, "-m", "trainer", "train", "style", "--style", str(style_path),
                         "--content", str(content_dir), "--progress-json"]
         if models_dir is not None:
             self.command += ["--out", str(models_dir)]
-        if options.get("run_dir") is None:
-            name = options.get("name") or "style"
-            options = {**options, "run_dir": default_run_dir(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")}
         for key, value in options.items():
             if isinstance(value, bool):  # a switch: present or not
                 self.command += [OPTION_FLAGS[key]] if value else []
@@ -104,17 +107,18 @@ class StyleTrainingJob:
         """Start the trainer process and the thread that reads its progress."""
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(PROJECT_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-        self._stderr = open(Path(self._workdir) / "stderr.txt", "w+b")
+        self._stderr = open(self.run_dir / "trainer.log", "ab")
+        self._log_start = self._stderr.tell()   # a resumed run appends to the same log
         kwargs = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"
                   else {"start_new_session": True})
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=self._stderr,
-                                        stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, env=env, **kwargs)
+                                        stdin=subprocess.PIPE, cwd=PROJECT_ROOT, env=env, **kwargs)
         self._reader = threading.Thread(target=self._read, name="brushwork-train-job", daemon=True)
         self._reader.start()
         return self
 
     def _read(self):
-        done = None
+        done = failure = None
         for raw in self.process.stdout:
             try:
                 event = json.loads(raw)
@@ -129,8 +133,16 @@ class StyleTrainingJob:
                 self.on_progress(event["iteration"], event["total"], message)
             elif event.get("event") == "done":
                 done = {"name": event["model"], "path": event["path"]}
+            elif event.get("event") == "error" and event.get("code") in ("io_error", "bad_request"):
+                failure = BrushworkError(f"training failed: {event.get('message')}", event["code"])
+            elif event.get("event") == "estimate" and "--estimate" in self.command:
+                done = {"estimate": {k: v for k, v in event.items() if k != "event"}}
         returncode = self.process.wait()
         self._stderr.close()
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
         if done is not None and returncode == 0:
             self.result = done
             if self.on_done:
@@ -139,14 +151,16 @@ class StyleTrainingJob:
             if self._cancelled:
                 error = BrushworkError("training was cancelled", "cancelled")
             else:
-                error = BrushworkError(f"training failed (exit status {returncode}): {self.error_text()}", "internal")
+                error = failure or BrushworkError(f"training failed (exit status {returncode}): "
+                                                  f"{self.error_text()}", "internal")
             self.on_error(error)
-        shutil.rmtree(self._workdir, ignore_errors=True)
 
     def error_text(self, lines=5):
         """The last lines of the trainer's stderr (progress bars left out)."""
         try:
-            text = (Path(self._workdir) / "stderr.txt").read_text(errors="replace")
+            with open(self.run_dir / "trainer.log", "rb") as log:
+                log.seek(self._log_start)
+                text = log.read().decode(errors="replace")
         except OSError:
             return ""
         kept = [line for line in text.replace("\r", "\n").splitlines() if line.strip() and "it/s" not in line
@@ -156,6 +170,18 @@ class StyleTrainingJob:
     @property
     def running(self):
         return self.process is not None and self.process.poll() is None
+
+    def stop(self):
+        """End the training after the current iteration; the trainer still exports the model
+        (its recipe says ``stopped_early``). False when the trainer is no longer running."""
+        if not self.running:
+            return False
+        try:
+            self.process.stdin.write(b"stop\n")
+            self.process.stdin.flush()
+        except (OSError, ValueError):   # it exited meanwhile (its stdin is closed)
+            return False
+        return True
 
     def cancel(self, grace=10.0):
         """Stop the trainer and its children: SIGTERM (it checkpoints), SIGKILL after ``grace`` s."""

@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,8 +26,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from trainer.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, rng_state,
-                                save_checkpoint, set_rng_state)
+from backend.protocol import describe_duration
+from trainer.checkpoint import (KEEP_CHECKPOINTS, checkpoint_path, latest_checkpoint, load_checkpoint,
+                                prune_checkpoints, remove_partial_checkpoints, rng_state, save_checkpoint,
+                                set_rng_state)
 from trainer.plots import save_image, save_loss_curve
 from trainer.prefetch import Prefetcher
 
@@ -173,19 +176,71 @@ def default_run_dir(name):
     return user_models_dir().parent / "runs" / name
 
 
-class Progress:
-    """tqdm bar on stderr (rank 0) plus, with ``json_lines``, JSON progress lines on stdout."""
+class ReaderGone(KeyboardInterrupt):
+    """The process reading the ``--progress-json`` lines (the daemon) went away: the run stops as if
+    interrupted, with a checkpoint, so that it can be resumed."""
 
-    def __init__(self, total, start, enabled, json_lines):
-        self.total, self.start, self.json_lines = total, start, json_lines and enabled
+
+class SpeedMeter:
+    """Seconds per iteration on this device, timed over the steps after the first (which
+    allocates memory and warms caches up): ready after ESTIMATE_STEPS steps and ESTIMATE_S seconds."""
+
+    ESTIMATE_STEPS = 3
+    ESTIMATE_S = 1.0
+
+    def __init__(self):
+        self.first_done = None
+        self.steps = 0
+        self.s_per_iteration = None
+
+    def step_done(self, now):
+        """Record a finished step; True when this one made the estimate ready."""
+        if self.first_done is None:
+            self.first_done = now
+            return False
+        self.steps += 1
+        elapsed = now - self.first_done
+        if self.s_per_iteration is None and self.steps >= self.ESTIMATE_STEPS and elapsed >= self.ESTIMATE_S:
+            self.s_per_iteration = elapsed / self.steps
+            return True
+        return False
+
+
+def estimate_text(s_per_iteration, iterations, done, hardware, time_limit=None):
+    """What a run of ``iterations`` costs here, and how to stop it sooner, for the person waiting."""
+    remaining = (iterations - done) * s_per_iteration
+    text = (f"measured on {hardware}: {s_per_iteration:.3g} s per iteration, so {iterations:,} iterations take "
+            f"about {describe_duration(iterations * s_per_iteration)}")
+    if done:
+        text += f" ({describe_duration(remaining)} from iteration {done:,})"
+    if time_limit and time_limit < remaining:
+        return text + (f"; --time-limit stops it after {describe_duration(time_limit)}, at about "
+                       f"{done + int(time_limit / s_per_iteration):,} iterations, and saves the model")
+    if remaining > 3600:
+        text += (f". To stop sooner and keep what it has learnt, add --time-limit SECONDS (--time-limit 3600: "
+                 f"about {int(3600 / s_per_iteration):,} iterations in an hour)")
+    return text
+
+
+class Progress:
+    """tqdm bar on stderr (rank 0) plus, with ``json_lines``, JSON progress lines on stdout; once
+    the speed is measured, the estimated time on stderr (and as an ``estimate`` JSON line)."""
+
+    def __init__(self, total, start, enabled, json_lines, hardware, time_limit=None):
+        self.total, self.start, self.json_lines, self.enabled = total, start, json_lines and enabled, enabled
+        self.hardware, self.time_limit = hardware, time_limit
         self.bar = tqdm(total=total, initial=start, disable=not enabled, unit="it", dynamic_ncols=True)
         self.started = time.monotonic()
         self.last_json = 0.0
+        self.reader_gone = False
+        self.speed = SpeedMeter()
 
     def update(self, iteration, parts):
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
         self.bar.update(1)
         now = time.monotonic()
+        if self.speed.step_done(now):
+            self.announce_estimate()
         if self.json_lines and (now - self.last_json >= 0.5 or iteration == self.total):
             rate = (iteration - self.start) / max(now - self.started, 1e-9)
             self.emit(event="progress", iteration=iteration, total=self.total, losses=parts,
@@ -193,12 +248,47 @@ class Progress:
                       eta_s=(self.total - iteration) / rate if rate else None)
             self.last_json = now
 
+    def announce_estimate(self):
+        s = self.speed.s_per_iteration
+        self.say(estimate_text(s, self.total, self.start, self.hardware, self.time_limit))
+        self.emit(event="estimate", s_per_iteration=s, iterations=self.total, start=self.start,
+                  seconds=(self.total - self.start) * s, hardware=self.hardware)
+
+    def say(self, text):
+        """A line for the person at the terminal (stderr, above the bar)."""
+        if self.enabled:
+            self.bar.write(text, file=sys.stderr)
+
     def emit(self, **fields):
         if self.json_lines:
-            print(json.dumps(fields), flush=True)
+            try:
+                print(json.dumps(fields), flush=True)
+            except BrokenPipeError:
+                self.json_lines, self.reader_gone = False, True
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())   # what is still buffered must not fail at exit
+                os.close(devnull)
 
     def close(self):
         self.bar.close()
+
+
+def stop_requests(stream):
+    """An Event set when ``stream`` (the trainer's stdin under ``--progress-json``) gives the line
+    ``stop``: how an editor's training is stopped early, keeping what it has learnt."""
+    requested = threading.Event()
+
+    def watch():
+        try:
+            for line in stream:
+                if line.strip() == "stop":
+                    requested.set()
+                    return
+        except (OSError, ValueError):   # no usable stdin (closed, or captured by a test runner)
+            return
+    if stream is not None:
+        threading.Thread(target=watch, name="brushwork-stop-requests", daemon=True).start()
+    return requested
 
 
 def _check_resume_config(saved, current):
@@ -216,7 +306,7 @@ def _resume(args, run_dir, config, net, optimizer, scaler):
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
     ckpt = load_checkpoint(path)
     _check_resume_config(ckpt["config"], config)
-    if ckpt["iteration"] >= args.iterations:
+    if ckpt["iteration"] > args.iterations:   # equal: trained, perhaps not exported; the export follows
         raise ValueError(f"{path} is already at iteration {ckpt['iteration']}; ask for more --iterations")
     net.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -289,6 +379,8 @@ def run_training(args, make_task):
 def _train(args, make_task, cluster):
     if args.iterations < 1 or args.batch < 1 or args.checkpoint_every < 1:
         raise ValueError("--iterations, --batch and --checkpoint-every must be at least 1")
+    if getattr(args, "keep_checkpoints", 0) < 0:
+        raise ValueError("--keep-checkpoints must be 0 (keep all) or more")
     if (getattr(args, "loader_threads", None) or 0) < 0:
         raise ValueError("--loader-threads must be 0 or more")
     device = cluster.device
@@ -297,9 +389,11 @@ def _train(args, make_task, cluster):
     np.random.seed(args.seed)
     random.seed(args.seed)
     task = make_task(args, device)
+    measuring = getattr(args, "estimate", False)   # time a few steps, write nothing
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(task.name)
-    if cluster.is_main:
+    if cluster.is_main and not measuring:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_partial_checkpoints(run_dir)
     layout = net_memory_format(device)
     net = task.net.to(device, memory_format=layout)
     if task.loss.loss_net is not None:
@@ -315,10 +409,12 @@ def _train(args, make_task, cluster):
     command = getattr(args, "command_line", None) or "python API: " + json.dumps(vars(args), default=str)
     commands = [command]
 
+    if args.resume and measuring:
+        raise ValueError("--estimate measures a new run; leave out --resume")
     if args.resume:
         start, history, wall_before, earlier = _resume(args, run_dir, config, net, optimizer, scaler)
         commands = earlier + commands
-    elif latest_checkpoint(run_dir) is not None:
+    elif not measuring and latest_checkpoint(run_dir) is not None:
         raise ValueError(f"{run_dir} already holds checkpoints of a run ({latest_checkpoint(run_dir).name}); "
                          "pass --resume to continue it, or choose another --run-dir")
 
@@ -337,25 +433,31 @@ def _train(args, make_task, cluster):
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
             "history": history, "config": config, "commands": commands,
             "wall_time_s": wall_before + time.monotonic() - started})
+        prune_checkpoints(run_dir, getattr(args, "keep_checkpoints", KEEP_CHECKPOINTS))
         save_image(task.preview(net), run_dir / "preview.png")
         save_loss_curve(history, run_dir / "loss.png")
         return path
 
-    progress = Progress(args.iterations, start, cluster.is_main, args.progress_json)
+    hardware = f"{hardware_description(device, cluster.world)}, {precision}"
+    time_limit = getattr(args, "time_limit", None)
+    progress = Progress(args.iterations, start, cluster.is_main, args.progress_json, hardware, time_limit)
     progress.emit(event="start", name=task.name, iterations=args.iterations, start=start,
                   run_dir=str(run_dir), device=str(device), precision=precision)
+    progress.say(f"{'measuring' if measuring else 'training'} {task.name}: {args.iterations - start:,} iterations "
+                 f"on {hardware}; the time it takes follows after the first steps")
+    stop_requested = stop_requests(sys.stdin) if args.progress_json and not measuring else None
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None
     started = time.monotonic()
     iteration = start
-    deadline = started + args.time_limit if getattr(args, "time_limit", None) else None
-    timed_out = False
+    deadline = started + time_limit if time_limit else None
+    timed_out = stopped = False
     amp = autocast_for(precision, device)
     model.train()
     batches = Prefetcher(lambda i: task.batch((i * cluster.world + cluster.rank) * args.batch, args.batch),
                          start, loader_threads(args, device))
     try:
-        while iteration < args.iterations and not timed_out:
+        while iteration < args.iterations and not (timed_out or stopped):
             inputs, targets = (t.to(device, memory_format=layout) for t in batches.take())
             if schedule:
                 for group in optimizer.param_groups:
@@ -368,13 +470,21 @@ def _train(args, make_task, cluster):
             for k, v in values.items():
                 history.setdefault(k, []).append(v)
             progress.update(iteration, values)
+            if progress.reader_gone:
+                raise ReaderGone("the process reading the progress lines went away")
+            if measuring:
+                if progress.speed.s_per_iteration is not None:
+                    break
+                continue
             if deadline is not None:
                 timed_out = cluster.any_rank(time.monotonic() >= deadline)
-            if iteration % args.checkpoint_every == 0 or iteration == args.iterations or timed_out:
+            if stop_requested is not None:
+                stopped = cluster.any_rank(stop_requested.is_set())
+            if iteration % args.checkpoint_every == 0 or iteration == args.iterations or timed_out or stopped:
                 checkpoint(iteration)
     except KeyboardInterrupt:
         progress.close()
-        path = checkpoint(iteration) if iteration > start else None
+        path = checkpoint(iteration) if iteration > start and not measuring else None
         progress.emit(event="cancelled", iteration=iteration, checkpoint=str(path) if path else None)
         raise
     finally:
@@ -382,11 +492,15 @@ def _train(args, make_task, cluster):
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_handler)
     progress.close()
-    if not cluster.is_main:
+    if measuring and progress.speed.s_per_iteration is None and cluster.is_main:
+        raise ValueError(f"--estimate needs at least {SpeedMeter.ESTIMATE_STEPS + 1} iterations to time")
+    if measuring or not cluster.is_main:
         return None
     wall_time = wall_before + time.monotonic() - started
     recipe = {"command": commands[-1] if len(commands) == 1 else " && ".join(commands),
-              "iterations": iteration, **({"stopped_by_time_limit": True} if timed_out else {}),
+              "iterations": iteration,
+              **({"planned_iterations": args.iterations} if iteration < args.iterations else {}),
+              **({"stopped_by_time_limit": True} if timed_out else {}), **({"stopped_early": True} if stopped else {}),
               "batch": args.batch * cluster.world, "lr": args.lr,
               "seed": args.seed, "precision": precision, "world_size": cluster.world,
               "hardware": hardware_description(device, cluster.world), "wall_time_s": round(wall_time, 1),

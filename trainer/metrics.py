@@ -1,5 +1,6 @@
 """Image quality metrics of the super-resolution literature: PSNR and SSIM on the Y channel,
-and a measure of checkerboard artefacts (:func:`grid_energy`).
+a measure of checkerboard artefacts (:func:`grid_energy`) and one of texture an upscaler
+invents on flat areas (:func:`invented_texture`).
 
 Conventions (those of the standard Set5/Set14 benchmark, see ``shared/docs/sr-eval-protocol.md``):
 images are numpy arrays on the 0..255 scale (uint8 or float), RGB ``HxWx3`` or one channel
@@ -114,6 +115,81 @@ def grid_energy(image, period, shave=0):
         return 0.0
     rows, cols = np.arange(period) * height // period, np.arange(period) * width // period
     return float(power[np.ix_(rows, cols)].sum() - power[0, 0]) / total
+
+
+def edge_ratio(image, depth=8):
+    """How strongly an HxWxC image's outermost row or column stands out, at the worst side: the
+    mean step from it to the next line over the mean step between the ``depth`` lines after that.
+    About 1 when the edge looks like what lies inside it; a line along the edge gives more."""
+    image = np.asarray(image, np.float64)
+    ratios = []
+    for lines in (image, image[::-1], image.transpose(1, 0, 2), image.transpose(1, 0, 2)[::-1]):
+        steps = np.abs(np.diff(lines[:depth + 2], axis=0)).mean(axis=(1, 2))
+        ratios.append(float(steps[0] / steps[1:].mean()))
+    return max(ratios)
+
+
+FLAT_WINDOW = 9        # side of the window whose luma spread decides "flat"
+FLAT_SPREAD = 3.0      # grey levels (luma std in that window) below which a pixel is flat
+FIT_WINDOW = 17        # side of the window in which the original's detail is fitted to the upscaler's
+DETAIL_SIGMA = 1.0     # Gaussian whose residual is "high frequency": periods up to about 6 pixels
+
+
+def _filter(y, kernel):
+    """``y`` (2-D float64) convolved with the separable 1-D ``kernel`` along both axes, edges mirrored."""
+    r = (len(kernel) - 1) // 2
+    height, width = y.shape
+    padded = np.pad(y, r, mode="reflect")
+    rows = sum(w * padded[:, i:i + width] for i, w in enumerate(kernel))
+    return sum(w * rows[i:i + height] for i, w in enumerate(kernel))
+
+
+def _box(y, size):
+    return _filter(y, np.full(size, 1.0 / size))
+
+
+def _high_pass(y, sigma=DETAIL_SIGMA):
+    x = np.arange(-int(3 * sigma + 0.5), int(3 * sigma + 0.5) + 1)
+    g = np.exp(-x ** 2 / (2 * sigma ** 2))
+    return y - _filter(y, g / g.sum())
+
+
+def luma_spread(image, window=FLAT_WINDOW):
+    """Luma std of ``image`` (RGB or luma, 0..255) in the ``window``-sized square around each pixel."""
+    y = _luma(image, 0)
+    mean = _box(y, window)
+    return np.sqrt(np.maximum(_box(y * y, window) - mean ** 2, 0))
+
+
+def flat_mask(hr, spread=FLAT_SPREAD, window=FLAT_WINDOW):
+    """Pixels of ``hr`` (RGB or luma, 0..255) whose whole ``window``-sized neighbourhood is flat: every
+    pixel around them has a luma std below ``spread`` in its own window. A boolean ``HxW`` array."""
+    steep = (luma_spread(hr, window) >= spread).astype(np.float64)
+    return _box(steep, window) < 0.5 / window ** 2
+
+
+def invented_texture(upscaled, bicubic, hr, mask, sigma=DETAIL_SIGMA):
+    """Fine texture an upscale adds on ``mask`` (e.g. :func:`flat_mask`) that is not the original's:
+    RMS in grey levels of luma.
+
+    ``d``, what the upscale adds to ``bicubic`` above a Gaussian of ``sigma`` pixels (larger:
+    coarser patterns such as bands too), is fitted in every
+    :data:`FIT_WINDOW`-sized window by a multiple of ``h``, what the original ``hr`` has there
+    that bicubic lacks; what the fit leaves is invented. The original itself and bicubic score 0;
+    a crosshatch or noise scores its own strength. All images 0..255, the same size."""
+    base = _high_pass(_luma(bicubic, 0), sigma)
+    d = _high_pass(_luma(upscaled, 0), sigma) - base
+    h = _high_pass(_luma(hr, 0), sigma) - base
+    dd, dh, hh = _box(d * d, FIT_WINDOW), _box(d * h, FIT_WINDOW), _box(h * h, FIT_WINDOW)
+    left = np.maximum(dd - dh ** 2 / np.maximum(hh, 1e-12), 0)
+    return float(np.sqrt(left[mask].mean())) if mask.any() else 0.0
+
+
+def detail_ratio(image, hr, mask):
+    """High-frequency luma RMS (above :data:`DETAIL_SIGMA`) of ``image`` over that of ``hr`` on
+    ``mask``: how crisp an upscale's edges are (1 = as crisp as the original)."""
+    ours, theirs = _high_pass(_luma(image, 0))[mask], _high_pass(_luma(hr, 0))[mask]
+    return float(np.sqrt((ours ** 2).mean() / max((theirs ** 2).mean(), 1e-12)))
 
 
 def to_uint8_array(image):

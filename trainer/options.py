@@ -44,6 +44,8 @@ def add_loop_arguments(parser, iterations, batch):
     parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (default 0)")
     parser.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
                         help="write a checkpoint, preview and loss curve every N iterations (default 1000)")
+    parser.add_argument("--keep-checkpoints", type=int, default=3, metavar="N",
+                        help="keep the newest N checkpoints, deleting older ones (0: keep all; default 3)")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
                         help="continue from a checkpoint (default: the latest one in the run dir)")
     parser.add_argument("--run-dir", type=Path, default=None, metavar="D",
@@ -68,8 +70,12 @@ def add_loop_arguments(parser, iterations, batch):
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="stop after this many seconds of training, checkpoint and export what was "
                              "learnt (the model's recipe records the iterations done)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="only time a few iterations on this device, print how long --iterations would "
+                             "take, and exit without writing anything")
     parser.add_argument("--progress-json", action="store_true",
-                        help="also print one JSON line per progress update on stdout")
+                        help="also print one JSON line per progress update on stdout, and stop early, "
+                             "saving the model, on reading the line 'stop' on stdin")
 
 
 def add_train_style_arguments(parser):
@@ -138,7 +144,9 @@ def add_eval_sr_arguments(parser):
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR",
                         help="directories (or files) of high-resolution test images, e.g. shared/data/sr/Set5")
     parser.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the model's, else 4)")
-    parser.add_argument("--out-dir", default="eval-sr", help="where to write the Markdown table and grids")
+    parser.add_argument("--out-dir", default=None, metavar="DIR",
+                        help="where to write the Markdown table and grids (default: a new folder "
+                             "<user data dir>/brushwork/runs/eval-sr-MODEL-DATE-TIME)")
     parser.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
@@ -164,7 +172,9 @@ def add_eval_style_arguments(parser):
                         help="JSON file of L-BFGS runs: runs of the same objective, content image, size, "
                              "start, seed and iteration count are read from it instead of run again, and new "
                              "ones are added (one eval per file at a time)")
-    parser.add_argument("--out-dir", default="eval-style", help="where to write the table and the plot")
+    parser.add_argument("--out-dir", default=None, metavar="DIR",
+                        help="where to write the table and the plot (default: a new folder "
+                             "<user data dir>/brushwork/runs/eval-style-MODEL-DATE-TIME)")
     parser.add_argument("--models", action="append", metavar="DIR", help="extra model directory (repeatable)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 

@@ -22,12 +22,13 @@ sys.path.append(os.path.join(HERE, "vendor"))  # pyzmq copied by the installer, 
 import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
-gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 import connection  # noqa: E402
+import dialogs  # noqa: E402
 import gimp_pixels  # noqa: E402
+import model_list  # noqa: E402
 import protocol  # noqa: E402
 import settings as settings_file  # noqa: E402
 
@@ -98,6 +99,15 @@ def _connect():
     return connection.connect(_settings(), Gimp.directory(), waiting=Gimp.progress_pulse)
 
 
+def _model_name(client, text, kind):
+    """The daemon's name for the model ``text`` names (its name or display name); "" stays ""."""
+    if not text.strip():
+        return ""
+    models = client.info().get("models", [])
+    model_list.remember(Gimp.directory(), models)
+    return model_list.resolve(text, models, kind)
+
+
 def _progress(label, step, steps):
     """A client progress callback that maps one job's tiles onto part ``step`` of ``steps``."""
     Gimp.progress_set_text(label)
@@ -117,8 +127,8 @@ def upscale_image(run_mode, config, image, drawables):
     layers = [layer for layer in layers if isinstance(layer, Gimp.Layer)]
     if not layers:
         raise Failure("no layer to upscale: pick a layer, or choose 'every layer'")
-    model = config.get_property("model") or None
     client = _connect()
+    model = _model_name(client, config.get_property("model"), "sr") or None
     results = []
     for i, layer in enumerate(layers):
         w, h = layer.get_width(), layer.get_height()
@@ -153,7 +163,8 @@ def upscale_selection(run_mode, config, image, drawables):
         raise Failure("the selection does not touch the active layer")
     data, babl, fmt = _read(drawable, rect)
     client = _connect()
-    r = client.upscale(data, rect[2], rect[3], fmt, scale=scale, model=config.get_property("model") or None,
+    r = client.upscale(data, rect[2], rect[3], fmt, scale=scale,
+                       model=_model_name(client, config.get_property("model"), "sr") or None,
                        progress=_progress("Upscaling the selection", 0, 1))
     gimp_pixels.check_result(r, fmt, rect[2], rect[3], scale)
     layer_type = _layer_type(image, drawable.has_alpha())
@@ -201,6 +212,7 @@ def stylize(run_mode, config, image, drawables):
     if not jobs:
         raise Failure("the selection does not touch the chosen layer" if drawables else "no layer chosen")
     client = _connect()
+    style = _model_name(client, style, "style")
     results = []
     for i, (drawable, rect) in enumerate(jobs):
         data, babl, fmt = _read(drawable, rect)
@@ -218,7 +230,9 @@ def stylize(run_mode, config, image, drawables):
 
 
 def train_style(run_mode, config, image, drawables):
-    """Ask the daemon to train a style model from the selected pixels."""
+    """Ask the daemon to train a style model from the selected pixels, on the chosen folder of
+    photos (or the daemon's own). Interactively, the time it takes (measured on the daemon's
+    device) is shown first, and a window offers to stop early and keep the model."""
     name = config.get_property("name").strip()
     if not name:
         raise Failure("give the new style a name")
@@ -227,14 +241,82 @@ def train_style(run_mode, config, image, drawables):
     if rect is None:
         raise Failure("the selection does not touch the active layer")
     data, _, fmt = _read(drawable, rect)
+    photos = config.get_property("photos").strip()
+    minutes = config.get_property("time-limit")
     options = dict(settings_file.load_train_options(Gimp.directory()),
-                   iterations=config.get_property("iterations") or None)
+                   iterations=config.get_property("iterations") or None,
+                   content=os.path.abspath(os.path.expanduser(photos)) if photos else None,
+                   time_limit=minutes * 60 if minutes else None)
     client = _connect()
-    info = client.train_style(data, rect[2], rect[3], fmt, name,
-                              display_name=config.get_property("display-name") or None,
-                              progress=_training_progress(name), **options)
-    Gimp.message(f"brushwork: trained style {info.get('display_name') or info['name']}; "
+    stop = None
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        Gimp.progress_set_text("Measuring how fast the daemon trains (the first time takes a minute)…")
+        estimate = client.estimate_training(data, rect[2], rect[3], fmt, name, progress=_training_progress(name),
+                                            **options)
+        if not _confirm_training(name, estimate):
+            raise protocol.Cancelled("training not started")
+        stop = StopWindow(name)
+    try:
+        info = client.train_style(data, rect[2], rect[3], fmt, name,
+                                  display_name=config.get_property("display-name") or None,
+                                  progress=_training_progress(name), should_stop=stop, **options)
+    finally:
+        if stop is not None:
+            stop.close()
+    Gimp.message(f"brushwork: trained style {info.get('display_name') or info['name']}{model_list.training_note(info)}; "
                  "it is in the Stylize style list now")
+
+
+def estimate_text(name, estimate):
+    """The measured time of a training, for the artist to decide on."""
+    seconds, speed = estimate.get("seconds") or 0, estimate["s_per_iteration"]
+    photos = f" on {estimate['photos']:,} photos" if estimate.get("photos") is not None else ""
+    return (f"Training the style {name}{photos} takes about {protocol.describe_duration(seconds)} "
+            f"({estimate.get('iterations') or '?'} iterations, {speed:.2g} s each, measured on "
+            f"{estimate.get('hardware') or 'the daemon'}). A window lets you stop it at any time and keep "
+            "what it has learnt.")
+
+
+def _confirm_training(name, estimate):
+    """Show the measured time; True when the artist starts the training."""
+    from gi.repository import Gtk
+    dialog = Gtk.MessageDialog(message_type=Gtk.MessageType.QUESTION, text=f"Train the style {name}?",
+                               secondary_text=estimate_text(name, estimate))
+    dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    dialog.add_button("_Start Training", Gtk.ResponseType.OK)
+    answer = dialog.run()
+    dialog.destroy()
+    return answer == Gtk.ResponseType.OK
+
+
+class StopWindow:
+    """A small window with "Stop and keep" while a style trains; the client polls it (``should_stop``),
+    which also keeps the window responsive."""
+
+    def __init__(self, name):
+        from gi.repository import Gtk
+        self.stopped = False
+        self.dialog = Gtk.Dialog(title=f"Training {name} (brushwork)")
+        self.dialog.get_content_area().add(Gtk.Label(label="The style trains on the daemon. Stop it now to keep "
+                                                           "what it has learnt so far (a partly trained style)."))
+        self.dialog.add_button("_Stop and Keep", Gtk.ResponseType.OK)
+        self.dialog.connect("response", self._on_response)
+        self.dialog.show_all()
+
+    def _on_response(self, dialog, response):
+        from gi.repository import Gtk
+        if response == Gtk.ResponseType.OK:
+            self.stopped = True
+            dialog.set_response_sensitive(response, False)
+
+    def __call__(self):
+        from gi.repository import Gtk
+        while Gtk.events_pending():
+            Gtk.main_iteration()
+        return self.stopped
+
+    def close(self):
+        self.dialog.destroy()
 
 
 def _training_progress(name):
@@ -268,55 +350,14 @@ def save_settings(run_mode, config, image, drawables):
 
 # ---- dialogs --------------------------------------------------------------------------
 
-def _model_choices(kind):
-    """(name, display name) of the daemon's models of ``kind``, or [] when it cannot be asked."""
-    try:
-        models = _connect().info().get("models", [])
-    except (protocol.BrushworkError, ValueError):
-        return []
-    finally:
-        Gimp.progress_end()
-    return [(m["name"], m.get("display_name") or m["name"]) for m in models if m.get("kind") == kind]
-
-
-def _add_model_combo(dialog, config, prop, label, choices):
-    """A drop-down of ``choices`` above the dialog's fields, bound to the string argument ``prop``."""
-    from gi.repository import Gtk
-    store = Gtk.ListStore(str, str)
-    for name, text in choices:
-        store.append([name, text])
-    if config.get_property(prop) not in [name for name, _ in choices]:
-        config.set_property(prop, choices[0][0])
-    combo = GimpUi.prop_string_combo_box_new(config, prop, store, 0, 1)
-    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=12)
-    row.pack_start(Gtk.Label(label=label), False, False, 0)
-    row.pack_start(combo, True, True, 0)
-    row.show_all()
-    box = dialog.get_content_area()
-    box.pack_start(row, False, False, 6)
-    box.reorder_child(row, 0)
-
-
-def _run_dialog(procedure, config, title, fields):
-    """Show the procedure's dialog; model names become drop-downs when the daemon lists its models."""
-    GimpUi.init("brushwork")
-    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title=title)
-    if "style" in fields:
-        choices = _model_choices("style")
-        if choices:
-            _add_model_combo(dialog, config, "style", "Style", choices)
-            fields = [f for f in fields if f != "style"]
-    elif "model" in fields:
-        choices = _model_choices("sr")
-        if choices:
-            _add_model_combo(dialog, config, "model", "Model", [("", "Automatic (by scale)"), *choices])
-            fields = [f for f in fields if f != "model"]
-    if "strength" in fields:
-        dialog.get_widget("strength", GimpUi.SpinScale.__gtype__)
-    dialog.fill(fields)
-    accepted = dialog.run()
-    dialog.destroy()
-    return accepted
+def _source_size(name, image, drawables):
+    """(width, height) an upscale dialog scales: the image, or the selection on the active layer."""
+    if name == PREFIX + "upscale-image":
+        return image.get_width(), image.get_height()
+    if name == PREFIX + "upscale-selection" and drawables:
+        rect = gimp_pixels.selection_rect(drawables[0].mask_intersect())
+        return (rect[2], rect[3]) if rect is not None else None
+    return None
 
 
 def _load_settings_into(config):
@@ -339,7 +380,7 @@ def _choice(*items):
 
 
 def _add_scale(procedure):
-    procedure.add_choice_argument("scale", "_Scale", "Upscale factor: 2, 4 or 8",
+    procedure.add_choice_argument("scale", "Sc_ale", "Upscale factor: 2, 4 or 8",
                                   _choice(("2", "2×"), ("4", "4×"), ("8", "8×")), "4", RW)
 
 
@@ -356,7 +397,7 @@ def _define_upscale_image(procedure):
                                 "are scaled by GIMP. Alpha is kept. One undo step.", None)
     procedure.add_menu_path(IMAGE_MENU)
     _add_scale(procedure)
-    procedure.add_choice_argument("layers", "_Layers", "Which layers the network upscales",
+    procedure.add_choice_argument("layers", "_Which layers", "Which layers the network upscales",
                                   _choice(("all", "Every layer"), ("active", "Chosen layers only")), "all", RW)
     _add_model(procedure)
     return ["scale", "layers", "model"]
@@ -370,7 +411,7 @@ def _define_upscale_selection(procedure):
                                 "layer on top.", None)
     procedure.add_menu_path(IMAGE_MENU)
     _add_scale(procedure)
-    procedure.add_choice_argument("output", "_Output", "Where the upscaled pixels go",
+    procedure.add_choice_argument("output", "Out_put", "Where the upscaled pixels go",
                                   _choice(("new-image", "New image"), ("new-layer", "New layer")),
                                   "new-image", RW)
     _add_model(procedure)
@@ -397,16 +438,24 @@ def _define_train_style(procedure):
     procedure.set_menu_label("_Train Style from Selection…")
     procedure.set_documentation("Train a new style model from the selected area",
                                 "Sends the selection (or the layer) as a style image to the daemon, which "
-                                "trains a new style network from it on the photos given to `brushwork serve "
-                                "--content DIR`. More training options: train_options in "
-                                f"{settings_file.FILE_NAME}.", None)
+                                "trains a new style network from it on the chosen folder of photos (a daemon "
+                                "on this machine reads it; one on another machine trains on the photos given "
+                                "to `brushwork serve --content DIR` there). Interactively the time it takes, "
+                                "measured on the daemon's device, is shown before it starts, and a window "
+                                "stops it early keeping what it has learnt. More training options: "
+                                f"train_options in {settings_file.FILE_NAME}.", None)
     procedure.add_menu_path(FILTERS_MENU)
     procedure.add_string_argument("name", "_Name", "Name of the new style, e.g. Blue Period (its model file "
                                   "becomes blue_period)", "my_style", RW)
     procedure.add_string_argument("display-name", "_Display name", "Name shown in menus", "", RW)
     procedure.add_int_argument("iterations", "_Iterations", "Training iterations; 0: the daemon's default",
-                               0, 1000000, 0, RW)
-    return ["name", "display-name", "iterations"]
+                               0, 100000, 0, RW)
+    procedure.add_string_argument("photos", "_Photos folder", "Folder of your photos to train on (read by a "
+                                  "daemon on this machine); empty: the daemon's own (brushwork serve --content)",
+                                  "", RW)
+    procedure.add_double_argument("time-limit", "Stop _after (minutes)", "Stop training after this long and keep "
+                                  "what it has learnt (a partly trained style); 0: no limit", 0.0, 100000.0, 0.0, RW)
+    return ["name", "display-name", "iterations", "photos", "time-limit"]
 
 
 def _define_settings(procedure):
@@ -421,15 +470,15 @@ def _define_settings(procedure):
     procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
     procedure.add_string_argument("endpoint", "_Endpoint", "Daemon endpoint, e.g. tcp://127.0.0.1:5557; "
                                   "empty: the local default socket", "", RW)
-    procedure.add_boolean_argument("manage-daemon", "_Start the daemon when none answers",
+    procedure.add_boolean_argument("manage-daemon", "Start the daemon _when none answers",
                                    "Run `brushwork serve` on the endpoint when no daemon answers", True, RW)
     procedure.add_string_argument("daemon-path", "_brushwork program", "The `brushwork` executable to start; "
                                   "empty: the one recorded at install time, else the one on PATH", "", RW)
     procedure.add_double_argument("timeout", "_Timeout (s)", "Longest silence from a busy daemon",
                                   5.0, 3600.0, 60.0, RW)
-    procedure.add_string_argument("server-key", "_Server key file", "A daemon on another machine: its public key "
+    procedure.add_string_argument("server-key", "Server _key file", "A daemon on another machine: its public key "
                                   "file (server.key); empty: no keys", "", RW)
-    procedure.add_string_argument("client-key", "_Client key file", "A daemon on another machine: this machine's "
+    procedure.add_string_argument("client-key", "Client ke_y file", "A daemon on another machine: this machine's "
                                   "secret key file (NAME.key_secret); empty: no keys", "", RW)
     return ["endpoint", "manage-daemon", "daemon-path", "timeout", "server-key", "client-key"]
 
@@ -458,7 +507,8 @@ def _run(procedure, run_mode, image, drawables, config, data):
         if run_mode == Gimp.RunMode.INTERACTIVE:
             if name == PREFIX + "settings":
                 _load_settings_into(config)
-            if not _run_dialog(procedure, config, title, _FIELDS[name]):
+            if not dialogs.run(procedure, config, title, _FIELDS[name], _settings(), Gimp.directory(),
+                               _source_size(name, image, drawables)):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         returned = run(run_mode, config, image, drawables)
     except protocol.Cancelled:

@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import json
 import os
+import threading
 
 from .qt import QObject, QTimer, pyqtSignal
 
@@ -29,6 +30,7 @@ class Controller(QObject):
     status_changed = pyqtSignal(str, bool)       # the shown document's latest message, is it an error
     busy_changed = pyqtSignal(bool)
     cancelling = pyqtSignal()                    # Cancel was pressed; the job stops at its next tile
+    training_changed = pyqtSignal(bool)          # a training runs (the Train button then stops it)
 
     def __init__(self, host, settings_path, install_record_path=None, parent=None):
         super().__init__(parent)
@@ -41,6 +43,9 @@ class Controller(QObject):
         self.statuses = {}          # document key (None: no document) -> (message, is error)
         self.shown_document = None  # the key of the document the docker shows
         self._job_document = None
+        self.training = False       # a training runs: the Train button stops it
+        self._stop_training = threading.Event()
+        self.train_dialog = None
         log_path = os.path.join(os.path.dirname(settings_path), "daemon.log")
         self.connection = Connection(self.settings, read_recorded_executable(install_record_path), log_path)
         self.runner = JobRunner(self)
@@ -48,6 +53,7 @@ class Controller(QObject):
         self.runner.failed.connect(self._on_failed)
         self.runner.busy_changed.connect(self.busy_changed)
         self.runner.busy_changed.connect(lambda busy: busy or self.connection.reconfigure(self.settings))
+        self.runner.busy_changed.connect(self._training_ended)
         self.watch = QTimer(self)
         self.watch.timeout.connect(self._watch_daemon)
         self.watch.start(DAEMON_WATCH_MS)
@@ -201,30 +207,67 @@ class Controller(QObject):
         self._run_job(work, apply, snapshots[0].document)
 
     def train_style(self):
-        """Train a new style model on the daemon from the selected part of the image."""
-        s = self.settings
+        """Train a new style from the selected part of the image: the Train dialog asks for the
+        photos and iterations and shows the measured time first. During a training: stop it early
+        and keep what it has learnt."""
+        if self.training:
+            self.stop_training()
+            return
         snapshot = self._capture(self.host.snapshot_selection)
         if snapshot is None:
             return
+        from .train_dialog import TrainDialog
+        self.train_dialog = TrainDialog(self, snapshot, self.host.main_window())
+        self.train_dialog.open()
+
+    def estimate_training(self, snapshot, name, options, on_estimate):
+        """Ask the daemon what it trains on and how long ``options`` take on its device;
+        ``on_estimate((info()["training"], estimate))`` in the GUI thread."""
         region = snapshot.region
-        name = s.train_name or "my_style"
 
         def work(progress, should_cancel):
             client = self._client(progress, should_cancel)
-            options = {**s.train_options, "iterations": s.train_iterations}
+            training = client.info().get("training") or {}
+            estimate = client.estimate_training(snapshot.pixels, region.width, region.height, snapshot.format, name,
+                                                progress=progress, should_cancel=should_cancel, **options)
+            return training, estimate
+        self._start(work, on_estimate, snapshot.document)
+
+    def start_training(self, snapshot, name, options):
+        """Train the style ``name`` from ``snapshot`` on the daemon; the result joins the gallery."""
+        region = snapshot.region
+        self._stop_training.clear()
+
+        def work(progress, should_cancel):
+            client = self._client(progress, should_cancel)
             model = client.train_style(snapshot.pixels, region.width, region.height, snapshot.format, name,
                                        progress=lambda done, total, text: progress(done, total, f"training: {text}"),
-                                       should_cancel=should_cancel, **options)
+                                       should_cancel=should_cancel, should_stop=self._stop_training.is_set,
+                                       **options)
             return model, client.info(thumbnails=True)
 
         def apply(outcome):
             model, info = outcome
             self._on_info(info)
-            return (f"trained the style {model.get('display_name') or model['name']!r}: "
-                    "it is in the style gallery now")
+            return (f"trained the style {model.get('display_name') or model['name']!r}"
+                    f"{training_note(model)}: it is in the style gallery now")
         self._start(work, apply, snapshot.document)
+        if self.runner.busy:
+            self.training = True
+            self.training_changed.emit(True)
+
+    def stop_training(self):
+        """End the running training after its current iteration; the model keeps what it learnt."""
+        if self.training and not self._stop_training.is_set():
+            self._stop_training.set()
+            self.progress.emit(0, 0, "stopping the training: saving what it has learnt…")
 
     # ---- plumbing ---------------------------------------------------------------------------
+
+    def _training_ended(self, busy):
+        if not busy and self.training:
+            self.training = False
+            self.training_changed.emit(False)
 
     def _client(self, progress, should_cancel):
         return self.connection.client(lambda text: progress(0, 0, text), should_cancel)
@@ -308,6 +351,27 @@ def read_recorded_executable(path):
             return json.load(f).get("brushwork_executable")
     except (OSError, ValueError, TypeError, AttributeError):
         return None
+
+
+def training_note(model):
+    """' (partly trained: 300 of 2,000 iterations)' for a model stopped early, else ''."""
+    if not model.get("partly_trained"):
+        return ""
+    own, planned = model.get("recipe", {}).get("iterations"), model.get("planned_iterations")
+    if isinstance(own, int) and isinstance(planned, int):
+        return f" (partly trained: {own:,} of {planned:,} iterations)"
+    return " (partly trained)"
+
+
+def gallery_label(model):
+    """A style's name in the gallery, marked when it is partly trained."""
+    return (model.get("display_name") or model["name"]) + training_note(model)
+
+
+def gallery_tooltip(model):
+    """The model name and how long it trained."""
+    iterations = model.get("iterations")
+    return model["name"] + (f": {iterations:,} iterations" if isinstance(iterations, int) else "")
 
 
 def thumbnail_bytes(model):

@@ -81,6 +81,12 @@ def snapshot_active_layer(use_selection=True):
     return Snapshot(document, node, region, fmt, pixels, mask)
 
 
+def main_window():
+    """Krita's active main window (a QMainWindow), to parent dialogs; None without one."""
+    window = Krita.instance().activeWindow()
+    return window.qwindow() if window is not None else None
+
+
 def snapshot_selection():
     """The visible image (all layers merged) inside the selection's bounds, for training a style."""
     document = active_document()

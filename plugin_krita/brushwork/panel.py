@@ -5,7 +5,7 @@ the connection line is one line, and the status area has a fixed height, so the 
 buttons never move when a message appears.
 """
 
-from .controller import thumbnail_bytes
+from .controller import gallery_label, gallery_tooltip, thumbnail_bytes
 from .qt import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame, QHBoxLayout, QIcon, QLabel,
                  QLineEdit, QListView, QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QScrollArea,
                  QSize, QSizePolicy, QSlider, Qt, QVBoxLayout, QWidget)
@@ -147,6 +147,7 @@ class Panel(QWidget):
         controller.status_changed.connect(self._show_status)
         controller.busy_changed.connect(self._show_busy)
         controller.cancelling.connect(self._show_cancelling)
+        controller.training_changed.connect(self._show_training)
         self._show_models(controller.models)
         self._show_connection(*controller.connection_state)
         self._show_status(*controller.shown_status)
@@ -188,9 +189,9 @@ class Panel(QWidget):
         for model in models:
             if model.get("kind") != "style":
                 continue
-            item = QListWidgetItem(model.get("display_name") or model["name"])
+            item = QListWidgetItem(gallery_label(model))
             item.setData(Qt.ItemDataRole.UserRole, model["name"])
-            item.setToolTip(model["name"])
+            item.setToolTip(gallery_tooltip(model))
             pixmap = QPixmap()
             png = thumbnail_bytes(model)
             if png and pixmap.loadFromData(png):
@@ -212,6 +213,13 @@ class Panel(QWidget):
             self.progress.setRange(0, 0)   # busy indicator
         if text:
             self._show_status(text, False)
+
+    def _show_training(self, training):
+        """While a training runs, the Train button stops it and keeps the model."""
+        self.train_button.setText("Stop and keep" if training else "Train")
+        self.train_button.setToolTip("End the training now; the new style keeps what it has learnt so far"
+                                     if training else "")
+        self.train_button.setEnabled(True)
 
     def _show_status(self, text, error):
         self.status.setStyleSheet("color: #d04040;" if error else "")

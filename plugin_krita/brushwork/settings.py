@@ -36,6 +36,7 @@ class Settings:
     upscale_layers: str = "all"         # "all" paint layers or only the "active" one
     train_name: str = ""                # name of the next style trained from a selection
     train_iterations: int = 2000
+    train_content: str = ""             # folder of photos to train on ("" = the daemon's own, if any)
     train_options: dict = field(default_factory=dict)   # more train_style options, e.g. {"size": 128}
 
     def validated(self):

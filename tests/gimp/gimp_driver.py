@@ -1,10 +1,11 @@
-"""Runs INSIDE GIMP 3 (gimp-console-3.0 batch mode, python-fu-eval) for the end-to-end tests.
+"""Runs INSIDE GIMP 3 (gimp-console-3.x batch mode, python-fu-eval) for the end-to-end tests.
 
 The batch command execs this file; ``$BRUSHWORK_GIMP_JOB/cases.json`` lists the cases;
 each optionally writes the plug-in's settings file or runs its settings procedure, builds an
 image from raw pixel files, optionally selects a rectangle, calls one brushwork
-procedure NON-INTERACTIVELY through the PDB, and dumps every resulting image's layers as raw
-pixels. ``$BRUSHWORK_GIMP_JOB/results.json`` gets status, error message, sizes and the dump file names.
+procedure through the PDB (non-interactively, or with its dialog when the case says
+``interactive``: the dialog tests' probe records and cancels it), and dumps every resulting
+image's layers as raw pixels. ``$BRUSHWORK_GIMP_JOB/results.json`` gets status, error message, sizes and the dump file names.
 """
 
 import json
@@ -53,12 +54,12 @@ def build_image(case):
     return image, layers
 
 
-def run_procedure(name, image, drawables, args):
+def run_procedure(name, image, drawables, args, interactive=False):
     procedure = PDB.lookup_procedure(name)
     if procedure is None:
-        return "MISSING", f"procedure {name} is not registered"
+        return "MISSING", f"procedure {name} is not registered", []
     config = procedure.create_config()
-    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE if interactive else Gimp.RunMode.NONINTERACTIVE)
     if image is not None:
         config.set_property("image", image)
         config.set_core_object_array("drawables", drawables)
@@ -98,10 +99,13 @@ def run_case(case):
         if status != "SUCCESS":
             return {"status": "SETTINGS-" + status, "error": message}
     image, layers = build_image(case)
+    if os.environ.get("BRUSHWORK_DIALOG_PROBE"):  # tells the dialog probe which case this is
+        with open(os.path.join(os.environ["BRUSHWORK_DIALOG_PROBE"], "case"), "w") as f:
+            f.write(case["name"])
     before = {img.get_id() for img in Gimp.get_images()}
     start = time.monotonic()
     status, message, returned = run_procedure(case["procedure"], image, [layers[i] for i in case["active"]],
-                                              case["args"])
+                                              case["args"], case.get("interactive", False))
     seconds = time.monotonic() - start
     new_images = [img for img in Gimp.get_images() if img.get_id() not in before]
     result = {"status": status, "error": message, "seconds": seconds, "returned": returned,

@@ -1,88 +1,33 @@
-"""End-to-end: the brushwork procedures run NON-INTERACTIVELY in a real GIMP 3 (trixie chroot).
+"""End-to-end: the brushwork procedures run NON-INTERACTIVELY in real GIMP 3.0 and 3.2 (chroots).
 
-One gimp-console-3.0 batch run executes every case (see gimp_driver.py); the tests compare
+For each GIMP version one gimp-console batch run executes every case (see gimp_driver.py); the tests compare
 GIMP's pixels with what the same daemon returns when called directly with the same pixels.
 Run with: ``.venv/bin/python -m pytest -m gimp tests/gimp``.
 """
 
 import json
-import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from gimp_harness import chroot_command, free_port, run_cases
-from helpers import random_image, shared_dir
+from gimp_cases import PRECISIONS, Case, wire_format
+from gimp_harness import DEAD_ENDPOINT, install_plugin, run_cases
+from helpers import shared_dir
 
 from backend.client import Client
-from backend.pixels import srgb_to_linear
 
 pytestmark = pytest.mark.gimp
 
-# dump/read format per precision: numpy dtype, babl type, linear?, wire dtype, comparison tolerance
-PRECISIONS = {
-    "U8_NON_LINEAR": (np.uint8, "u8", False, "u8", 1),
-    "U16_NON_LINEAR": (np.uint16, "u16", False, "u16", 1),
-    "HALF_LINEAR": (np.float16, "half", True, "f16", 1e-3),
-    "FLOAT_LINEAR": (np.float32, "float", True, "f32", 1e-5),
-}
-DEAD_ENDPOINT = f"tcp://127.0.0.1:{free_port()}"
 VGG_WEIGHTS = shared_dir() / "weights" / "vgg16_caffe_relu4_3.pth"   # where the daemon's trainer finds them
-
-
-def make_pixels(precision, width, height, alpha, seed):
-    """Test pixels in a precision's own type: smooth colours, alpha ramp (1 at the left edge)."""
-    dtype, _, linear, _, _ = PRECISIONS[precision]
-    rgb = random_image(height, width, seed)
-    if linear:
-        rgb = srgb_to_linear(rgb)
-    if alpha:
-        ramp = np.broadcast_to(np.linspace(1.0, 0.2, width, dtype=np.float32), (height, width))[..., None]
-        rgb = np.concatenate([rgb, ramp], axis=-1)
-    if np.dtype(dtype).kind == "u":
-        return np.round(rgb * np.iinfo(dtype).max).astype(dtype)
-    return rgb.astype(dtype)
-
-
-def wire_format(precision, alpha):
-    _, _, linear, wire, _ = PRECISIONS[precision]
-    return {"dtype": wire, "channels": "RGBA" if alpha else "RGB", "transfer": "linear" if linear else "srgb"}
-
-
-class Case:
-    """One image + one procedure call; knows its inputs and builds the driver's JSON."""
-
-    def __init__(self, name, precision, procedure, args, layers, size, active=(0,), selection=None,
-                 settings=None, settings_file=None, gray=False):
-        self.name, self.precision, self.selection = name, precision, selection
-        self.size = size
-        self.layers = []  # (pixels array, offset)
-        for i, (w, h, alpha, offset) in enumerate(layers):
-            self.layers.append((make_pixels(precision, w, h, alpha, seed=len(name) + i), offset))
-        _, babl_type, linear, _, _ = PRECISIONS[precision]
-        self.spec = {
-            "name": name, "precision": precision, "width": size[0], "height": size[1],
-            "dump": {"type": babl_type, "linear": linear}, "procedure": "plug-in-brushwork-" + procedure,
-            "args": args, "active": list(active), "selection": selection, "settings": settings,
-            "settings_file": settings_file, "gray": gray,
-            "layers": [{"name": f"layer{i}", "file": f"{name}-in{i}.raw", "width": p.shape[1], "height": p.shape[0],
-                        "alpha": p.shape[2] == 4, "offset": list(offset)} for i, (p, offset) in enumerate(self.layers)],
-        }
-
-    def inputs(self):
-        return {f"{self.name}-in{i}.raw": p.tobytes() for i, (p, _) in enumerate(self.layers)}
-
 
 TRAIN_SELECTION = (4, 6, 24, 20)   # x, y, w, h of the style image
 # tiny sizes so it takes seconds (the settings file's train_options)
 TINY_TRAINING = {"size": 32, "style_size": 32, "batch": 1, "channels": 8, "blocks": 1}
 
 
-def build_cases(training_endpoint):
+def build_cases(training_endpoint, local_endpoint, photos):
     u8, u16, half, f32 = "U8_NON_LINEAR", "U16_NON_LINEAR", "HALF_LINEAR", "FLOAT_LINEAR"
     style = {"style": "mosaic"}
     return [
@@ -101,6 +46,8 @@ def build_cases(training_endpoint):
              [(32, 24, True, (0, 0))], (32, 24), selection=(4, 4, 12, 10)),
         Case("upscale_sel_layer_f32", f32, "upscale-selection", {"scale": "2", "output": "new-layer"},
              [(32, 24, True, (0, 0))], (32, 24), selection=(4, 4, 12, 10)),
+        # a display name, as a user types it (the test model starry_night is "Starry Night")
+        Case("stylize_display_name", u8, "stylize", {"style": "starry night"}, [(24, 20, True, (0, 0))], (24, 20)),
         Case("unknown_style", u8, "stylize", {"style": "no_such_style"}, [(16, 16, True, (0, 0))], (16, 16)),
         # the test daemon has no --content: it refuses to train
         Case("train_refused", u8, "train-style", {"name": "refused_style", "iterations": 2},
@@ -109,6 +56,12 @@ def build_cases(training_endpoint):
         Case("train_style", u8, "train-style", {"name": "GIMP Test Style", "iterations": 3},
              [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION,
              settings_file={"endpoint": training_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING}),
+        # a daemon as `make serve` starts it (no --content): the artist's own photos, stopped after
+        # 3 s of training (time-limit is in minutes) and kept
+        Case("train_own_photos", u8, "train-style", {"name": "GIMP Own Photos", "iterations": 100_000,
+                                                     "photos": photos, "time-limit": 0.05},
+             [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION,
+             settings_file={"endpoint": local_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING}),
         # last: it points the plug-in's settings at a port nobody listens on. The job timeout is an
         # hour, so were the plug-in to wait for it the GIMP run would be killed and the test fail.
         Case("daemon_down", u8, "stylize", style, [(16, 16, True, (0, 0))], (16, 16),
@@ -117,11 +70,10 @@ def build_cases(training_endpoint):
 
 
 @pytest.fixture(scope="module")
-def gimp_run(gimp_chroot, gimp_daemon, gimp_training_daemon, gimp_job_dir):
+def gimp_run(gimp_chroot, gimp_daemon, gimp_training_daemon, gimp_local_daemon, gimp_job_dir):
     host, _ = gimp_job_dir
-    subprocess.run([str(Path(sys.executable).parent / "brushwork"), "install-plugin", "gimp", "--home", str(host / "home"),
-                    "--python", shlex.join(chroot_command(gimp_chroot, "python3"))], check=True, capture_output=True, text=True)
-    cases = build_cases(gimp_training_daemon)
+    install_plugin(gimp_chroot, host / "home")
+    cases = build_cases(gimp_training_daemon, *gimp_local_daemon)
     inputs = {}
     for case in cases:
         inputs.update(case.inputs())
@@ -170,6 +122,14 @@ def test_stylize_whole_layer_matches_daemon(gimp_run, name):
     assert_close(got, from_daemon(expected, dtype), tolerance)
     assert not np.array_equal(got, pixels), "the layer did not change"
     assert result["image"]["precision"] == case.precision
+
+
+def test_stylize_accepts_a_display_name(gimp_run):
+    case, result, host, client = outcome(gimp_run, "stylize_display_name")
+    pixels = case.layers[0][0]
+    expected = client.stylize(pixels.tobytes(), pixels.shape[1], pixels.shape[0], wire_format(case.precision, True),
+                              "starry_night")
+    assert_close(read_layer(host, case.precision, result["image"]["layers"][0]), from_daemon(expected, np.uint8), 1)
 
 
 def test_stylize_u16_keeps_16_bit_detail(gimp_run):
@@ -285,6 +245,19 @@ def test_train_style_from_selection(gimp_run, gimp_training_daemon):
     assert np.array_equal(style, pixels[y:y + h, x:x + w])   # exactly the selected pixels
 
 
+@pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
+def test_train_style_on_own_photos_stopped_early_keeps_a_partly_trained_style(gimp_run, gimp_local_daemon):
+    """With a daemon started without --content, Train Style trains on the chosen photos folder;
+    the time limit ends it early and the style is kept, marked as partly trained."""
+    case, result, host, _ = outcome(gimp_run, "train_own_photos")
+    assert np.array_equal(read_layer(host, case.precision, result["image"]["layers"][0]), case.layers[0][0])
+    endpoint, photos = gimp_local_daemon
+    model = {m["name"]: m for m in Client(endpoint).info()["models"]}["gimp_own_photos"]
+    assert model["data"]["content"] == str(Path(photos).resolve()) and model["data"]["content_images"] == 3
+    assert model["partly_trained"] is True and model["recipe"]["stopped_by_time_limit"] is True
+    assert model["planned_iterations"] == 100_000 and 1 <= model["iterations"] < 100_000
+
+
 def test_train_style_without_content_is_a_clear_error(gimp_run):
     cases, results, host, client = gimp_run
     result, case = results["train_refused"], cases["train_refused"]
@@ -294,8 +267,8 @@ def test_train_style_without_content_is_a_clear_error(gimp_run):
     assert "refused_style" not in [m["name"] for m in client.info()["models"]]
 
 
-def test_settings_procedure_keeps_train_options(gimp_run):
+def test_settings_procedure_keeps_train_options(gimp_run, gimp_version):
     """daemon_down ran the Settings procedure after train_style's settings file: train_options stay."""
     _, _, host, _ = gimp_run
-    stored = json.loads((host / "home" / ".config" / "GIMP" / "3.0" / "brushwork.json").read_text())
+    stored = json.loads((host / "home" / ".config" / "GIMP" / gimp_version / "brushwork.json").read_text())
     assert stored["endpoint"] == DEAD_ENDPOINT and stored["train_options"] == TINY_TRAINING

@@ -10,6 +10,7 @@ Run with ``pytest -m krita tests/krita``.
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -261,29 +262,46 @@ def test_managed_daemon_started_on_demand_and_stopped_with_krita(krita_home, mod
 SELECTED = [8, 6, 24, 20]   # x, y, w, h: the style image sent to the daemon
 
 
-def train_in_krita(krita_home, tmp_path, endpoint, **settings):
-    """Select a rectangle of a 48x40 painting and run the plug-in's Train action against ``endpoint``."""
+def train_in_krita(krita_home, tmp_path, endpoint, dialog, **settings):
+    """Select a rectangle of a 48x40 painting, press the plug-in's Train action against ``endpoint``
+    and fill in its dialog with ``dialog`` (name, iterations, optional content and stop_after: the
+    driver's "train_dialog" step); the state dumped once the training ended."""
     width, height = 48, 40
     pixels = image_bytes(height, width, "u8", seed=6)
     (tmp_path / "layer.raw").write_bytes(pixels)
     params = {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
-              "action": "brushwork_train_style", "selection": [SELECTED + [255]],
-              "layers": [{"name": "Painting", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}]}
-    result, _ = run_in_krita(krita_home, tmp_path, params, endpoint=endpoint, manage_daemon=False, **settings)
+              "selection": [SELECTED + [255]],
+              "layers": [{"name": "Painting", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}],
+              "steps": [{"do": "train_dialog", **dialog}, {"do": "dump", "tag": "result"}]}
+    states = run_steps_in_krita(krita_home, tmp_path, params, endpoint=endpoint, manage_daemon=False, **settings)
+    assert "result" in states, f"no result: {states}"
+    result = states["result"]
     assert [layer["name"] for layer in result["layers"]] == ["Painting"]
     assert layer_pixels(result["layers"][0]) == pixels     # training never changes the document
     return result, pixels, width
 
 
+def measured_speed(text):
+    """The seconds per iteration the Train dialog shows ('2,000 iterations take about 1 h (1.8 s each, ...')."""
+    match = re.search(r"([\d,]+) iterations take about (.+?) \(([\d.e+-]+) s each, measured on (.+?)\)", text)
+    assert match, text
+    return float(match.group(3))
+
+
+# tiny sizes so it takes seconds; "vgg_weights" is no train_style option, so the plug-in drops it
+TINY_TRAINING = {"size": 32, "style_size": 32, "batch": 1, "channels": 8, "blocks": 1, "vgg_weights": "/etc/passwd"}
+
+
 @pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
 def test_train_style_from_selection(krita_home, training_daemon, tmp_path):
-    """The Train action trains a tiny style from the selection, shows its progress, adds it to the gallery."""
-    # tiny sizes so it takes seconds; "vgg_weights" is no train_style option, so the plug-in drops it
-    tiny = {"size": 32, "style_size": 32, "batch": 1, "channels": 8, "blocks": 1, "vgg_weights": "/etc/passwd"}
-    result, pixels, width = train_in_krita(krita_home, tmp_path, training_daemon, train_name="From Krita",
-                                           train_iterations=3, train_options=tiny)
+    """The Train dialog shows the time measured on the daemon's device, then the style trains from
+    the selection on the daemon's own photos, with progress, and joins the gallery."""
+    result, pixels, width = train_in_krita(krita_home, tmp_path, training_daemon,
+                                           {"name": "From Krita", "iterations": 3}, train_options=TINY_TRAINING)
 
     assert result["error"] == ""
+    assert measured_speed(result["train"]["estimate"]) > 0 and result["train"]["start_enabled"]
+    assert "stops it at any time and keeps what it has learnt" in result["train"]["estimate"]
     assert "trained the style 'From Krita'" in result["status"]
     counted = [p for p in result["progress"] if p[1] > 0]
     assert counted and counted[-1][:2] == [3, 3]                     # iterations, as the daemon counts them
@@ -300,13 +318,29 @@ def test_train_style_from_selection(krita_home, training_daemon, tmp_path):
     assert np.array_equal(style, selected[..., 2::-1])
 
 
-def test_train_style_without_content_shows_the_daemon_error(krita_home, daemon, tmp_path):
-    """A daemon started without --content refuses; the docker shows why and the document stays as it was."""
-    result, _, _ = train_in_krita(krita_home, tmp_path, daemon, train_name="refused", train_iterations=2)
+@pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
+def test_train_on_own_photos_with_a_daemon_started_plainly_and_stop_keeping_the_model(krita_home, daemon,
+                                                                                      tmp_path):
+    """`make serve` gives the daemon no --content: the dialog asks for a folder (Start disabled until
+    there is one), trains on the artist's photos, and "Stop and keep" saves a partly trained style
+    that the gallery marks."""
+    photos = training_photos(tmp_path / "my photos")
+    result, _, _ = train_in_krita(krita_home, tmp_path, daemon,
+                                  {"name": "Own Photos", "iterations": 100_000, "content": str(photos),
+                                   "stop_after": 2}, train_options=TINY_TRAINING)
 
-    assert "--content" in result["error"]
-    assert result["status"] == result["error"]
-    assert "refused" not in [m["name"] for m in Client(daemon).info()["models"]]
+    train = result["train"]
+    assert "Choose a folder of photos to train on" in train["first_estimate"] and not train["start_enabled_first"]
+    assert measured_speed(train["estimate"]) > 0 and "Training on 3 photos" in train["estimate"]
+    assert "100,000 iterations take about" in train["estimate"] and train["start_enabled"]
+    assert train["button_while_training"] == "Stop and keep"
+    assert result["error"] == "", result["error"]
+    model = {m["name"]: m for m in Client(daemon).info()["models"]}["own_photos"]
+    assert model["data"]["content"] == str(photos) and model["partly_trained"] is True
+    done = model["recipe"]["iterations"]
+    assert 2 <= done < 100_000 and model["recipe"]["stopped_early"] is True
+    assert f"(partly trained: {done:,} of 100,000 iterations)" in result["status"]
+    assert f"Own Photos (partly trained: {done:,} of 100,000 iterations)" in result["gallery_labels"]
 
 
 def test_stylize_replace_mode_takes_two_undo_steps(krita_home, daemon, tmp_path):

@@ -1,9 +1,10 @@
 # Driver script (run inside Krita by the test driver plug-in; the test prepends PARAMS = {...}).
 # Builds a document from raw layer files, optionally selects a rectangle, then runs PARAMS["steps"]
 # one after another: trigger one of the brushwork plug-in's own actions and wait for its job, use
-# the docker's real widgets (mouse clicks, keys, wheel), kill the daemon the plug-in started,
-# dump every layer's pixels with the docker's state, undo... Without "steps": trigger
-# PARAMS["action"], dump "result", undo PARAMS["undo"] times and dump "undone". Then Krita quits.
+# the docker's real widgets (mouse clicks, keys, wheel), fill in the Train dialog (record its
+# estimate, start, optionally press "Stop and keep"), kill the daemon the plug-in started, dump
+# every layer's pixels with the docker's state, undo... Without "steps": trigger PARAMS["action"],
+# dump "result", undo PARAMS["undo"] times and dump "undone". Then Krita quits.
 import json
 import os
 import time
@@ -57,6 +58,7 @@ def panel():
 shown_progress = []
 worker_progress = []   # (done, total) as the job's worker thread reported them, when it did
 events = {}   # name -> what a step noted: a time.monotonic(), the docker's state after a click
+train_state = {}   # what the Train dialog and button showed (step "train_dialog")
 
 
 def record_progress(done, total, text):
@@ -97,7 +99,9 @@ def dump(tag):
              "stylize_button_y": docker.stylize_button.mapTo(docker, QPoint(0, 0)).y() if docker else None,
              "panel_minimum_height": docker.minimumSizeHint().height() if docker else None,
              "docker_minimum_height": docker.parentWidget().minimumSizeHint().height() if docker else None,
-             "events": events}
+             "gallery_labels": [docker.gallery.item(i).text() for i in range(docker.gallery.count())]
+             if docker else None,
+             "train": train_state, "events": events}
     with open(os.path.join(out, f"{tag}.json"), "w") as f:
         json.dump(state, f)
 
@@ -180,6 +184,63 @@ def step_start(step, then):
     app.action(step["action"]).trigger()
     minimum = step.get("tiles_done", 0)
     when(lambda: any(p[1] > 0 and p[0] >= minimum for p in shown_progress) or not controller.busy, then)
+
+
+def train_dialog():
+    for window in QApplication.topLevelWidgets():
+        if window.objectName() == "brushwork_train_dialog" and window.isVisible():
+            return window
+    return None
+
+
+def step_train_dialog(step, then):
+    """Press Train and fill in its dialog once it showed its first estimate: ``name``, ``iterations``
+    and, optionally, the photos folder ``content``; note both estimates and whether Start was enabled,
+    press Start (Cancel while it is disabled) and, with ``stop_after``, press the docker's "Stop and
+    keep" once that many iterations are done. Goes on when the training has ended."""
+    app.action("brushwork_train_style").trigger()
+    progress_before = len(shown_progress)
+
+    def find_dialog(waited=0):
+        dialog = train_dialog()
+        if dialog is not None:
+            after(100, lambda: when_idle(lambda: choose_photos(dialog)))   # its first estimate
+        elif waited > 20_000:
+            fail("the Train dialog did not open")
+        else:
+            after(100, lambda: find_dialog(waited + 100))
+
+    def choose_photos(dialog):
+        train_state["first_estimate"] = dialog.estimate_label.text()
+        train_state["start_enabled_first"] = dialog.start_button.isEnabled()
+        dialog.name.setText(step["name"])
+        dialog.iterations.setValue(step["iterations"])
+        if "content" in step:
+            dialog.folder.setText(step["content"])
+            dialog.folder.editingFinished.emit()   # as when the artist leaves the field
+        after(100, lambda: when_idle(lambda: start(dialog)))
+
+    def start(dialog):
+        train_state["estimate"] = dialog.estimate_label.text()
+        train_state["start_enabled"] = dialog.start_button.isEnabled()
+        if not dialog.start_button.isEnabled():
+            dialog.reject()
+            after(100, lambda: when_idle(then))
+            return
+        dialog.start_button.click()
+        after(100, (lambda: stop_when_trained(step["stop_after"])) if step.get("stop_after")
+              else (lambda: when_idle(then)))
+
+    def stop_when_trained(iterations, waited=0):
+        if any(total and done >= iterations for done, total, *_ in shown_progress[progress_before:]):
+            train_state["button_while_training"] = panel().train_button.text()
+            panel().train_button.click()
+            after(100, lambda: when_idle(then))
+        elif not controller.busy or waited > 150_000:
+            then()
+        else:
+            after(100, lambda: stop_when_trained(iterations, waited + 100))
+    after(200, find_dialog)
 
 
 def step_kill_daemon(step, then):
