@@ -56,7 +56,8 @@ def daemon(served_models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(served_models):
-    store = ModelStore([served_models], include_bundled=False, include_user=False)
+    # the daemon serves the bundled models too, so its default SR model is one of theirs
+    store = ModelStore([served_models], include_bundled=True, include_user=False)
     return Engine(store, device="cpu", precision="fp32", tile_size=128)
 
 

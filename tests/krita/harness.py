@@ -183,10 +183,12 @@ def x_server():
     """A private Xvfb on this machine (1280x1024); yields its DISPLAY.
 
     Xvfb picks a free display number itself (``-displayfd``), so Kritas started side by side
-    never race for one as ``xvfb-run -a`` can. A chroot's Krita reaches it through /tmp/.X11-unix.
+    never race for one as ``xvfb-run -a`` can; a chroot's Krita reaches it through /tmp/.X11-unix.
+    ``-noreset``: without it Xvfb resets whenever its last client disconnects, and Kritas
+    started on it sometimes failed with "could not connect to display".
     """
     read_end, write_end = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1280x1024x24",
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1280x1024x24", "-noreset",
                                "-nolisten", "tcp"], pass_fds=(write_end,), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     os.close(write_end)
