@@ -7,6 +7,14 @@ together with ``protocol.py`` and run it in Krita's or GIMP's Python (3.10-3.13)
     r = client.stylize(pixels, w, h, {"dtype": "u8", "channels": "BGRA"}, "starry_night")
     r.pixels, r.width, r.height             # same pixel format as sent
 
+An editor plug-in that starts the daemon itself uses :class:`ManagedDaemon`; a Client given
+it as ``daemon`` stops waiting the moment that process exits:
+
+    daemon = ManagedDaemon("/usr/bin/brushwork", protocol.default_endpoint(), log_path="daemon.log")
+    daemon.start()
+    client = Client(daemon=daemon)
+    daemon.wait_until_ready(client)
+
 A daemon on another machine needs CURVE keys (docs/security.md): the server's public key
 file and this client's secret key file, as ``brushwork keys`` writes them:
 
@@ -16,6 +24,7 @@ See docs/protocol.md for the messages exchanged.
 """
 
 import os
+import subprocess
 import time
 
 import zmq
@@ -26,7 +35,11 @@ try:
 except ImportError:  # vendored next to protocol.py as top-level modules
     import protocol
 
-POLL_INTERVAL_S = 0.1  # how often should_cancel() is asked while waiting
+POLL_INTERVAL_S = 0.1  # how often should_cancel() is asked (and a managed daemon checked) while waiting
+# The daemon re-sends a job's progress every 2 s (docs/protocol.md), so once it has answered,
+# this much silence means it is gone, however long the job.
+KEEPALIVE_TIMEOUT_S = 6.0
+STARTUP_TIMEOUT_S = 60.0  # a managed daemon imports torch and loads its models first
 
 
 def load_curve_keys(server_key, client_key):
@@ -83,11 +96,17 @@ class Client:
     the total job time. After a timeout the socket is reset and the next call reconnects.
     ``server_key`` and ``client_key`` name CURVE key files (see :func:`load_curve_keys`);
     a daemon that does not know them never answers, so calls time out as Unavailable.
+    Once the daemon has answered a request, ``keepalive_timeout`` seconds without its
+    keep-alive end the wait (TimedOut). ``daemon``: a :class:`ManagedDaemon` whose exit
+    ends any wait within ``POLL_INTERVAL_S`` (Unavailable).
     """
 
-    def __init__(self, endpoint=None, timeout=30.0, context=None, server_key=None, client_key=None):
+    def __init__(self, endpoint=None, timeout=30.0, context=None, server_key=None, client_key=None,
+                 keepalive_timeout=KEEPALIVE_TIMEOUT_S, daemon=None):
         self.endpoint = endpoint or protocol.default_endpoint()
         self.timeout = float(timeout)
+        self.keepalive_timeout = float(keepalive_timeout)
+        self.daemon = daemon
         self._context = context or zmq.Context.instance()
         self._curve = load_curve_keys(server_key, client_key)
         self._socket = None
@@ -238,6 +257,10 @@ class Client:
         last_heard = time.monotonic()
         heard_anything = cancel_sent = stop_sent = False
         while True:
+            gone = self.daemon.exit_message() if self.daemon is not None else None
+            if gone:
+                self.close()
+                raise protocol.Unavailable(gone)
             if should_cancel is not None and not cancel_sent and self._ask(should_cancel, request_id):
                 self._send_cancel(request_id)
                 cancel_sent = True
@@ -271,12 +294,94 @@ class Client:
                 if cancel_sent:
                     raise protocol.Cancelled("cancelled")
                 return reply, [frame.buffer for frame in message[1:]]
-            if time.monotonic() - last_heard > self.timeout:
-                if cancel_sent:
+            silence = time.monotonic() - last_heard
+            if cancel_sent:
+                if silence > self.timeout:
                     self.close()
                     raise protocol.Cancelled("cancelled (the daemon did not confirm in time)")
-                if heard_anything:
+            elif heard_anything:
+                limit = min(self.timeout, self.keepalive_timeout)
+                if silence > limit:
                     self.close()
                     raise protocol.TimedOut(f"the brushwork daemon at {self.endpoint} stopped answering "
-                                            f"(nothing for {self.timeout:g} s); is it still running?")
+                                            f"(no keep-alive for {limit:g} s); is it still running?")
+            elif silence > self.timeout:
                 raise self._unavailable()
+
+
+class ManagedDaemon:
+    """A ``brushwork serve`` child process an editor plug-in started itself, and watches.
+
+    Not thread-safe, but :meth:`check` may be called from any thread. ``log_path`` receives
+    the daemon's output (appended); ``args`` are extra ``serve`` arguments.
+    """
+
+    def __init__(self, program, endpoint, args=(), log_path=None):
+        self.program = program
+        self.endpoint = endpoint
+        self.args = list(args)
+        self.log_path = log_path
+        self.process = None
+
+    @property
+    def running(self):
+        """True while the process started by :meth:`start` has not exited."""
+        return self.process is not None and self.process.poll() is None
+
+    def start(self):
+        """Start ``program serve --endpoint ENDPOINT ARGS`` in its own session; Unavailable if it cannot."""
+        command = [self.program, "serve", "--endpoint", self.endpoint, *self.args]
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        try:
+            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            raise protocol.Unavailable(f"could not start {self.program}: {exc}") from None
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+
+    def exit_message(self):
+        """Why the daemon is gone (exit code, log file), or None while it runs or before it started."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        code = self.process.returncode
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        where = f"; see {self.log_path}" if self.log_path else ""
+        return f"the brushwork daemon this plug-in started {how}{where}"
+
+    def check(self):
+        """Raise Unavailable if the daemon has exited."""
+        message = self.exit_message()
+        if message:
+            raise protocol.Unavailable(message)
+
+    def wait_until_ready(self, client, timeout=STARTUP_TIMEOUT_S, should_cancel=None):
+        """Ping through ``client`` until the daemon answers; Unavailable if it exits or stays silent."""
+        deadline = time.monotonic() + timeout
+        saved, client.timeout = client.timeout, 0.5
+        try:
+            while time.monotonic() < deadline:
+                if should_cancel is not None and should_cancel():
+                    raise protocol.Cancelled("cancelled")
+                self.check()
+                try:
+                    client.ping()
+                    return
+                except protocol.Unavailable:
+                    continue
+        finally:
+            client.timeout = saved
+        raise protocol.Unavailable(f"the brushwork daemon did not answer within {timeout:g} s")
+
+    def stop(self, grace_s=5.0):
+        """Terminate the daemon (kill it after ``grace_s`` seconds); nothing if it is not running."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

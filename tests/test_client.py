@@ -7,13 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from backend import pixels, protocol
-from backend.client import Client
-from daemon_process import REPO, start_daemon, stop_daemon
+from backend.client import KEEPALIVE_TIMEOUT_S, Client, ManagedDaemon
+from daemon_process import ENGINE_ARGS, REPO, start_daemon, stop_daemon
 from helpers import random_image
 
 FMT = {"dtype": "u8", "channels": "BGRA"}
@@ -141,3 +142,55 @@ def test_daemon_killed_mid_request_then_restarted_same_client_reconnects(daemon)
     result = client.stylize(small, 11, 9, FMT, "mosaic", strength=0.0)
     assert np.array_equal(np.frombuffer(result.pixels, np.uint8), small.reshape(-1))
     client.close()
+
+
+def test_a_daemon_silent_mid_job_is_given_up_after_the_keepalive_not_the_timeout(daemon):
+    """The daemon re-sends progress every 2 s; a stopped (hung) one is noticed after the keep-alive."""
+    big = pixels.encode(random_image(256, 320, 9), None, FMT)
+    proc = daemon["proc"]
+    stopped = []
+
+    def stop_on_first_tile(done, total, message):
+        if done and not stopped:
+            os.kill(proc.pid, signal.SIGSTOP)
+            stopped.append(True)
+
+    try:
+        with Client(daemon["endpoint"], timeout=120) as client:
+            with pytest.raises(protocol.TimedOut, match=f"no keep-alive for {KEEPALIVE_TIMEOUT_S:g} s"):
+                client.stylize(big, 320, 256, FMT, "mosaic", progress=stop_on_first_tile)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert stopped
+
+
+def test_managed_daemon_that_dies_mid_job_ends_the_wait_with_its_exit(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.delenv("BRUSHWORK_CONTENT", raising=False)
+    log = tmp_path / "daemon.log"
+    managed = ManagedDaemon(str(Path(sys.executable).parent / "brushwork"), f"ipc://{tmp_path}/managed.sock",
+                            ["--models", str(models_dir), *ENGINE_ARGS], str(log))
+    managed.start()
+    try:
+        client = Client(managed.endpoint, timeout=120, daemon=managed)
+        managed.wait_until_ready(client, timeout=90)
+        assert managed.running and managed.exit_message() is None
+
+        def kill_on_first_tile(done, total, message):
+            if done and managed.running:
+                managed.process.kill()
+
+        big = pixels.encode(random_image(256, 320, 10), None, FMT)
+        with pytest.raises(protocol.Unavailable) as err:
+            client.stylize(big, 320, 256, FMT, "mosaic", progress=kill_on_first_tile)
+        assert err.value.message == f"the brushwork daemon this plug-in started was killed by signal 9; see {log}"
+        assert not managed.running
+    finally:
+        managed.stop()
+
+
+def test_managed_daemon_that_exits_at_start_up_says_so(tmp_path):
+    managed = ManagedDaemon(shutil.which("false"), f"ipc://{tmp_path}/never.sock")
+    managed.start()
+    with pytest.raises(protocol.Unavailable, match="exited with code 1"):
+        managed.wait_until_ready(Client(managed.endpoint), timeout=30)

@@ -87,6 +87,21 @@ def test_selection_mask_keeps_soft_edges_and_drops_full_masks():
         pixels.selection_mask(b"\xff" * 5, region)
 
 
+@pytest.mark.parametrize("dtype", ["u8", "u16", "f16", "f32"])
+def test_mask_becomes_the_alpha_of_a_result(dtype):
+    """alpha = selection x the pixel's own alpha; colours untouched."""
+    kind = {"u8": np.uint8, "u16": np.dtype("<u2"), "f16": np.dtype("<f2"), "f32": np.dtype("<f4")}[dtype]
+    peak = 1.0 if dtype.startswith("f") else np.iinfo(kind).max
+    image = np.array([[10, 20, 30, peak], [40, 50, 60, peak], [70, 80, 90, 0.5 * peak], [1, 2, 3, peak]], kind)
+    mask = bytes([255, 128, 255, 0])
+    out = np.frombuffer(pixels.mask_as_alpha(image.tobytes(), {"dtype": dtype}, mask), kind).reshape(4, 4)
+    assert np.array_equal(out[:, :3], image[:, :3])
+    expected = np.array([1.0, 128 / 255, 0.5, 0.0]) * peak
+    assert np.abs(out[:, 3].astype(np.float64) - expected).max() <= (1 if dtype in ("u8", "u16") else 1e-3 * peak)
+    with pytest.raises(ValueError, match="3-pixel mask"):
+        pixels.mask_as_alpha(image.tobytes(), {"dtype": dtype}, mask[:3])
+
+
 def test_results_are_checked_for_size_and_byte_count():
     fmt = pixels.pixel_format("RGBA", "U16", "sRGB-elle-V2-g10.icc")
     pixels.check_result(bytes(4 * 3 * 8), 4, 3, fmt, 4, 3)

@@ -2,20 +2,17 @@
 
 No Krita calls here. ``Connection.client()`` is called from the worker thread; it pings the
 configured endpoint and, when nothing answers and ``manage_daemon`` is on, starts
-``brushwork serve`` as a child process and waits for it to come up. With key files set
+``brushwork serve`` as a child process (a ``ManagedDaemon``, watched: a Client waiting on it
+fails as soon as it exits) and waits for it to come up. With key files set
 (``server_key``, ``client_key``) the daemon is a remote one, reached with CURVE
 authentication (docs/security.md), and never started here.
 """
 
 import os
 import shutil
-import subprocess
-import time
 
 from .brushwork_client import protocol
-from .brushwork_client.client import Client
-
-STARTUP_TIMEOUT_S = 60.0
+from .brushwork_client.client import STARTUP_TIMEOUT_S, Client, ManagedDaemon
 
 
 def find_executable(configured, recorded):
@@ -33,7 +30,7 @@ class Connection:
         self.settings = settings
         self.recorded_executable = recorded_executable
         self.log_path = log_path
-        self.process = None
+        self.daemon = None   # the ManagedDaemon this plug-in started, if any
         self._client = None
 
     @property
@@ -57,6 +54,7 @@ class Connection:
         if self._client is None:
             self._client = Client(self.endpoint, timeout=self.settings.timeout_s,
                                   server_key=self.settings.server_key, client_key=self.settings.client_key)
+        self._client.daemon = self.daemon if self.daemon is not None and self.daemon.running else None
         try:
             self._ping(self._client)
             return self._client
@@ -74,51 +72,29 @@ class Connection:
             client.timeout = saved
 
     def _start_daemon(self, status, should_cancel):
-        if self.process is None or self.process.poll() is not None:
+        if self.daemon is None or not self.daemon.running:
             executable = find_executable(self.settings.brushwork_executable, self.recorded_executable)
             if not executable:
                 raise protocol.Unavailable("no brushwork daemon is running and the `brushwork` program was not "
                                            "found: set its path in the brushwork docker's settings, or start "
                                            "`brushwork serve` yourself")
-            command = [executable, "serve", "--endpoint", self.endpoint, *self.settings.daemon_args]
             if status:
                 status("starting the brushwork daemon…")
-            log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-            try:
-                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
-            except OSError as exc:
-                raise protocol.Unavailable(f"could not start {executable}: {exc}") from None
-            finally:
-                if log is not subprocess.DEVNULL:
-                    log.close()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if should_cancel and should_cancel():
-                raise protocol.Cancelled("cancelled")
-            if self.process.poll() is not None:
-                where = f"; see {self.log_path}" if self.log_path else ""
-                raise protocol.Unavailable(f"the brushwork daemon exited at start-up "
-                                           f"(exit code {self.process.returncode}){where}")
-            try:
-                self._ping(self._client, timeout=0.5)
-                return
-            except protocol.Unavailable:
-                continue
-        raise protocol.Unavailable(f"the brushwork daemon did not answer within {STARTUP_TIMEOUT_S:g} s")
+            self.daemon = ManagedDaemon(executable, self.endpoint, self.settings.daemon_args, self.log_path)
+            self.daemon.start()
+        self._client.daemon = self.daemon
+        self.daemon.wait_until_ready(self._client, STARTUP_TIMEOUT_S, should_cancel)
+
+    def daemon_exit_message(self):
+        """Why the daemon this plug-in started is gone, or None (still running, or none started)."""
+        return self.daemon.exit_message() if self.daemon is not None else None
 
     def stop_daemon(self):
         """Stop the daemon this plug-in started (if any); a daemon started by the user is left alone."""
         self._drop_client()
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        daemon, self.daemon = self.daemon, None
+        if daemon is not None:
+            daemon.stop()
 
     def _drop_client(self):
         if self._client is not None:

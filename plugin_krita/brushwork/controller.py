@@ -3,7 +3,8 @@
 Krita is reached only through ``host`` (the ``krita_host`` module in Krita). The document is
 changed only after the complete result arrived and was checked, in the GUI thread, so an
 error or a cancel leaves it untouched. Every outcome is reported through the signals; the
-docker shows them (never a traceback).
+docker shows them (never a traceback). Messages belong to the document their job worked on:
+the docker shows the active document's latest one, and a later success replaces an error.
 """
 
 import base64
@@ -12,21 +13,23 @@ import json
 import os
 import threading
 
-from .qt import QObject, pyqtSignal
+from .qt import QObject, QTimer, pyqtSignal
 
 from . import settings as settings_io
 from .connection import Connection
 from .jobs import JobRunner
-from .pixels import UnsupportedImage, check_result
+from .pixels import UnsupportedImage, check_result, mask_as_alpha
+
+DAEMON_WATCH_MS = 1000   # how often an idle docker checks that the daemon it started still runs
 
 
 class Controller(QObject):
     connection_changed = pyqtSignal(bool, str)   # connected, human description
     models_changed = pyqtSignal(list)            # info()["models"] (with thumbnail_png when present)
     progress = pyqtSignal(int, int, str)
-    message = pyqtSignal(str)                    # a finished job's summary
-    error = pyqtSignal(str)                      # what went wrong, for the user
+    status_changed = pyqtSignal(str, bool)       # the shown document's latest message, is it an error
     busy_changed = pyqtSignal(bool)
+    cancelling = pyqtSignal()                    # Cancel was pressed; the job stops at its next tile
     training_changed = pyqtSignal(bool)          # a training runs (the Train button then stops it)
 
     def __init__(self, host, settings_path, install_record_path=None, parent=None):
@@ -36,7 +39,11 @@ class Controller(QObject):
         self.settings = settings_io.load(settings_path)
         self.models = []
         self.last_error = ""
-        self.training = False                   # a training runs: the Train button stops it
+        self.connection_state = (False, "not connected")
+        self.statuses = {}          # document key (None: no document) -> (message, is error)
+        self.shown_document = None  # the key of the document the docker shows
+        self._job_document = None
+        self.training = False       # a training runs: the Train button stops it
         self._stop_training = threading.Event()
         self.train_dialog = None
         log_path = os.path.join(os.path.dirname(settings_path), "daemon.log")
@@ -47,6 +54,9 @@ class Controller(QObject):
         self.runner.busy_changed.connect(self.busy_changed)
         self.runner.busy_changed.connect(lambda busy: busy or self.connection.reconfigure(self.settings))
         self.runner.busy_changed.connect(self._training_ended)
+        self.watch = QTimer(self)
+        self.watch.timeout.connect(self._watch_daemon)
+        self.watch.start(DAEMON_WATCH_MS)
 
     @property
     def busy(self):
@@ -71,10 +81,49 @@ class Controller(QObject):
 
     def _on_info(self, info):
         self.models = list(info.get("models", []))
-        description = (f"connected to brushwork {info.get('version', '?')} at {self.connection.endpoint} "
-                       f"({info.get('device', '?')}, {info.get('precision', '?')})")
-        self.connection_changed.emit(True, description)
+        self._connected(f"connected to brushwork {info.get('version', '?')} at {self.connection.endpoint} "
+                        f"({info.get('device', '?')}, {info.get('precision', '?')})")
         self.models_changed.emit(self.models)
+
+    def _connected(self, description=None):
+        """The daemon just answered: show the connection as up (keeping its description when known)."""
+        if description is None:
+            connected, description = self.connection_state
+            if connected:
+                return
+            description = f"connected to {self.connection.endpoint}"
+        self.connection_state = (True, description)
+        self.connection_changed.emit(True, description)
+
+    def _disconnected(self, reason):
+        self.connection_state = (False, reason)
+        self.connection_changed.emit(False, reason)
+
+    def _watch_daemon(self):
+        """Between jobs, notice that the daemon this plug-in started has died."""
+        gone = self.connection.daemon_exit_message()
+        if gone and self.connection_state[0] and not self.runner.busy:
+            self._disconnected(gone)
+
+    # ---- messages per document ------------------------------------------------------------
+
+    @property
+    def shown_status(self):
+        """(message, is error) of the document the docker shows."""
+        return self.statuses.get(self.shown_document, ("", False))
+
+    def show_document(self, key):
+        """The active document changed (``key`` from ``host.document_key``, None: none open)."""
+        self.shown_document = key
+        self.status_changed.emit(*self.shown_status)
+
+    def _report(self, text, error, document=None):
+        key = self.host.document_key(document) if document is not None else self.shown_document
+        self.statuses[key] = (text, error)
+        if error:
+            self.last_error = text
+        if key == self.shown_document:
+            self.status_changed.emit(text, error)
 
     def shutdown(self):
         """Krita is quitting: cancel a running job and stop the daemon we started."""
@@ -82,10 +131,10 @@ class Controller(QObject):
         self.connection.stop_daemon()
 
     def cancel(self):
-        """Cancel the running job (the document stays unchanged)."""
-        if self.runner.busy:
+        """Cancel the running job (the document stays unchanged): the daemon stops at its next tile."""
+        if self.runner.busy and not self.runner.cancelled:
             self.runner.cancel()
-            self.progress.emit(0, 0, "cancelling…")
+            self.cancelling.emit()
 
     # ---- actions ----------------------------------------------------------------------------
 
@@ -99,23 +148,33 @@ class Controller(QObject):
         if snapshot is None:
             return
         region = snapshot.region
+        # a new layer carries a soft selection as its alpha; a replaced layer gets the blend baked in
+        mask_as_layer_alpha = s.output != "replace" and snapshot.mask is not None
 
         def work(progress, should_cancel):
             client = self._client(progress, should_cancel)
             result = client.stylize(snapshot.pixels, region.width, region.height, snapshot.format, s.style,
-                                    strength=s.strength, preserve_colors=s.preserve_colors, mask=snapshot.mask,
+                                    strength=s.strength, preserve_colors=s.preserve_colors,
+                                    mask=None if mask_as_layer_alpha else snapshot.mask,
                                     progress=progress, should_cancel=should_cancel)
             check_result(result.pixels, result.width, result.height, snapshot.format, region.width, region.height,
                          returned_format=result.format)
+            if mask_as_layer_alpha:
+                return mask_as_alpha(result.pixels, snapshot.format, snapshot.mask)
             return result.pixels
 
         def apply(pixels):
+            label = self._model_label(s.style)
+            source = snapshot.node.name()
             if s.output == "replace":
                 self.host.replace_layer_pixels(snapshot, pixels)
+                where = f"layer {source!r}"
             else:
-                self.host.add_layer_above(snapshot, pixels, f"{snapshot.node.name()} ({self._model_label(s.style)})")
-            self.message.emit(f"stylized {region.width}x{region.height} px with {self._model_label(s.style)}")
-        self._run_job(work, apply)
+                name = result_layer_name(source, label, [self._model_label(m["name"]) for m in self.models])
+                self.host.add_layer_above(snapshot, pixels, name)
+                where = f"the new layer {name!r}; {source!r} stays the active layer"
+            return f"stylized {region.width}x{region.height} px of {source!r} with {label} into {where}"
+        self._run_job(work, apply, snapshot.document)
 
     def upscale(self):
         """Scale the image by the chosen factor, running the paint layers through the SR net."""
@@ -144,8 +203,8 @@ class Controller(QObject):
             self.host.scale_image(snapshots[0].document, factor)
             for snap, pixels in zip(snapshots, results):
                 self.host.replace_layer_pixels(snap, pixels, scale=factor)
-            self.message.emit(f"upscaled x{factor}: {len(snapshots)} layer(s)")
-        self._run_job(work, apply)
+            return f"upscaled x{factor}: {len(snapshots)} layer(s)"
+        self._run_job(work, apply, snapshots[0].document)
 
     def train_style(self):
         """Train a new style from the selected part of the image: the Train dialog asks for the
@@ -172,7 +231,7 @@ class Controller(QObject):
             estimate = client.estimate_training(snapshot.pixels, region.width, region.height, snapshot.format, name,
                                                 progress=progress, should_cancel=should_cancel, **options)
             return training, estimate
-        self._start(work, on_estimate)
+        self._start(work, on_estimate, snapshot.document)
 
     def start_training(self, snapshot, name, options):
         """Train the style ``name`` from ``snapshot`` on the daemon; the result joins the gallery."""
@@ -190,9 +249,9 @@ class Controller(QObject):
         def apply(outcome):
             model, info = outcome
             self._on_info(info)
-            self.message.emit(f"trained the style {model.get('display_name') or model['name']!r}"
-                              f"{training_note(model)}: it is in the style gallery now")
-        self._start(work, apply)
+            return (f"trained the style {model.get('display_name') or model['name']!r}"
+                    f"{training_note(model)}: it is in the style gallery now")
+        self._start(work, apply, snapshot.document)
         if self.runner.busy:
             self.training = True
             self.training_changed.emit(True)
@@ -223,7 +282,7 @@ class Controller(QObject):
             self._report_error(str(exc))
             return None
 
-    def _run_job(self, work, apply):
+    def _run_job(self, work, apply, document):
         """Start an action's job; when the model list is still unknown, fetch it on the same connection."""
         need_info = not self.models
 
@@ -235,13 +294,20 @@ class Controller(QObject):
             result, info = outcome
             if info is not None:
                 self._on_info(info)
-            apply(result)
-        self._start(run, finish)
+            return apply(result)
+        self._start(run, finish, document)
 
-    def _start(self, work, on_success):
+    def _start(self, work, on_success, document=None):
+        """Run ``work`` in the worker; ``on_success(result)`` returns the message to show (or None)."""
+        def succeeded(result):
+            self._connected()
+            text = on_success(result)
+            self.last_error = ""
+            self._report(text or "", False, document)
         self.last_error = ""
+        self._job_document = document
         try:
-            self.runner.start(work, on_success)
+            self.runner.start(work, succeeded)
         except RuntimeError as exc:
             self._report_error(str(exc))
 
@@ -249,20 +315,33 @@ class Controller(QObject):
         if code == "cancelled":
             message = "cancelled: the image was not changed"
         elif code in ("unavailable", "timeout"):
-            self.connection_changed.emit(False, message)
+            self._disconnected(message)
         elif code == "unknown_kind":
             message = f"this brushwork daemon cannot do that yet ({message})"
-        self._report_error(message)
+        self._report_error(message, self._job_document)
 
-    def _report_error(self, message):
-        self.last_error = message
-        self.error.emit(message)
+    def _report_error(self, message, document=None):
+        self._report(message, True, document)
 
     def _model_label(self, name):
         for model in self.models:
             if model.get("name") == name:
                 return model.get("display_name") or name
         return name
+
+
+def result_layer_name(source, style_label, style_labels):
+    """``"SOURCE (STYLE)"``, where a SOURCE that is itself a result loses its ``" (STYLE)"`` first,
+    so stylising a stylised layer gives ``"Photo (Mosaic)"``, not ``"Photo (Udnie) (Mosaic)"``."""
+    base = source
+    stripped = True
+    while stripped:
+        stripped = False
+        for label in style_labels:
+            suffix = f" ({label})"
+            if base.endswith(suffix) and len(base) > len(suffix):
+                base, stripped = base[:-len(suffix)], True
+    return f"{base} ({style_label})"
 
 
 def read_recorded_executable(path):

@@ -39,6 +39,11 @@ class JobRunner(QObject):
         """Ask the running job to stop (the daemon is told; the document stays unchanged)."""
         self._cancel.set()
 
+    @property
+    def cancelled(self):
+        """True once the running job was asked to stop."""
+        return self._cancel.is_set()
+
     def _run(self, work, on_success):
         try:
             result = work(self._report, self._cancel.is_set)

@@ -7,7 +7,9 @@ there is no way to group steps. So results are written into nodes that are not y
 the document (a new layer, or a ``duplicate()`` of the layer that then takes its place):
 
 * stylize, new layer: 1 undo step; stylize, replace: 2 (insert the copy, remove the original);
-* upscale: 1 (scale the image) + 2 per processed layer.
+* upscale: 1 (scale the image) + 2 per processed layer. Writing the upscaled pixels into the
+  layers the scale just enlarged would make it one step, but undoing "Scale Image" then brings
+  back the original size with the upscaled pixels (measured in Krita 5.1.5), so it is not done.
 """
 
 from collections import namedtuple
@@ -15,7 +17,7 @@ from collections import namedtuple
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
 from .pixels import Rect, UnsupportedImage, bytes_per_pixel, pixel_format, request_region, selection_mask
-from .qt import QByteArray
+from .qt import QByteArray, QTimer
 
 # What a job needs from the document, captured in the GUI thread before the job starts.
 Snapshot = namedtuple("Snapshot", "document node region format pixels mask")
@@ -35,6 +37,11 @@ def active_document():
     if document is None:
         raise UnsupportedImage("open an image first")
     return document
+
+
+def document_key(document):
+    """A key that stays the same for a document while it is open (its root node's unique id)."""
+    return document.rootNode().uniqueId().toString()
 
 
 def _paint_layer(node):
@@ -123,16 +130,26 @@ def _check_alive(snapshot):
 
 
 def add_layer_above(snapshot, pixels, name):
-    """Insert a new paint layer holding ``pixels`` (over the snapshot's region) above its layer."""
+    """Insert a new paint layer holding ``pixels`` (over the snapshot's region) above its layer.
+
+    The snapshot's layer stays the active one, so the next Stylize works on the same source.
+    """
     _check_alive(snapshot)
     node = snapshot.node
     layer = snapshot.document.createNode(name, "paintlayer")
     layer.setColorSpace(node.colorModel(), node.colorDepth(), node.colorProfile())
     layer.setPixelData(QByteArray(bytes(pixels)), *snapshot.region)
     node.parentNode().addChildNode(layer, node)
-    snapshot.document.setActiveNode(layer)
     snapshot.document.refreshProjection()
+    # Krita makes the added layer active from its event queue: give the source back its place after that
+    QTimer.singleShot(0, lambda: _activate(snapshot.document, node))
     return layer
+
+
+def _activate(document, node):
+    """Make ``node`` the active layer if its document is still the active one and the node still in it."""
+    if Krita.instance().activeDocument() == document and node.parentNode() is not None:
+        document.setActiveNode(node)
 
 
 def replace_layer_pixels(snapshot, pixels, scale=1):
@@ -204,7 +221,10 @@ class BrushworkDocker(DockWidget):
         self.setWidget(Panel(self.controller))
 
     def canvasChanged(self, canvas):
-        pass
+        """Show the messages of the document now active."""
+        view = canvas.view() if canvas is not None else None
+        document = view.document() if view is not None else None
+        self.controller.show_document(document_key(document) if document is not None else None)
 
 
 class NoticeDocker(DockWidget):

@@ -1,12 +1,53 @@
-"""The docker's contents, in plain Qt (no Krita calls): connection, style gallery, options, progress."""
+"""The docker's contents, in plain Qt (no Krita calls): connection, style gallery, options, progress.
+
+It is laid out to fit a small screen: the daemon's settings live in a dialog (the ⚙ button),
+the connection line is one line, and the status area has a fixed height, so the action
+buttons never move when a message appears.
+"""
 
 from .controller import gallery_label, gallery_tooltip, thumbnail_bytes
-from .qt import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QIcon, QLabel, QLineEdit, QListView,
-                 QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QSize, QSlider, Qt, QVBoxLayout,
-                 QWidget)
+from .qt import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame, QHBoxLayout, QIcon, QLabel,
+                 QLineEdit, QListView, QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QScrollArea,
+                 QSize, QSizePolicy, QSlider, Qt, QVBoxLayout, QWidget)
 from .settings import UPSCALE_FACTORS
 
 THUMBNAIL_PX = 64
+STATUS_LINES = 3      # the status area's fixed height, in lines of text (longer messages scroll)
+SPACING_PX = 4
+
+
+class DaemonSettingsDialog(QDialog):
+    """Where the plug-in finds its daemon: address, CURVE key files, whether and which program to start."""
+
+    def __init__(self, settings, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("brushwork daemon settings")
+        form = QFormLayout(self)
+        self.endpoint = QLineEdit(settings.endpoint)
+        self.endpoint.setPlaceholderText("local daemon (default socket)")
+        form.addRow("Address", self.endpoint)
+        self.server_key = QLineEdit(settings.server_key)
+        self.server_key.setPlaceholderText("server.key (remote daemon only)")
+        form.addRow("Server key", self.server_key)
+        self.client_key = QLineEdit(settings.client_key)
+        self.client_key.setPlaceholderText("NAME.key_secret (remote daemon only)")
+        form.addRow("Client key", self.client_key)
+        self.manage = QCheckBox("Start `brushwork serve` when needed, stop it with Krita")
+        self.manage.setChecked(settings.manage_daemon)
+        form.addRow(self.manage)
+        self.executable = QLineEdit(settings.brushwork_executable)
+        self.executable.setPlaceholderText("as installed")
+        form.addRow("Program", self.executable)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def changes(self):
+        """The settings as edited, for ``Controller.update_settings``."""
+        return {"endpoint": self.endpoint.text().strip(), "server_key": self.server_key.text().strip(),
+                "client_key": self.client_key.text().strip(), "manage_daemon": self.manage.isChecked(),
+                "brushwork_executable": self.executable.text().strip()}
 
 
 class Panel(QWidget):
@@ -15,54 +56,40 @@ class Panel(QWidget):
         self.controller = controller
         s = controller.settings
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(SPACING_PX, SPACING_PX, SPACING_PX, SPACING_PX)
+        layout.setSpacing(SPACING_PX)
 
-        connection = QGroupBox("Daemon")
-        form = QFormLayout(connection)
-        self.connection_label = QLabel("not connected")
-        self.connection_label.setWordWrap(True)
+        row = QHBoxLayout()
+        self.connection_label = QLabel("○ not connected")
+        self.connection_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)   # one line, clipped
         self.connect_button = QPushButton("Connect")
         self.connect_button.clicked.connect(lambda: controller.refresh(start_daemon=True))
-        row = QHBoxLayout()
+        self.settings_button = QPushButton("⚙")
+        self.settings_button.setToolTip("Daemon settings: address, key files, the program to start")
+        self.settings_button.clicked.connect(self.edit_daemon_settings)
         row.addWidget(self.connection_label, 1)
         row.addWidget(self.connect_button)
-        form.addRow(row)
-        self.endpoint = QLineEdit(s.endpoint)
-        self.endpoint.setPlaceholderText("local daemon (default socket)")
-        self.endpoint.editingFinished.connect(lambda: controller.update_settings(endpoint=self.endpoint.text().strip()))
-        form.addRow("Address", self.endpoint)
-        self.server_key = self._key_field(s.server_key, "server.key (remote daemon only)", "server_key")
-        form.addRow("Server key", self.server_key)
-        self.client_key = self._key_field(s.client_key, "NAME.key_secret (remote daemon only)", "client_key")
-        form.addRow("Client key", self.client_key)
-        self.manage = QCheckBox("Start `brushwork serve` when needed, stop it with Krita")
-        self.manage.setChecked(s.manage_daemon)
-        self.manage.toggled.connect(lambda on: controller.update_settings(manage_daemon=on))
-        form.addRow(self.manage)
-        self.executable = QLineEdit(s.brushwork_executable)
-        self.executable.setPlaceholderText("as installed")
-        self.executable.editingFinished.connect(
-            lambda: controller.update_settings(brushwork_executable=self.executable.text().strip()))
-        form.addRow("Program", self.executable)
-        layout.addWidget(connection)
+        row.addWidget(self.settings_button)
+        layout.addLayout(row)
 
         self.gallery = QListWidget()
         self.gallery.setViewMode(QListView.ViewMode.IconMode)
         self.gallery.setIconSize(QSize(THUMBNAIL_PX, THUMBNAIL_PX))
         self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
         self.gallery.setMovement(QListView.Movement.Static)
-        self.gallery.setMinimumHeight(THUMBNAIL_PX + 40)
+        self.gallery.setMinimumHeight(THUMBNAIL_PX + 2 * self.fontMetrics().lineSpacing())
+        self.gallery.setToolTip("Style")
         self.gallery.currentItemChanged.connect(self._style_chosen)
-        layout.addWidget(QLabel("Style"))
         layout.addWidget(self.gallery, 1)
 
         options = QFormLayout()
+        options.setSpacing(SPACING_PX)
         self.strength = QSlider(Qt.Orientation.Horizontal)
         self.strength.setRange(0, 100)
         self.strength.setValue(round(s.strength * 100))
         self.strength_label = QLabel(f"{self.strength.value()} %")
-        self.strength.valueChanged.connect(lambda v: self.strength_label.setText(f"{v} %"))
-        self.strength.sliderReleased.connect(
-            lambda: controller.update_settings(strength=self.strength.value() / 100))
+        # every change of the visible value (drag, click on the track, wheel, keys) is what the next job uses
+        self.strength.valueChanged.connect(self._strength_changed)
         row = QHBoxLayout()
         row.addWidget(self.strength, 1)
         row.addWidget(self.strength_label)
@@ -70,10 +97,12 @@ class Panel(QWidget):
         self.preserve = QCheckBox("Preserve colours")
         self.preserve.setChecked(s.preserve_colors)
         self.preserve.toggled.connect(lambda on: controller.update_settings(preserve_colors=on))
-        options.addRow(self.preserve)
         self.output = self._combo([("New layer above", "new_layer"), ("Replace layer", "replace")], s.output,
                                   lambda v: controller.update_settings(output=v))
-        options.addRow("Result", self.output)
+        row = QHBoxLayout()
+        row.addWidget(self.output, 1)
+        row.addWidget(self.preserve)
+        options.addRow("Result", row)
         self.factor = self._combo([(f"x{f}", f) for f in UPSCALE_FACTORS], s.upscale_factor,
                                   lambda v: controller.update_settings(upscale_factor=v))
         self.layers = self._combo([("all paint layers", "all"), ("active layer", "active")], s.upscale_layers,
@@ -97,31 +126,39 @@ class Panel(QWidget):
         self.cancel_button.setEnabled(False)
         layout.addLayout(buttons)
         self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
+        self.progress.setMaximumHeight(self.fontMetrics().lineSpacing() + 6)
+        self.progress.reset()
         layout.addWidget(self.progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.status)
+        self.status_area = QScrollArea()
+        self.status_area.setWidget(self.status)
+        self.status_area.setWidgetResizable(True)
+        self.status_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.status_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.status_area.setFixedHeight(STATUS_LINES * self.fontMetrics().lineSpacing() + 4)
+        layout.addWidget(self.status_area)
 
         controller.connection_changed.connect(self._show_connection)
         controller.models_changed.connect(self._show_models)
         controller.progress.connect(self._show_progress)
-        controller.message.connect(lambda text: self._show_status(text, error=False))
-        controller.error.connect(lambda text: self._show_status(text, error=True))
+        controller.status_changed.connect(self._show_status)
         controller.busy_changed.connect(self._show_busy)
+        controller.cancelling.connect(self._show_cancelling)
         controller.training_changed.connect(self._show_training)
         self._show_models(controller.models)
+        self._show_connection(*controller.connection_state)
+        self._show_status(*controller.shown_status)
         if not controller.busy:
             controller.refresh(start_daemon=False)
 
-    def _key_field(self, path, placeholder, setting):
-        """A line edit for a key file path, saved to ``setting`` when editing ends."""
-        field = QLineEdit(path)
-        field.setPlaceholderText(placeholder)
-        field.editingFinished.connect(lambda: self.controller.update_settings(**{setting: field.text().strip()}))
-        return field
+    def edit_daemon_settings(self):
+        """Open the daemon settings dialog; OK saves them (used from the next job on)."""
+        dialog = DaemonSettingsDialog(self.controller.settings, self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.controller.update_settings(**dialog.changes())
 
     def _combo(self, choices, current, on_change):
         combo = QComboBox()
@@ -136,6 +173,10 @@ class Panel(QWidget):
         button.clicked.connect(slot)
         row.addWidget(button)
         return button
+
+    def _strength_changed(self, value):
+        self.strength_label.setText(f"{value} %")
+        self.controller.update_settings(strength=value / 100)
 
     def _style_chosen(self, item, _previous):
         if item is not None:
@@ -162,6 +203,7 @@ class Panel(QWidget):
 
     def _show_connection(self, connected, text):
         self.connection_label.setText(("● " if connected else "○ ") + text)
+        self.connection_label.setToolTip(text)
 
     def _show_progress(self, done, total, text):
         if total > 0:
@@ -170,8 +212,7 @@ class Panel(QWidget):
         else:
             self.progress.setRange(0, 0)   # busy indicator
         if text:
-            self.status.setStyleSheet("")
-            self.status.setText(text)
+            self._show_status(text, False)
 
     def _show_training(self, training):
         """While a training runs, the Train button stops it and keeps the model."""
@@ -184,10 +225,14 @@ class Panel(QWidget):
         self.status.setStyleSheet("color: #d04040;" if error else "")
         self.status.setText(text)
 
+    def _show_cancelling(self):
+        self.cancel_button.setEnabled(False)
+        self._show_status("cancelling…", False)
+
     def _show_busy(self, busy):
         for button in (self.stylize_button, self.upscale_button, self.train_button, self.connect_button):
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
         if not busy:
             self.progress.setRange(0, 1)
-            self.progress.setValue(1 if not self.controller.last_error else 0)
+            self.progress.reset()   # idle: an empty bar, no percentage

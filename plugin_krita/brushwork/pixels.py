@@ -10,11 +10,13 @@ that this module encodes (checked against Krita 5.1.5's ``Node.pixelData``):
 * ``Selection.pixelData`` gives one byte per pixel, 255 = fully selected, soft edges in between.
 """
 
+import struct
 from collections import namedtuple
 
 # Krita colour depth -> (protocol dtype, channel order in memory)
 DEPTHS = {"U8": ("u8", "BGRA"), "U16": ("u16", "BGRA"), "F16": ("f16", "RGBA"), "F32": ("f32", "RGBA")}
 ITEM_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
+STRUCT_CODES = {"u8": "B", "u16": "H", "f16": "e", "f32": "f"}
 MODEL_NAMES = {"GRAYA": "Grayscale", "CMYKA": "CMYK", "LABA": "L*a*b*", "XYZA": "XYZ", "YCbCrA": "YCbCr", "A": "Alpha mask"}
 UNSUPPORTED_PROFILE_WORDS = ("PQ", "ST 2084", "HLG")
 
@@ -124,3 +126,27 @@ def selection_mask(mask, region):
     if not mask.strip(b"\x00"):
         raise UnsupportedImage("nothing is selected inside the active layer")
     return mask
+
+
+def mask_as_alpha(pixels, fmt, mask):
+    """``pixels`` (4 channels, alpha last) with each alpha multiplied by the mask's value / 255.
+
+    A new layer holding a result made this way composites over its source exactly like the
+    result blended with the source through the mask, and is transparent outside the selection.
+    """
+    size, code = ITEM_SIZES[fmt["dtype"]], STRUCT_CODES[fmt["dtype"]]
+    data, count, stride = bytearray(pixels), len(mask), 4 * size
+    if len(data) != count * stride:
+        raise ValueError(f"{len(data)} pixel bytes do not match a {count}-pixel mask")
+    alpha = bytearray(count * size)
+    for byte in range(size):   # gather each pixel's alpha value (the 4th channel)
+        alpha[byte::size] = data[3 * size + byte::stride]
+    values = struct.unpack(f"<{count}{code}", alpha)
+    if code in "BH":
+        values = [(value * weight + 127) // 255 for value, weight in zip(values, mask)]
+    else:
+        values = [value * weight / 255 for value, weight in zip(values, mask)]
+    alpha = struct.pack(f"<{count}{code}", *values)
+    for byte in range(size):
+        data[3 * size + byte::stride] = alpha[byte::size]
+    return bytes(data)

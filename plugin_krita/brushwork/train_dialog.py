@@ -57,7 +57,7 @@ class TrainDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self.rejected.connect(self._give_up)
-        controller.error.connect(self._show_error)
+        controller.status_changed.connect(self._show_error)
 
     def showEvent(self, event):
         super().showEvent(event)
@@ -119,8 +119,9 @@ class TrainDialog(QDialog):
         self.estimate_label.setText(" ".join(lines))
         self.start_button.setEnabled(bool(usable))
 
-    def _show_error(self, message):
-        if self.isVisible():
+    def _show_error(self, message, error):
+        """A failed estimate (reported as the document's status) is shown here too."""
+        if error and self.isVisible():
             self.estimate_label.setText(message)
             self.start_button.setEnabled(False)
 
@@ -130,11 +131,11 @@ class TrainDialog(QDialog):
         name = self.name.text().strip() or "my_style"
         self.controller.update_settings(train_name=name, train_iterations=self.iterations.value(),
                                         train_content=self.content())
-        self.controller.error.disconnect(self._show_error)
+        self.controller.status_changed.disconnect(self._show_error)
         self.accept()
         self.controller.start_training(self.snapshot, name, self._options())
 
     def _give_up(self):
-        self.controller.error.disconnect(self._show_error)
+        self.controller.status_changed.disconnect(self._show_error)
         if self.estimate is None:
             self.controller.cancel()   # the measuring job

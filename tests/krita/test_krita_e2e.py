@@ -89,6 +89,14 @@ def image_bytes(height, width, dtype, seed, alpha=None):
 
 def run_in_krita(krita_home, tmp_path, params, **settings):
     """Run the driver script with ``params`` and plug-in ``settings``; return (result, undone) states."""
+    states = run_steps_in_krita(krita_home, tmp_path, params, **settings)
+    assert "result" in states, f"no result: {states}"
+    return states["result"], states.get("undone")
+
+
+def run_steps_in_krita(krita_home, tmp_path, params, **settings):
+    """Run the driver script with ``params`` (maybe ``steps``) and plug-in ``settings``; return the
+    docker and document states it dumped, by tag."""
     work = tmp_path / "krita"
     work.mkdir()
     script = work / "script.py"
@@ -100,22 +108,21 @@ def run_in_krita(krita_home, tmp_path, params, **settings):
     run = harness.run_krita(krita, work / "home", work, script, copy_home=False)
     error = work / "out" / "driver_error.txt"
     assert not error.exists(), error.read_text() + run.stdout[-3000:]
-    assert (work / "out" / "result.json").exists(), f"Krita exited {run.returncode}:\n{run.stdout[-3000:]}"
-    result = json.loads((work / "out" / "result.json").read_text())
-    undone = work / "out" / "undone.json"
-    return result, json.loads(undone.read_text()) if undone.exists() else None
+    states = {path.stem: json.loads(path.read_text()) for path in (work / "out").glob("*.json")}
+    assert states, f"Krita exited {run.returncode}:\n{run.stdout[-3000:]}"
+    return states
 
 
 def layer_pixels(layer):
     return Path(layer["file"]).read_bytes()
 
 
-def assert_close(actual, expected, dtype):
-    """Byte buffers equal within 1/255 of full range."""
+def assert_close(actual, expected, dtype, tolerance_u8=1):
+    """Byte buffers equal within ``tolerance_u8``/255 of full range."""
     kind = np.uint8 if dtype == "u8" else np.dtype("<u2")
     a, b = np.frombuffer(actual, kind).astype(np.int64), np.frombuffer(expected, kind).astype(np.int64)
     assert a.shape == b.shape
-    tolerance = 1 if dtype == "u8" else 257
+    tolerance = tolerance_u8 if dtype == "u8" else 257 * tolerance_u8
     assert np.abs(a - b).max() <= tolerance
 
 
@@ -144,16 +151,38 @@ def test_stylize_active_layer(krita_home, daemon, tmp_path, depth, profile, fmt,
     assert result["error"] == ""
     names = [layer["name"] for layer in result["layers"]]
     assert names == ["Photo", "Photo (Mosaic)"]
-    assert result["active"] == "Photo (Mosaic)"
+    assert result["active"] == "Photo"                  # the source stays selected for the next Stylize
     original, styled = result["layers"]
     assert layer_pixels(original) == pixels            # the source layer is untouched
     assert styled["bounds"] == region and styled["depth"] == depth
     bpp = 4 * (1 if fmt["dtype"] == "u8" else 2)
-    mask = bytes(([128] * 10 + [255] * 10) * 16) if soft_selection else None
-    expected = Client(daemon).stylize(crop(pixels, width, region, bpp), region[2], region[3], fmt, "mosaic",
-                                      mask=mask).pixels
-    assert_close(layer_pixels(styled), bytes(expected), fmt["dtype"])
-    assert bytes(expected) != crop(pixels, width, region, bpp)   # the style really changed the pixels
+    source = crop(pixels, width, region, bpp)
+    client = Client(daemon)
+    styled_colours = bytes(client.stylize(source, region[2], region[3], fmt, "mosaic").pixels)
+    assert styled_colours != source                    # the style really changed the pixels
+    if not soft_selection:
+        assert_close(layer_pixels(styled), styled_colours, fmt["dtype"])
+    else:
+        # the new layer is the styled colours with the selection as its alpha (transparent outside) ...
+        kind = np.uint8 if fmt["dtype"] == "u8" else np.dtype("<u2")
+        mask = np.array(([128] * 10 + [255] * 10) * 16, np.int64)
+        layer = np.frombuffer(layer_pixels(styled), kind).reshape(-1, 4).astype(np.int64)
+        colours = np.frombuffer(styled_colours, kind).reshape(-1, 4).astype(np.int64)
+        peak = np.iinfo(kind).max
+        assert np.abs(layer[:, 3] - (peak * mask + 127) // 255).max() <= 1
+        tolerance = 1 if fmt["dtype"] == "u8" else 257
+        assert np.abs(layer[:, :3] - colours[:, :3]).max() <= tolerance
+        # ... over the opaque source it composites to styled x alpha + source x (1 - alpha) ...
+        projection = crop(Path(result["projection"]).read_bytes(), width, region, bpp)
+        weight = layer[:, 3:4] / peak
+        under = np.frombuffer(source, kind).reshape(-1, 4).astype(np.int64)
+        composite = np.round(layer[:, :3] * weight + under[:, :3] * (1 - weight))
+        shown = np.frombuffer(projection, kind).reshape(-1, 4).astype(np.int64)
+        assert np.abs(shown[:, :3] - composite).max() <= 2 * tolerance
+        if fmt["transfer"] == "srgb":
+            # ... which in an sRGB image is the daemon's own blend through the mask, the result before
+            blended = client.stylize(source, region[2], region[3], fmt, "mosaic", mask=bytes(mask.tolist())).pixels
+            assert_close(projection, bytes(blended), fmt["dtype"], tolerance_u8=2)
     # one undo step removes the new layer
     assert [layer["name"] for layer in undone["layers"]] == ["Photo"]
 
@@ -235,14 +264,18 @@ SELECTED = [8, 6, 24, 20]   # x, y, w, h: the style image sent to the daemon
 
 def train_in_krita(krita_home, tmp_path, endpoint, dialog, **settings):
     """Select a rectangle of a 48x40 painting, press the plug-in's Train action against ``endpoint``
-    and fill in its dialog with ``dialog`` (name, iterations, optional content and stop_after)."""
+    and fill in its dialog with ``dialog`` (name, iterations, optional content and stop_after: the
+    driver's "train_dialog" step); the state dumped once the training ended."""
     width, height = 48, 40
     pixels = image_bytes(height, width, "u8", seed=6)
     (tmp_path / "layer.raw").write_bytes(pixels)
     params = {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
-              "action": "brushwork_train_style", "selection": [SELECTED + [255]], "train_dialog": dialog,
-              "layers": [{"name": "Painting", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}]}
-    result, _ = run_in_krita(krita_home, tmp_path, params, endpoint=endpoint, manage_daemon=False, **settings)
+              "selection": [SELECTED + [255]],
+              "layers": [{"name": "Painting", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}],
+              "steps": [{"do": "train_dialog", **dialog}, {"do": "dump", "tag": "result"}]}
+    states = run_steps_in_krita(krita_home, tmp_path, params, endpoint=endpoint, manage_daemon=False, **settings)
+    assert "result" in states, f"no result: {states}"
+    result = states["result"]
     assert [layer["name"] for layer in result["layers"]] == ["Painting"]
     assert layer_pixels(result["layers"][0]) == pixels     # training never changes the document
     return result, pixels, width
@@ -272,8 +305,8 @@ def test_train_style_from_selection(krita_home, training_daemon, tmp_path):
     assert "trained the style 'From Krita'" in result["status"]
     counted = [p for p in result["progress"] if p[1] > 0]
     assert counted and counted[-1][:2] == [3, 3]                     # iterations, as the daemon counts them
-    assert all(bar_maximum == 3 for _, _, _, bar_maximum in counted)  # the docker's progress bar
-    assert any(status.startswith("training: loss") for _, _, status, _ in counted)
+    assert all(bar_maximum == 3 for _, _, _, bar_maximum, _ in counted)  # the docker's progress bar
+    assert any(status.startswith("training: loss") for _, _, status, _, _ in counted)
     assert "from_krita" in result["gallery"]
 
     model = {m["name"]: m for m in Client(training_daemon).info()["models"]}["from_krita"]
@@ -326,3 +359,132 @@ def test_stylize_replace_mode_takes_two_undo_steps(krita_home, daemon, tmp_path)
     assert_close(layer_pixels(result["layers"][0]), bytes(expected), "u8")
     assert [layer["name"] for layer in undone["layers"]] == ["Photo"]
     assert layer_pixels(undone["layers"][0]) == pixels
+
+
+def photo_params(tmp_path, width, height, seed, **extra):
+    """PARAMS for a one-layer 8-bit sRGB document named "Photo" holding a smooth random image."""
+    pixels = image_bytes(height, width, "u8", seed=seed)
+    (tmp_path / "layer.raw").write_bytes(pixels)
+    return pixels, {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
+                    "layers": [{"name": "Photo", "file": str(tmp_path / "layer.raw"),
+                                "rect": [0, 0, width, height]}], **extra}
+
+
+def shown_percent(state):
+    return int(state["strength_shown"].rstrip(" %"))
+
+
+def test_strength_applied_is_the_strength_shown(krita_home, daemon, tmp_path):
+    """A click on the slider's track, the mouse wheel and the arrow keys change what Stylize sends."""
+    width, height = 24, 20
+    pixels, params = photo_params(tmp_path, width, height, seed=8, steps=[
+        {"do": "show_docker"},
+        {"do": "click", "widget": "strength", "at": [0.95, 0.5]},     # on the track, right of the handle
+        {"do": "trigger", "action": "brushwork_stylize"}, {"do": "dump", "tag": "clicked"},
+        {"do": "wheel", "widget": "strength", "notches": -1},
+        {"do": "key", "widget": "strength", "key": "Key_Left"},
+        {"do": "trigger", "action": "brushwork_stylize"}, {"do": "dump", "tag": "keys"}])
+    states = run_steps_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False,
+                                style="mosaic", strength=0.5)
+
+    clicked, keys = states["clicked"], states["keys"]
+    assert shown_percent(clicked) > 50 and shown_percent(keys) < shown_percent(clicked)
+    client = Client(daemon)
+    # each new layer goes right above the source: [Photo, second result, first result]
+    for state, layer in ((clicked, clicked["layers"][1]), (keys, keys["layers"][1])):
+        assert state["error"] == ""
+        strength = shown_percent(state) / 100
+        expected = client.stylize(pixels, width, height, U8_FORMAT, "mosaic", strength=strength).pixels
+        assert_close(layer_pixels(layer), bytes(expected), "u8")
+
+
+def test_docker_fits_a_small_screen_and_its_buttons_stay_put(krita_home, daemon, tmp_path):
+    """Gallery, options, buttons, progress and status fit in 350 px; a long message moves no button."""
+    _, params = photo_params(tmp_path, 16, 16, seed=9, steps=[
+        {"do": "show_docker"}, {"do": "dump", "tag": "quiet"},
+        {"do": "trigger", "action": "brushwork_train_style"}, {"do": "dump", "tag": "message"}])
+    states = run_steps_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False, style="mosaic")
+
+    quiet, message = states["quiet"], states["message"]
+    print(f"docker minimum height: panel {quiet['panel_minimum_height']} px, "
+          f"with its title bar {quiet['docker_minimum_height']} px")
+    assert quiet["panel_minimum_height"] <= 350
+    assert quiet["status"] == "" and "select the part of the image" in message["status"]
+    assert message["stylize_button_y"] == quiet["stylize_button_y"]
+
+
+def test_dead_managed_daemon_is_reported_at_once_and_cleared_by_the_next_success(krita_home, models_dir, tmp_path):
+    """SIGKILL the daemon the plug-in started, mid-job: the docker says so at once (not after the
+    60-s timeout); the next Stylize starts a new daemon, and its success clears the error."""
+    krita, _ = krita_home
+    if not krita.runs_host_python():
+        pytest.skip(f"{BRUSHWORK} runs on this machine's system Python ({sys.executable}), which {krita.root} "
+                    "does not have")
+    width, height = 640, 640
+    _, params = photo_params(tmp_path, width, height, seed=10, steps=[
+        {"do": "start", "action": "brushwork_stylize", "tiles_done": 1},
+        {"do": "kill_daemon"}, {"do": "dump", "tag": "dead"},
+        {"do": "trigger", "action": "brushwork_stylize"}, {"do": "dump", "tag": "again"}])
+    endpoint = f"ipc://{tmp_path}/managed.sock"
+    states = run_steps_in_krita(krita_home, tmp_path, params, endpoint=endpoint, manage_daemon=True,
+                                brushwork_executable=str(BRUSHWORK), style="mosaic", timeout_s=60.0,
+                                daemon_args=["--models", str(models_dir), "--device", "cpu", "--tile-size", "128"])
+
+    dead, again = states["dead"], states["again"]
+    print(f"managed daemon killed -> docker reported it after "
+          f"{dead['events']['reported'] - dead['events']['killed']:.2f} s")
+    assert "the brushwork daemon this plug-in started was killed by signal 9" in dead["error"]
+    assert dead["status"] == dead["error"] and dead["connection"].startswith("○")
+    assert [layer["name"] for layer in dead["layers"]] == ["Photo"]         # the document is unchanged
+    assert again["error"] == "" and again["status"].startswith("stylized")
+    assert again["connection"].startswith("●")
+    assert [layer["name"] for layer in again["layers"]] == ["Photo", "Photo (Mosaic)"]
+
+
+def test_cancel_says_cancelling_and_stops_at_the_next_tile(krita_home, daemon, tmp_path):
+    """Cancel disables itself and says "cancelling…" at once; tiles show as a percentage; the job
+    stops after the tile it was on, the document unchanged, and the idle bar reads no percentage."""
+    pixels, params = photo_params(tmp_path, 768, 768, seed=11, steps=[
+        {"do": "show_docker"},
+        {"do": "start", "action": "brushwork_stylize", "tiles_done": 1},
+        {"do": "click", "widget": "cancel_button", "mark": "cancel_clicked"},
+        {"do": "wait_idle"}, {"do": "dump", "tag": "cancelled"}])
+    states = run_steps_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False, style="mosaic")
+
+    cancelled = states["cancelled"]
+    clicked = cancelled["events"]["cancel_clicked"]          # the docker right after the click
+    assert clicked["status"] == "cancelling…" and clicked["cancel_enabled"] is False
+    tiles = [p for p in cancelled["progress"] if p[1] > 0]
+    assert tiles and all(text.endswith("%") for *_, text in tiles)       # e.g. "12%"
+    worker = [p for p in cancelled["worker_progress"] if p[1] > 0]     # as the job's thread heard them
+    done_at_click = max(done for done, total in cancelled["worker_progress"][:clicked["worker_progress"]] if total)
+    total, done_at_stop = worker[0][1], max(done for done, _ in worker)
+    # the daemon hears of the cancel within the client's 0.1-s poll and stops before its next tile;
+    # small tiles take a few ms each, so a few more may be done by then
+    print(f"cancel clicked at tile {done_at_click} of {total}; the daemon stopped after tile {done_at_stop}")
+    assert done_at_stop < total
+    assert cancelled["error"] == "cancelled: the image was not changed" == cancelled["status"]
+    assert [layer_pixels(layer) for layer in cancelled["layers"]] == [pixels]
+    assert cancelled["progress_text"] != "100%" and not cancelled["cancel_enabled"]
+
+
+def test_docker_state_follows_the_document_and_names_do_not_nest(krita_home, daemon, tmp_path):
+    """A success replaces an error; the source layer stays active; stylising a result layer names the
+    new one after the source, not "Photo (Mosaic) (Mosaic)"; another document shows its own messages."""
+    _, params = photo_params(tmp_path, 16, 16, seed=12, steps=[
+        {"do": "trigger", "action": "brushwork_train_style"}, {"do": "dump", "tag": "error"},
+        {"do": "trigger", "action": "brushwork_stylize"}, {"do": "dump", "tag": "first"},
+        {"do": "activate", "index": 1},
+        {"do": "trigger", "action": "brushwork_stylize"}, {"do": "dump", "tag": "restyled"},
+        {"do": "new_document"}, {"do": "dump", "tag": "other"},
+        {"do": "show_document", "index": 0}, {"do": "dump", "tag": "back"}])
+    states = run_steps_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False, style="mosaic")
+
+    assert "select the part of the image" in states["error"]["error"]
+    first = states["first"]
+    assert first["error"] == "" and first["status"].startswith("stylized")
+    assert first["active"] == "Photo" and first["progress_text"] != "100%"
+    restyled = states["restyled"]
+    assert [layer["name"] for layer in restyled["layers"]] == ["Photo", "Photo (Mosaic)", "Photo (Mosaic)"]
+    assert states["other"]["status"] == ""
+    assert states["back"]["status"] == restyled["status"]

@@ -1,38 +1,50 @@
 # Driver script (run inside Krita by the test driver plug-in; the test prepends PARAMS = {...}).
-# Builds a document from raw layer files, optionally selects a rectangle, triggers one of the
-# brushwork plug-in's own actions, waits for the job, dumps every layer's pixels, the docker's
-# status text, style gallery and the progress it showed to `out`, optionally undoes and dumps the
-# layer names again, then quits. With PARAMS["train_dialog"] it fills in the Train dialog, records
-# its estimate and starts the training (optionally pressing "Stop and keep" after some iterations).
+# Builds a document from raw layer files, optionally selects a rectangle, then runs PARAMS["steps"]
+# one after another: trigger one of the brushwork plug-in's own actions and wait for its job, use
+# the docker's real widgets (mouse clicks, keys, wheel), fill in the Train dialog (record its
+# estimate, start, optionally press "Stop and keep"), kill the daemon the plug-in started, dump
+# every layer's pixels with the docker's state, undo... Without "steps": trigger PARAMS["action"],
+# dump "result", undo PARAMS["undo"] times and dump "undone". Then Krita quits.
 import json
 import os
+import time
+from importlib import import_module
 
 import brushwork
 from krita import Selection
-from brushwork.qt import QApplication, QByteArray, Qt
+from brushwork.qt import BINDING, QApplication, QByteArray, QPoint, QPointF, Qt, QWheelEvent
+
+QTest = import_module(f"{BINDING}.QtTest").QTest
 
 controller = brushwork.controller
-doc = app.createDocument(PARAMS["width"], PARAMS["height"], "test", "RGBA", PARAMS["depth"],
-                         PARAMS["profile"], 72.0)
-app.activeWindow().addView(doc)
-background = doc.rootNode().childNodes()[0]
-previous = background
-for spec in PARAMS["layers"]:
-    node = background if spec is PARAMS["layers"][0] else doc.createNode(spec["name"], "paintlayer")
-    node.setName(spec["name"])
-    with open(spec["file"], "rb") as f:
-        node.setPixelData(QByteArray(f.read()), *spec["rect"])
-    if node is not background:
-        doc.rootNode().addChildNode(node, previous)
-    previous = node
-doc.setActiveNode(doc.rootNode().childNodes()[PARAMS.get("active", 0)])
-if PARAMS.get("selection"):
-    selection = Selection()
-    for x, y, w, h, value in PARAMS["selection"]:   # later rectangles overwrite earlier ones
-        selection.select(x, y, w, h, value)
-    doc.setSelection(selection)
-doc.refreshProjection()
-doc.waitForDone()
+
+
+def build_document(spec):
+    doc = app.createDocument(spec["width"], spec["height"], "test", "RGBA", spec["depth"], spec["profile"], 72.0)
+    app.activeWindow().addView(doc)
+    background = doc.rootNode().childNodes()[0]
+    previous = background
+    for layer in spec["layers"]:
+        node = background if layer is spec["layers"][0] else doc.createNode(layer["name"], "paintlayer")
+        node.setName(layer["name"])
+        with open(layer["file"], "rb") as f:
+            node.setPixelData(QByteArray(f.read()), *layer["rect"])
+        if node is not background:
+            doc.rootNode().addChildNode(node, previous)
+        previous = node
+    doc.setActiveNode(doc.rootNode().childNodes()[spec.get("active", 0)])
+    if spec.get("selection"):
+        selection = Selection()
+        for x, y, w, h, value in spec["selection"]:   # later rectangles overwrite earlier ones
+            selection.select(x, y, w, h, value)
+        doc.setSelection(selection)
+    doc.refreshProjection()
+    doc.waitForDone()
+    return doc
+
+
+documents = [build_document(PARAMS)]
+doc = documents[0]
 
 
 def panel():
@@ -42,15 +54,22 @@ def panel():
     return None
 
 
-shown_progress = []   # (done, total, status text, progress bar maximum) as the docker showed them
+# (done, total, status text, progress bar maximum, progress bar text) as the docker showed them
+shown_progress = []
+worker_progress = []   # (done, total) as the job's worker thread reported them, when it did
+events = {}   # name -> what a step noted: a time.monotonic(), the docker's state after a click
+train_state = {}   # what the Train dialog and button showed (step "train_dialog")
 
 
 def record_progress(done, total, text):
     docker = panel()   # its slot ran first: the docker connected to the signal before this script
-    shown_progress.append([done, total, docker.status.text(), docker.progress.maximum()] if docker else [done, total])
+    shown_progress.append([done, total, docker.status.text(), docker.progress.maximum(), docker.progress.text()]
+                          if docker else [done, total])
 
 
 controller.progress.connect(record_progress)
+controller.runner.progress.connect(lambda done, total, text: worker_progress.append([done, total]),
+                                   Qt.ConnectionType.DirectConnection)
 
 
 def dump(tag):
@@ -63,16 +82,26 @@ def dump(tag):
             f.write(bytes(node.pixelData(x, y, w, h)))
         layers.append({"name": node.name(), "type": node.type(), "bounds": [x, y, w, h], "file": path,
                        "opacity": node.opacity(), "depth": node.colorDepth()})
+    doc.refreshProjection()
+    projection = os.path.join(out, f"{tag}_projection.raw")
+    with open(projection, "wb") as f:
+        f.write(bytes(doc.pixelData(0, 0, doc.width(), doc.height())))
     docker = panel()
-    state = {"width": doc.width(), "height": doc.height(), "layers": layers,
+    state = {"width": doc.width(), "height": doc.height(), "layers": layers, "projection": projection,
              "active": doc.activeNode().name() if doc.activeNode() else None,
              "error": controller.last_error, "status": docker.status.text() if docker else None,
              "connection": docker.connection_label.text() if docker else None,
              "gallery": [docker.gallery.item(i).data(Qt.ItemDataRole.UserRole) for i in range(docker.gallery.count())]
              if docker else None,
+             "progress": shown_progress, "worker_progress": list(worker_progress), "progress_text": docker.progress.text() if docker else None,
+             "cancel_enabled": docker.cancel_button.isEnabled() if docker else None,
+             "strength_shown": docker.strength_label.text() if docker else None,
+             "stylize_button_y": docker.stylize_button.mapTo(docker, QPoint(0, 0)).y() if docker else None,
+             "panel_minimum_height": docker.minimumSizeHint().height() if docker else None,
+             "docker_minimum_height": docker.parentWidget().minimumSizeHint().height() if docker else None,
              "gallery_labels": [docker.gallery.item(i).text() for i in range(docker.gallery.count())]
              if docker else None,
-             "progress": shown_progress, "train": train_state}
+             "train": train_state, "events": events}
     with open(os.path.join(out, f"{tag}.json"), "w") as f:
         json.dump(state, f)
 
@@ -84,79 +113,192 @@ def when_idle(fn, waited=0):
         fn()
 
 
-train_state = {}   # what the Train dialog and button showed
+def when(condition, fn, waited=0):
+    if not condition() and waited < 150_000:
+        after(20, lambda: when(condition, fn, waited + 20))
+    else:
+        fn()
+
+
+def widget(name):
+    return getattr(panel(), name)
+
+
+# ---- steps: each takes its spec and a function to call when it is done ----------------------
+
+def step_trigger(step, then):
+    app.action(step["action"]).trigger()
+    after(200, lambda: when_idle(then))
+
+
+def step_show_docker(step, then):
+    """Show the brushwork docker (laid out, so its geometry is real)."""
+    dock = panel().parentWidget()
+    dock.show()
+    dock.raise_()
+    then()
+
+
+def step_activate(step, then):
+    """Make the document's layer number ``index`` (bottom first) the active one."""
+    doc.setActiveNode(doc.rootNode().childNodes()[step["index"]])
+    then()
+
+
+def step_click(step, then):
+    """A left click on a docker widget, at a fraction of its size (default: the centre). ``mark``
+    notes how many progress reports the job's thread had made by then, and the docker's status and
+    Cancel button right after the click (before Qt delivers anything else)."""
+    progress_before = len(worker_progress)
+    target = widget(step["widget"])
+    fx, fy = step.get("at", [0.5, 0.5])
+    QTest.mouseClick(target, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(int(target.width() * fx), int(target.height() * fy)))
+    if "mark" in step:
+        docker = panel()
+        events[step["mark"]] = {"worker_progress": progress_before, "status": docker.status.text(),
+                                "cancel_enabled": docker.cancel_button.isEnabled()}
+    then()
+
+
+def step_key(step, then):
+    target = widget(step["widget"])
+    target.setFocus()
+    QTest.keyClick(target, getattr(Qt.Key, step["key"]))
+    then()
+
+
+def step_wheel(step, then):
+    """One notch of the mouse wheel over a docker widget (positive: up)."""
+    target = widget(step["widget"])
+    centre = QPointF(target.width() / 2, target.height() / 2)
+    event = QWheelEvent(centre, QPointF(target.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                        QPoint(0, 120 * step.get("notches", 1)), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(target, event)
+    then()
+
+
+def step_start(step, then):
+    """Trigger an action and go on once its job has reported ``progress_total`` > 0 (or a message)."""
+    app.action(step["action"]).trigger()
+    minimum = step.get("tiles_done", 0)
+    when(lambda: any(p[1] > 0 and p[0] >= minimum for p in shown_progress) or not controller.busy, then)
 
 
 def train_dialog():
-    for widget in QApplication.topLevelWidgets():
-        if widget.objectName() == "brushwork_train_dialog" and widget.isVisible():
-            return widget
+    for window in QApplication.topLevelWidgets():
+        if window.objectName() == "brushwork_train_dialog" and window.isVisible():
+            return window
     return None
 
 
-def fill_train_dialog(waited=0):
-    dialog = train_dialog()
-    if dialog is None:
-        if waited > 20_000:
+def step_train_dialog(step, then):
+    """Press Train and fill in its dialog once it showed its first estimate: ``name``, ``iterations``
+    and, optionally, the photos folder ``content``; note both estimates and whether Start was enabled,
+    press Start (Cancel while it is disabled) and, with ``stop_after``, press the docker's "Stop and
+    keep" once that many iterations are done. Goes on when the training has ended."""
+    app.action("brushwork_train_style").trigger()
+    progress_before = len(shown_progress)
+
+    def find_dialog(waited=0):
+        dialog = train_dialog()
+        if dialog is not None:
+            after(100, lambda: when_idle(lambda: choose_photos(dialog)))   # its first estimate
+        elif waited > 20_000:
             fail("the Train dialog did not open")
         else:
-            after(100, lambda: fill_train_dialog(waited + 100))
+            after(100, lambda: find_dialog(waited + 100))
+
+    def choose_photos(dialog):
+        train_state["first_estimate"] = dialog.estimate_label.text()
+        train_state["start_enabled_first"] = dialog.start_button.isEnabled()
+        dialog.name.setText(step["name"])
+        dialog.iterations.setValue(step["iterations"])
+        if "content" in step:
+            dialog.folder.setText(step["content"])
+            dialog.folder.editingFinished.emit()   # as when the artist leaves the field
+        after(100, lambda: when_idle(lambda: start(dialog)))
+
+    def start(dialog):
+        train_state["estimate"] = dialog.estimate_label.text()
+        train_state["start_enabled"] = dialog.start_button.isEnabled()
+        if not dialog.start_button.isEnabled():
+            dialog.reject()
+            after(100, lambda: when_idle(then))
+            return
+        dialog.start_button.click()
+        after(100, (lambda: stop_when_trained(step["stop_after"])) if step.get("stop_after")
+              else (lambda: when_idle(then)))
+
+    def stop_when_trained(iterations, waited=0):
+        if any(total and done >= iterations for done, total, *_ in shown_progress[progress_before:]):
+            train_state["button_while_training"] = panel().train_button.text()
+            panel().train_button.click()
+            after(100, lambda: when_idle(then))
+        elif not controller.busy or waited > 150_000:
+            then()
+        else:
+            after(100, lambda: stop_when_trained(iterations, waited + 100))
+    after(200, find_dialog)
+
+
+def step_kill_daemon(step, then):
+    """Kill the daemon the plug-in started (SIGKILL, as a crash would) and wait for the docker to say so."""
+    controller.connection.daemon.process.kill()
+    events["killed"] = time.monotonic()
+
+    def reported():
+        events["reported"] = time.monotonic()
+        then()
+    when(lambda: not controller.busy, reported)
+
+
+def step_wait_idle(step, then):
+    when_idle(then)
+
+
+def step_dump(step, then):
+    dump(step["tag"])
+    then()
+
+
+def step_undo(step, then):
+    for _ in range(step["times"]):
+        app.action("edit_undo").trigger()
+        doc.waitForDone()
+    then()
+
+
+def step_new_document(step, then):
+    """Open a second document (same PARAMS) in a new view: the docker follows the active view."""
+    documents.append(build_document(PARAMS))
+    then()
+
+
+def step_show_document(step, then):
+    window = app.activeWindow()
+    target = documents[step["index"]]
+    view = next(v for v in window.views() if v.document() == target)
+    window.showView(view)
+    view.setVisible()
+    then()
+
+
+STEPS = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("step_")}
+
+
+def run_steps(steps, index=0):
+    if index == len(steps):
+        finish()
         return
-    after(100, lambda: when_idle(lambda: choose_photos(dialog)))   # its first estimate
+    step = steps[index]
+    STEPS[step["do"]](step, lambda: after(step.get("pause_ms", 50), lambda: run_steps(steps, index + 1)))
 
 
-def choose_photos(dialog):
-    spec = PARAMS["train_dialog"]
-    train_state["first_estimate"] = dialog.estimate_label.text()
-    train_state["start_enabled_first"] = dialog.start_button.isEnabled()
-    dialog.name.setText(spec["name"])
-    dialog.iterations.setValue(spec["iterations"])
-    if "content" in spec:
-        dialog.folder.setText(spec["content"])
-        dialog.folder.editingFinished.emit()   # as when the artist leaves the field
-    after(100, lambda: when_idle(lambda: start_training(dialog)))
-
-
-def start_training(dialog):
-    train_state["estimate"] = dialog.estimate_label.text()
-    train_state["start_enabled"] = dialog.start_button.isEnabled()
-    if not dialog.start_button.isEnabled():
-        dialog.reject()
-        after(100, lambda: when_idle(done))
-        return
-    dialog.start_button.click()
-    stop_after = PARAMS["train_dialog"].get("stop_after")
-    after(100, (lambda: stop_when_trained(stop_after)) if stop_after else (lambda: when_idle(done)))
-
-
-def stop_when_trained(iterations, waited=0):
-    if any(total and done_ >= iterations for done_, total, *_ in shown_progress):
-        train_state["button_while_training"] = panel().train_button.text()
-        panel().train_button.click()
-        after(100, lambda: when_idle(done))
-    elif not controller.busy or waited > 150_000:
-        done()
-    else:
-        after(100, lambda: stop_when_trained(iterations, waited + 100))
-
-
-def trigger():
-    app.action(PARAMS["action"]).trigger()
-    if PARAMS.get("train_dialog"):
-        after(200, fill_train_dialog)
-    else:
-        after(200, lambda: when_idle(done))
-
-
-def done():
-    doc.waitForDone()
-    dump("result")
+steps = PARAMS.get("steps")
+if steps is None:
+    steps = [{"do": "trigger", "action": PARAMS["action"]}, {"do": "dump", "tag": "result"}]
     if PARAMS.get("undo"):
-        for _ in range(PARAMS["undo"]):
-            app.action("edit_undo").trigger()
-            doc.waitForDone()
-        dump("undone")
-    finish()
-
-
-after(300, lambda: when_idle(trigger))
+        steps += [{"do": "undo", "times": PARAMS["undo"]}, {"do": "dump", "tag": "undone"}]
+after(300, lambda: when_idle(lambda: run_steps(steps)))
