@@ -15,14 +15,12 @@ import os
 import re
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils.monitor import recv_monitor_message
 
 from backend.protocol import BrushworkError
 
@@ -180,7 +178,7 @@ class ServerAuth:
             raise BrushworkError(f"the allow-list {self.allow_list.path} holds no client keys (*.key); allow a "
                                  "client with `brushwork keys allow CLIENT.key`", "bad_request")
         self._zap = None
-        self._monitor = None
+        self._handshake_refusals = _RefusalLog()
 
     def start(self, context):
         """Run the ZAP handler thread in ``context`` (the daemon's)."""
@@ -189,25 +187,27 @@ class ServerAuth:
         self._zap.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self._zap)
 
     def secure(self, socket):
-        """Make ``socket`` a CURVE server and log failed handshakes (call before it binds)."""
+        """Make ``socket`` a CURVE server (call before it binds)."""
         socket.curve_secretkey = self.secret_key
         socket.curve_publickey = self.public_key
         socket.curve_server = True
         socket.zap_domain = ZAP_DOMAIN.encode()
-        events = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-                  | zmq.EVENT_MONITOR_STOPPED)
-        self._monitor = threading.Thread(target=_log_failed_handshakes, args=(socket.get_monitor_socket(events),),
-                                         name="brushwork-handshakes", daemon=True)
-        self._monitor.start()
+
+    def handshake_failed(self, event):
+        """Log a client whose handshake failed before the allow-list was asked (ZeroMQ does not tell
+        its address at this stage): no keys, or the wrong server key. ``event`` is a socket-monitor
+        event (the daemon's :class:`backend.connections.ConnectionGuard` passes them on)."""
+        if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            reason = "the handshake broke off (the client uses no keys, or went away)"
+        else:
+            reason = _HANDSHAKE_FAILURES.get(event["value"], f"bad CURVE handshake (ZeroMQ error {event['value']})")
+        self._handshake_refusals(f"connecting to {event['endpoint'].decode('utf-8', 'replace')}", reason)
 
     def stop(self):
-        """Stop the ZAP handler (the monitor thread ends when the socket closes)."""
+        """Stop the ZAP handler."""
         if self._zap is not None:
             self._zap.stop()
             self._zap = None
-        if self._monitor is not None:
-            self._monitor.join(timeout=5)
-            self._monitor = None
 
 
 class _RefusalLog:
@@ -253,23 +253,3 @@ _HANDSHAKE_FAILURES = {
     zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "the client uses no keys",
     zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "the client's server key is not this daemon's public key",
 }
-
-
-def _log_failed_handshakes(monitor):
-    """Log clients whose handshake failed before the allow-list was asked (ZeroMQ does not tell
-    their address at this stage): no keys, or the wrong server key."""
-    refused = _RefusalLog()
-    try:
-        while True:
-            event = recv_monitor_message(monitor)
-            if event["event"] == zmq.EVENT_MONITOR_STOPPED:
-                return
-            if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-                reason = "the handshake broke off (the client uses no keys, or went away)"
-            else:
-                reason = _HANDSHAKE_FAILURES.get(event["value"], f"bad CURVE handshake (ZeroMQ error {event['value']})")
-            refused(f"connecting to {event['endpoint'].decode('utf-8', 'replace')}", reason)
-    except zmq.ZMQError:
-        pass
-    finally:
-        monitor.close(linger=0)

@@ -44,13 +44,21 @@ def raise_descriptor_limit():
     return soft
 
 
+HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
 class ConnectionGuard:
     """Watches ``router`` (a bound TCP ROUTER socket): poll :attr:`socket` and call :meth:`on_events`
-    when it is readable; call :meth:`seen` with each request's first frame."""
+    when it is readable; call :meth:`seen` with each request's first frame.
 
-    def __init__(self, router, max_idle=MAX_IDLE, max_idle_per_peer=MAX_IDLE_PER_PEER):
+    A ZeroMQ socket has one monitor, and this is it: ``on_handshake_failed(event)``, if given,
+    hears the failed handshakes (a CURVE daemon logs them, see :mod:`backend.auth`)."""
+
+    def __init__(self, router, max_idle=MAX_IDLE, max_idle_per_peer=MAX_IDLE_PER_PEER, on_handshake_failed=None):
         router.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_S * 1000))
-        self.socket = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
+        events = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+        self.socket = router.get_monitor_socket(events | (HANDSHAKE_FAILED if on_handshake_failed else 0))
+        self._on_handshake_failed = on_handshake_failed
         self._router = router
         self.max_idle, self.max_idle_per_peer = max_idle, max_idle_per_peer
         self._idle = collections.OrderedDict()   # fd -> (host, port), oldest first
@@ -75,6 +83,9 @@ class ConnectionGuard:
                 event = recv_monitor_message(self.socket, zmq.NOBLOCK)
             except zmq.Again:
                 break
+            if event["event"] & HANDSHAKE_FAILED:
+                self._on_handshake_failed(event)
+                continue
             fd = int(event["value"])
             if event["event"] == zmq.EVENT_ACCEPTED:
                 peer = _peer(fd)

@@ -473,7 +473,8 @@ class Daemon:
             raise
         self._router = router
         if self.endpoint.startswith("tcp://"):
-            self._guard = ConnectionGuard(router)
+            self._guard = ConnectionGuard(router, on_handshake_failed=self.auth.handshake_failed
+                                          if self.auth is not None else None)
         self._replies = self._context.socket(zmq.PULL)
         self._replies.bind(self._reply_endpoint)
 
