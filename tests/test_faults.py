@@ -227,7 +227,8 @@ def test_out_of_memory_retries_with_smaller_tiles_then_fails_clearly_and_the_dae
             result = client.stylize(image, 1024, 1024, FMT, "mosaic")
             assert (result.width, result.height) == (1024, 1024)
             assert len(set(bytes(result.pixels)[:4096])) > 16           # a real image, not a blank one
-            assert re.search(r"retrying with (512|256)-pixel tiles", daemon_output(proc))   # 256 with a mirrored edge
+            retry = re.search(r"retrying with (\d+)-pixel tiles", daemon_output(proc))
+            assert retry and int(retry.group(1)) < 2048, daemon_output(proc)
 
             limit_address_space(proc.pid, 40)   # now not even the smallest tiles fit
             with pytest.raises(protocol.OutOfMemory) as err:
