@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -567,7 +568,10 @@ def test_daemon_serves_a_model_trained_while_it_runs(tmp_path):
         pixels = np.random.default_rng(0).integers(0, 256, (height, width, 4), dtype=np.uint8)
         fmt = {"dtype": "u8", "channels": "RGBA", "transfer": "srgb"}
         with Client(endpoint, timeout=120) as client:
-            assert "fresh" in [m["name"] for m in client.info()["models"]]
+            deadline = time.monotonic() + 30   # the daemon's watcher re-scans its folders in the background
+            while "fresh" not in [m["name"] for m in client.info()["models"]]:
+                assert time.monotonic() < deadline, "the daemon never listed the freshly trained model"
+                time.sleep(0.25)
             result = client.stylize(pixels.tobytes(), width, height, fmt, "fresh")
         out = np.frombuffer(bytes(result.pixels), np.uint8).reshape(height, width, 4)
         assert (result.width, result.height) == (width, height)
