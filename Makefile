@@ -36,10 +36,12 @@ editors:
 	tools/editor-chroot.sh experimental
 
 ## End-to-end tests in each real Krita (Xvfb; 5.1 here, 5.2/5.3/6.0 in the chroots) and GIMP 3; run `make editors` first.
-## One pytest per Krita and one for GIMP, side by side; each prints its report when done.
+## One pytest per Krita and one for GIMP, two at a time (EDITOR_JOBS; one per core: more at once
+## slows the GUIs enough to race their undo steps); each prints its report when done.
 KRITAS := 5.1 5.2 5.3 6.0
+EDITOR_JOBS ?= 2
 test-editors: install
-	$(MAKE) --no-print-directory --output-sync=target -j 5 $(addprefix test-krita,$(KRITAS)) test-gimp
+	$(MAKE) --no-print-directory --output-sync=target -j $(EDITOR_JOBS) $(addprefix test-krita,$(KRITAS)) test-gimp
 
 test-krita%: install
 	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m krita -k "krita$*" tests/krita $(ARGS)
