@@ -316,14 +316,7 @@ class Engine:
         paper's optional post-processing). Outside ``mask`` the result is a bicubic upscale.
         """
         rgb, alpha, mask = _check_image(rgb, alpha, mask)
-        info = self.store.find_sr(scale or 4) if model is None else self.store.get(model)
-        if info.kind != "sr":
-            raise BrushworkError(f"model {info.name!r} is a {info.kind} model, not a super-resolution model",
-                                 "bad_request")
-        if scale is not None and scale != info.scale:
-            others = [m.name for m in self.store.list() if m.kind == "sr" and m.scale == scale]
-            raise BrushworkError(f"model {info.name!r} upscales x{info.scale}, not x{scale} (x{scale} models: "
-                                 f"{', '.join(others) or 'none'})", "bad_request")
+        info = self.store.resolve_sr(model, scale)
         scale = info.scale
         height, width = rgb.shape[0] * scale, rgb.shape[1] * scale
         translucent = alpha is not None and bool((alpha < 1).any())

@@ -491,6 +491,19 @@ class ModelStore:
             raise BrushworkError(f"no super-resolution model for scale x{scale}", "unknown_model")
         return min(candidates, key=lambda info: (info.metadata.get("loss") != "pixel", info.name))
 
+    def resolve_sr(self, model=None, scale=None, refresh=True):
+        """The SR model an upscale runs: ``model`` by name, else the default for ``scale`` (None: 4).
+        BrushworkError('bad_request') if ``model`` is no SR model or upscales by another ``scale``."""
+        info = self.find_sr(scale or 4, refresh) if model is None else self.get(model, refresh)
+        if info.kind != "sr":
+            raise BrushworkError(f"model {info.name!r} is a {info.kind} model, not a super-resolution model",
+                                 "bad_request")
+        if scale is not None and scale != info.scale:
+            others = [m.name for m in self.list(refresh=False) if m.kind == "sr" and m.scale == scale]
+            raise BrushworkError(f"model {info.name!r} upscales x{info.scale}, not x{scale} (x{scale} models: "
+                                 f"{', '.join(others) or 'none'}; or leave 'scale' out)", "bad_request")
+        return info
+
     def load(self, model):
         """The eval-mode CPU float32 net of ``model`` (a name or ModelInfo), cached while its file is unchanged.
 

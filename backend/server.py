@@ -237,13 +237,7 @@ def _check_upscale(header, frames, limits, store):
     if model is not None and not isinstance(model, str):
         raise protocol.BadRequest("'model' must be a string or null")
     scale = _positive_int(header, "scale") if header.get("scale") is not None else None
-    info = store.find_sr(scale or 4, refresh=False) if model is None else store.get(model, refresh=False)
-    if info.kind != "sr":
-        raise protocol.BadRequest(f"model {info.name!r} is a {info.kind} model, not a super-resolution model")
-    if scale is not None and scale != info.scale:
-        others = [m.name for m in store.list(refresh=False) if m.kind == "sr" and m.scale == scale]
-        raise protocol.BadRequest(f"model {info.name!r} upscales x{info.scale}, not x{scale} (x{scale} models: "
-                                  f"{', '.join(others) or 'none'}; or leave 'scale' out)")
+    info = store.resolve_sr(model, scale, refresh=False)
     header["model"], header["scale"] = info.name, info.scale
     _check_output_size(width, height, info.scale, limits["max_pixels"])
 
