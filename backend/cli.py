@@ -75,7 +75,7 @@ class CancelOnSignal:
 # ---- serve ------------------------------------------------------------------------------
 
 def _serve_endpoint(args):
-    from backend.server import tcp_endpoint
+    from backend.daemon.server import tcp_endpoint
     if args.tcp is not None:
         return tcp_endpoint(args.tcp)
     return args.endpoint or protocol.default_endpoint()
@@ -84,8 +84,8 @@ def _serve_endpoint(args):
 def _serve_auth(args, endpoint):
     """The daemon's ServerAuth: for any endpoint given --server-key/--allow, and always for a
     non-loopback one (with the default key files); None for a local daemon without keys."""
-    from backend import auth
-    from backend.server import is_loopback
+    from backend.daemon import auth
+    from backend.daemon.server import is_loopback
 
     if args.server_key is None and args.allow is None and is_loopback(endpoint):
         return None
@@ -104,8 +104,8 @@ def cmd_serve(args):
     from backend.model_store import user_models_dir
     import zmq
 
-    from backend.connections import raise_descriptor_limit
-    from backend.server import Daemon, check_endpoint, refuse_if_running
+    from backend.daemon.connections import raise_descriptor_limit
+    from backend.daemon.server import Daemon, check_endpoint, refuse_if_running
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
@@ -222,7 +222,7 @@ def _print_models(rows, problems, empty_message):
 # ---- keys -------------------------------------------------------------------------------
 
 def cmd_keys(args):
-    from backend import auth
+    from backend.daemon import auth
     keys_dir = Path(args.dir).expanduser() if args.dir else auth.user_keys_dir()
     allowed_dir = keys_dir / auth.ALLOWED_DIR_NAME
     if args.keys_command == "server":

@@ -11,10 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from backend import auth, cli, protocol
+from backend import cli, protocol
+from backend.daemon import auth
 from backend.client import Client
 from backend.image_io import read_image, write_image
-from backend.server import Daemon, check_endpoint
+from backend.daemon.server import Daemon, check_endpoint
 from daemon_process import ENGINE_ARGS, REPO, daemon_env, daemon_output, start_daemon, stop_daemon
 from helpers import random_image
 

@@ -170,7 +170,7 @@ def test_a_job_waiting_in_the_daemons_queue_reports_how_many_are_ahead(daemon):
 
 
 def test_a_queued_jobs_position_counts_the_jobs_served_before_it():
-    from backend.server import FairQueue, Job, waiting_message
+    from backend.daemon.server import FairQueue, Job, waiting_message
     queue = FairQueue(limit=5)
     assert queue.put(Job(b"A", {"id": "A1", "kind": "stylize"}, [])) == 0
     queue.take()                                                             # A1 runs

@@ -20,7 +20,7 @@ from backend import pixels, protocol
 from backend.client import Client
 from backend.engine import Engine
 from backend.model_store import ModelStore
-from backend.server import FairQueue, Job, check_endpoint, tcp_endpoint
+from backend.daemon.server import FairQueue, Job, check_endpoint, tcp_endpoint
 from daemon_process import REPO, daemon_env, daemon_output, start_daemon, stop_daemon
 from helpers import make_model, random_image
 
@@ -466,7 +466,7 @@ def test_an_abstract_ipc_endpoint_is_refused_with_a_reason_not_a_traceback(tmp_p
 
 
 def test_info_is_capped_leaving_out_thumbnails_then_recipes_then_models():
-    from backend.server import fit_info_reply
+    from backend.daemon.server import fit_info_reply
     model = {"name": "m", "thumbnail_png": "A" * 300_000, "recipe": {"notes": "r" * 300_000}, "data": {}}
     reply = fit_info_reply({"kind": "info", "models": [dict(model)]}, limit=1_000_000)
     assert "left_out" not in reply and reply["models"][0]["thumbnail_png"]

@@ -19,7 +19,7 @@ from backend import pixels
 from backend.client import Client
 from backend.engine import Engine
 from backend.model_store import ModelStore
-from backend.server import Daemon, FairQueue, Job
+from backend.daemon.server import Daemon, FairQueue, Job
 from daemon_process import REPO, daemon_output, start_daemon, stop_daemon
 from helpers import random_image
 

@@ -6,7 +6,7 @@ image jobs into a bounded queue that is fair across clients (round-robin by Zero
 One worker thread runs the jobs one at a time (the GPU or CPU is one resource) and hands its
 replies back to the loop over an inproc PUSH/PULL pair, because ZeroMQ sockets must not be
 shared between threads. ``train_style`` requests bypass the
-queue: each trains in a process of its own (backend/training.py), whose messages reach the
+queue: each trains in a process of its own (backend/daemon/training.py), whose messages reach the
 loop through a thread-safe outbox.
 
 Clients that go away lose their jobs: the ROUTER socket is "mandatory", so a message to
@@ -30,10 +30,10 @@ import time
 import zmq
 
 from backend import __version__, pixels, protocol
-from backend.connections import ConnectionGuard
+from backend.daemon.connections import ConnectionGuard
 from backend.model_store import MAX_THUMBNAIL_BYTES, read_regular_file
 from backend.protocol import BrushworkError
-from backend.training import TrainingJobs
+from backend.daemon.training import TrainingJobs
 
 log = logging.getLogger("brushwork.daemon")
 
@@ -409,10 +409,10 @@ def _unix_socket_in_use(path):
 class Daemon:
     """Serve ``engine`` (with its ``store``) at ``endpoint`` until :meth:`stop` is called.
 
-    ``training`` holds the keyword arguments of :class:`backend.training.TrainingJobs`
+    ``training`` holds the keyword arguments of :class:`backend.daemon.training.TrainingJobs`
     (``content_dir``, ``out_dir``, ``limit``, ``defaults``). A connection silent for
     ``peer_timeout`` seconds is dropped, and with it its jobs. ``auth``, a
-    :class:`backend.auth.ServerAuth`, makes the socket a CURVE server that admits only the
+    :class:`backend.daemon.auth.ServerAuth`, makes the socket a CURVE server that admits only the
     clients on its allow-list; without it only IPC and loopback TCP are allowed.
     """
 

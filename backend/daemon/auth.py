@@ -196,7 +196,7 @@ class ServerAuth:
     def handshake_failed(self, event):
         """Log a client whose handshake failed before the allow-list was asked (ZeroMQ does not tell
         its address at this stage): no keys, or the wrong server key. ``event`` is a socket-monitor
-        event (the daemon's :class:`backend.connections.ConnectionGuard` passes them on)."""
+        event (the daemon's :class:`backend.daemon.connections.ConnectionGuard` passes them on)."""
         if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
             reason = "the handshake broke off (the client uses no keys, or went away)"
         else:

@@ -52,7 +52,7 @@ class ConnectionGuard:
     when it is readable; call :meth:`seen` with each request's first frame.
 
     A ZeroMQ socket has one monitor, and this is it: ``on_handshake_failed(event)``, if given,
-    hears the failed handshakes (a CURVE daemon logs them, see :mod:`backend.auth`)."""
+    hears the failed handshakes (a CURVE daemon logs them, see :mod:`backend.daemon.auth`)."""
 
     def __init__(self, router, max_idle=MAX_IDLE, max_idle_per_peer=MAX_IDLE_PER_PEER, on_handshake_failed=None):
         router.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_S * 1000))
