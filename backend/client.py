@@ -36,9 +36,9 @@ except ImportError:  # vendored next to protocol.py as top-level modules
     import protocol
 
 POLL_INTERVAL_S = 0.1  # how often should_cancel() is asked (and a managed daemon checked) while waiting
-# The daemon re-sends a job's progress every 2 s (docs/protocol.md), so once it has answered,
-# this much silence means it is gone, however long the job.
-KEEPALIVE_TIMEOUT_S = 6.0
+# The daemon re-sends a job's progress every HEARTBEAT_S (docs/protocol.md), so once it has
+# answered, this much silence means it is gone, however long the job.
+KEEPALIVE_TIMEOUT_S = 3 * protocol.HEARTBEAT_S
 STARTUP_TIMEOUT_S = 60.0  # a managed daemon imports torch and loads its models first
 
 

@@ -25,6 +25,7 @@ DEFAULT_QUEUE = 16                        # jobs waiting for the worker, all cli
 MAX_HEADER_BYTES = 64 * 1024              # request headers (the daemon's limit)
 MAX_REPLY_HEADER_BYTES = 16 * 1024 * 1024  # reply headers a client accepts: `info` with thumbnails can be large
 MAX_INFO_BYTES = 8 * 1024 * 1024          # what the daemon puts in one `info` reply (it leaves out the rest)
+HEARTBEAT_S = 2.0                         # the daemon re-sends each waiting job's progress this often
 
 DTYPE_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 CHANNEL_ORDERS = ("RGBA", "BGRA", "RGB", "BGR")

@@ -15,7 +15,6 @@ from backend import cli, protocol
 from backend.daemon import auth
 from backend.client import Client
 from backend.image_io import read_image, write_image
-from backend.daemon.server import Daemon, check_endpoint
 from daemon_process import ENGINE_ARGS, REPO, daemon_env, daemon_output, start_daemon, stop_daemon
 from helpers import random_image
 
@@ -191,17 +190,6 @@ def test_serve_with_a_key_but_an_empty_allow_list_refuses(tmp_path, keys, capsys
                      "--allow", str(tmp_path / "empty")])
     assert code == cli.EXIT_ERROR
     assert "holds no client keys" in capsys.readouterr().err
-
-
-def test_daemon_refuses_a_non_loopback_endpoint_without_auth():
-    check_endpoint("tcp://127.0.0.1:5557")
-    check_endpoint("tcp://[::1]:5557")
-    for endpoint in ("tcp://0.0.0.0:5557", "tcp://*:5557", "tcp://192.168.1.10:5557", "tcp://studio.local:5557"):
-        with pytest.raises(protocol.BrushworkError, match="without authentication"):
-            check_endpoint(endpoint)
-        check_endpoint(endpoint, authenticated=True)
-    with pytest.raises(protocol.BrushworkError, match="without authentication"):
-        Daemon(engine=None, store=None, endpoint="tcp://0.0.0.0:5557")
 
 
 def test_a_secret_key_readable_by_others_is_refused(keys, tmp_path):

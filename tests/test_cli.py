@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend import cli, model_store
+from backend import cli, model_store, protocol
+from backend.cli.images import progress_text
 from backend.image_io import read_image, write_image
 from daemon_process import ENGINE_ARGS, REPO, daemon_env, start_daemon, stop_daemon
 from helpers import make_model, random_image
@@ -134,7 +135,7 @@ def test_without_a_named_daemon_stderr_says_which_runs_the_job(daemon, models_di
     code, _, err = run([*argv, "-o", str(tmp_path / "local.png")], capsys)
     assert code == 0, err
     assert err.startswith("brushwork: using the in-process engine on cpu (no daemon answers at ipc://")
-    monkeypatch.setattr(cli.protocol, "default_endpoint", lambda: daemon)   # now the default has a daemon
+    monkeypatch.setattr(protocol, "default_endpoint", lambda: daemon)   # now the default has a daemon
     code, _, err = run([*argv, "-o", str(tmp_path / "daemon.png")], capsys)
     assert code == 0 and err == f"brushwork: using the daemon at {daemon}\n"
     np.testing.assert_array_equal(read_image(tmp_path / "daemon.png")[0], read_image(tmp_path / "local.png")[0])
@@ -169,21 +170,9 @@ def test_a_job_waiting_in_the_daemons_queue_reports_how_many_are_ahead(daemon):
     assert messages[0] == "waiting, 1 job ahead"
 
 
-def test_a_queued_jobs_position_counts_the_jobs_served_before_it():
-    from backend.daemon.server import FairQueue, Job, waiting_message
-    queue = FairQueue(limit=5)
-    assert queue.put(Job(b"A", {"id": "A1", "kind": "stylize"}, [])) == 0
-    queue.take()                                                             # A1 runs
-    assert queue.put(Job(b"A", {"id": "A2", "kind": "stylize"}, [])) == 1
-    assert queue.put(Job(b"A", {"id": "A3", "kind": "stylize"}, [])) == 2
-    assert queue.put(Job(b"B", {"id": "B1", "kind": "stylize"}, [])) == 1   # B goes before A's second job
-    assert [job.id for job in queue.snapshot()[1]] == ["B1", "A2", "A3"]
-    assert (waiting_message(1), waiting_message(2)) == ("waiting, 1 job ahead", "waiting, 2 jobs ahead")
-
-
 def test_the_progress_text_is_the_tile_count_or_the_daemons_message():
-    assert cli.progress_text(3, 8, "") == "tile 3/8"
-    assert cli.progress_text(0, 0, "waiting, 2 jobs ahead") == "waiting, 2 jobs ahead"
+    assert progress_text(3, 8, "") == "tile 3/8"
+    assert progress_text(0, 0, "waiting, 2 jobs ahead") == "waiting, 2 jobs ahead"
 
 
 def test_console_script_reports_user_errors_without_traceback(tmp_path):

@@ -20,7 +20,6 @@ from backend import pixels, protocol
 from backend.client import Client
 from backend.engine import Engine
 from backend.model_store import ModelStore
-from backend.daemon.server import FairQueue, Job, check_endpoint, tcp_endpoint
 from daemon_process import REPO, daemon_env, daemon_output, start_daemon, stop_daemon
 from helpers import make_model, random_image
 
@@ -199,25 +198,6 @@ def test_three_clients_fifty_requests_each_get_their_own_replies(daemon):
         t.join(timeout=300)
     assert not any(t.is_alive() for t in threads)
     assert failures == []
-
-
-def test_queue_serves_clients_round_robin_and_refuses_when_full():
-    queue = FairQueue(limit=5)
-    for identity, n in [(b"A", 1), (b"A", 2), (b"A", 3), (b"B", 1), (b"C", 1)]:
-        queue.put(Job(identity, {"id": f"{identity.decode()}{n}", "kind": "stylize"}, []))
-    with pytest.raises(protocol.Busy):
-        queue.put(Job(b"D", {"id": "D1", "kind": "stylize"}, []))
-    assert queue.remove(b"B", "A2") is None  # a client can only remove its own jobs
-    order = []
-    for _ in range(5):
-        job = queue.take()
-        order.append(job.id)
-        queue.finish(job)
-        if job.id == "A1":
-            queue.put(Job(b"B", {"id": "B2", "kind": "stylize"}, []))
-    assert order == ["A1", "B1", "C1", "A2", "B2"]
-    assert queue.close()[0].id == "A3"
-    assert queue.take() is None
 
 
 def big_job(width=320, height=256):
@@ -425,22 +405,6 @@ def run_serve(tmp_path, *args):
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5599", "tcp://192.0.2.1:5557", "tcp://*:5599",
-                                      "tcp://example.com:5599", "tcp://[::]:5599", "udp://127.0.0.1:5"])
-def test_only_ipc_and_loopback_tcp_endpoints_are_allowed(endpoint):
-    with pytest.raises(protocol.BrushworkError):
-        check_endpoint(endpoint)
-
-
-@pytest.mark.parametrize("spec, endpoint", [("", "tcp://127.0.0.1:5557"), ("6000", "tcp://127.0.0.1:6000"),
-                                            ("localhost:6001", "tcp://127.0.0.1:6001"),
-                                            ("[::1]:6002", "tcp://[::1]:6002"), ("0.0.0.0", "tcp://0.0.0.0:5557")])
-def test_tcp_option_parsing(spec, endpoint):
-    assert tcp_endpoint(spec) == endpoint
-    if "0.0.0.0" not in endpoint:
-        check_endpoint(endpoint)
-
-
 def test_non_loopback_bind_is_refused_with_a_clear_message(tmp_path):
     done = run_serve(tmp_path, "--tcp", "0.0.0.0:5599")
     assert done.returncode == 1
@@ -466,7 +430,7 @@ def test_an_abstract_ipc_endpoint_is_refused_with_a_reason_not_a_traceback(tmp_p
 
 
 def test_info_is_capped_leaving_out_thumbnails_then_recipes_then_models():
-    from backend.daemon.server import fit_info_reply
+    from backend.daemon.info_reply import fit_info_reply
     model = {"name": "m", "thumbnail_png": "A" * 300_000, "recipe": {"notes": "r" * 300_000}, "data": {}}
     reply = fit_info_reply({"kind": "info", "models": [dict(model)]}, limit=1_000_000)
     assert "left_out" not in reply and reply["models"][0]["thumbnail_png"]

@@ -67,4 +67,4 @@ def test_the_layers_are_read_correctly():
     assert layer_of("backend.engine") == "library"
     assert layer_of("backend.daemon.server") == "application"
     assert layer_of("trainer.loop") == "trainer"
-    assert any(layer_of(n) == "application" for n in imported_modules(ROOT / "backend" / "cli.py"))
+    assert any(layer_of(n) == "application" for n in imported_modules(ROOT / "backend" / "cli" / "serve.py"))

@@ -19,7 +19,7 @@ from backend import pixels
 from backend.client import Client
 from backend.engine import Engine
 from backend.model_store import ModelStore
-from backend.daemon.server import Daemon, FairQueue, Job
+from backend.daemon.server import Daemon
 from daemon_process import REPO, daemon_output, start_daemon, stop_daemon
 from helpers import random_image
 
@@ -150,22 +150,6 @@ def test_the_queue_holds_at_most_its_limit_and_then_says_busy(daemon):
 
 
 # ---- fairness -------------------------------------------------------------------------------------
-
-def test_fair_queue_never_serves_a_client_twice_in_a_row_while_another_waits():
-    queue = FairQueue(limit=10)
-    queue.put(Job(b"A", {"id": "A1", "kind": "stylize"}, []))
-    first = queue.take()
-    for n in (2, 3):
-        queue.put(Job(b"A", {"id": f"A{n}", "kind": "stylize"}, []))
-    queue.put(Job(b"B", {"id": "B1", "kind": "stylize"}, []))   # arrives while A1 runs
-    queue.finish(first)
-    order = [first.id] + [queue.take().id for _ in range(3)]
-    assert order == ["A1", "B1", "A2", "A3"]
-    for job_id in ("A5", "A6", "B2"):   # a client that went away: all its waiting jobs go at once
-        queue.put(Job(job_id[:1].encode(), {"id": job_id, "kind": "stylize"}, []))
-    assert [job.id for job in queue.remove_client(b"A")] == ["A5", "A6"]
-    assert queue.take().id == "B2" and queue.snapshot()[1] == []
-
 
 def test_a_second_client_is_served_between_the_first_ones_jobs(models_dir, tmp_path):
     endpoint = f"ipc://{tmp_path}/fair.sock"

@@ -1,5 +1,5 @@
 """The trainer's command line: ``train style``, ``train sr``, ``eval ...`` and the hooks for
-``brushwork stylize --optimize``. ``backend/cli.py`` calls :func:`register`;
+``brushwork stylize --optimize``. ``backend/cli/__init__.py`` calls :func:`register`;
 ``python -m trainer`` runs :func:`main` on its own (the editor training job uses that).
 """
 
