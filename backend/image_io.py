@@ -11,7 +11,7 @@ import numpy as np
 import png
 from PIL import Image
 
-from backend.protocol import BrushworkError
+from backend.protocol import BadPixels, BadRequest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NO_ALPHA = {".jpg", ".jpeg", ".bmp"}
@@ -38,7 +38,7 @@ def _pillow_to_array(image):
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit greyscale
         grey = np.asarray(image, dtype=np.int64)
         if grey.max(initial=0) > 65535 or grey.min(initial=0) < 0:
-            raise BrushworkError(f"{image.mode} image has values outside 0..65535", "bad_pixels")
+            raise BadPixels(f"{image.mode} image has values outside 0..65535")
         return np.ascontiguousarray(np.repeat(grey.astype(np.uint16)[:, :, None], 3, axis=2))
     if image.mode == "F":
         grey = np.asarray(image, dtype=np.float32)
@@ -58,9 +58,9 @@ def read_image(path):
                 image.load()
                 array = _pillow_to_array(image)
     except FileNotFoundError:
-        raise BrushworkError(f"{path}: no such file", "bad_request") from None
+        raise BadRequest(f"{path}: no such file") from None
     except (OSError, png.Error, ValueError) as exc:
-        raise BrushworkError(f"{path}: cannot read image ({exc})", "bad_request") from None
+        raise BadRequest(f"{path}: cannot read image ({exc})") from None
     dtype = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16", np.dtype(np.float32): "f32"}[array.dtype]
     channels = "RGBA" if array.shape[2] == 4 else "RGB"
     return np.ascontiguousarray(array), {"dtype": dtype, "channels": channels, "transfer": "srgb"}
@@ -72,10 +72,9 @@ def read_mask(path, width, height):
         with Image.open(path) as image:
             mask = image.convert("L")
     except (OSError, ValueError) as exc:
-        raise BrushworkError(f"{path}: cannot read mask ({exc})", "bad_request") from None
+        raise BadRequest(f"{path}: cannot read mask ({exc})") from None
     if mask.size != (width, height):
-        raise BrushworkError(f"mask {path} is {mask.size[0]}x{mask.size[1]}, the image is {width}x{height}",
-                             "bad_request")
+        raise BadRequest(f"mask {path} is {mask.size[0]}x{mask.size[1]}, the image is {width}x{height}")
     return np.asarray(mask).tobytes()
 
 
@@ -83,8 +82,8 @@ def check_writable(path):
     """Raise BrushworkError unless Pillow knows an image format for ``path``'s extension."""
     Image.init()
     if Path(path).suffix.lower() not in Image.registered_extensions():
-        raise BrushworkError(f"{path}: cannot write images with extension {Path(path).suffix!r}; "
-                             "use e.g. .png, .jpg, .webp or .tif", "bad_request")
+        raise BadRequest(f"{path}: cannot write images with extension {Path(path).suffix!r}; "
+                         "use e.g. .png, .jpg, .webp or .tif")
 
 
 def _to_u8(array):
@@ -117,4 +116,4 @@ def write_image(path, array, quality=95):
         options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
         image.save(path, **options)
     except (OSError, ValueError, KeyError) as exc:
-        raise BrushworkError(f"{path}: cannot write image ({exc})", "bad_request") from None
+        raise BadRequest(f"{path}: cannot write image ({exc})") from None

@@ -10,7 +10,7 @@ no full-size float64 temporaries, and ``encode(decode(x)) == x`` exactly for u8 
 
 import numpy as np
 
-from backend.protocol import DTYPE_SIZES, BrushworkError, validate_format
+from backend.protocol import DTYPE_SIZES, BadPixels, BrushworkError, validate_format
 
 _NUMPY_DTYPES = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2"), "f32": np.dtype("<f4")}
 _INT_MAX = {"u8": 255, "u16": 65535}
@@ -53,7 +53,7 @@ def _describe(width, height, fmt):
 def _check_size(width, height):
     if isinstance(width, bool) or isinstance(height, bool) or not isinstance(width, int) \
             or not isinstance(height, int) or width < 1 or height < 1:
-        raise BrushworkError(f"width and height must be positive integers, got {width!r} x {height!r}", "bad_pixels")
+        raise BadPixels(f"width and height must be positive integers, got {width!r} x {height!r}")
 
 
 def _as_array(buf, width, height, fmt):
@@ -63,8 +63,7 @@ def _as_array(buf, width, height, fmt):
     expected = width * height * channels * DTYPE_SIZES[fmt["dtype"]]
     view = memoryview(buf).cast("B") if not isinstance(buf, np.ndarray) else buf.reshape(-1).view(np.uint8)
     if view.nbytes != expected:
-        raise BrushworkError(f"expected {expected} bytes for {_describe(width, height, fmt)}, got {view.nbytes}",
-                             "bad_pixels")
+        raise BadPixels(f"expected {expected} bytes for {_describe(width, height, fmt)}, got {view.nbytes}")
     return np.frombuffer(view, dtype=_NUMPY_DTYPES[fmt["dtype"]]).reshape(height, width, channels)
 
 
@@ -76,12 +75,12 @@ def decode(buf, width, height, fmt):
     """Decode an editor buffer; return (rgb float32 HxWx3 sRGB [0,1], alpha float32 HxW or None).
 
     Linear-light input is converted to sRGB. Float input is clamped to [0, 1] (NaN -> 0).
-    Raises BrushworkError('bad_pixels') if the byte count does not match the format.
+    Raises BadPixels if the byte count does not match the format.
     """
     try:
         fmt = validate_format(fmt)
     except BrushworkError as exc:
-        raise BrushworkError(exc.message, "bad_pixels") from None
+        raise BadPixels(exc.message) from None
     src = _as_array(buf, width, height, fmt)
     rgb = np.empty((height, width, 3), np.float32)
     integer = fmt["dtype"] in _INT_MAX
@@ -129,10 +128,10 @@ def encode(rgb, alpha, fmt):
     fmt = validate_format(fmt)
     rgb = np.asarray(rgb, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise BrushworkError(f"rgb must be H x W x 3, got shape {rgb.shape}", "bad_pixels")
+        raise BadPixels(f"rgb must be H x W x 3, got shape {rgb.shape}")
     height, width = rgb.shape[:2]
     if alpha is not None and np.shape(alpha) != (height, width):
-        raise BrushworkError(f"alpha must be {height} x {width}, got shape {np.shape(alpha)}", "bad_pixels")
+        raise BadPixels(f"alpha must be {height} x {width}, got shape {np.shape(alpha)}")
     channels = fmt["channels"]
     out = np.empty((height, width, len(channels)), _NUMPY_DTYPES[fmt["dtype"]])
     for src_channel, out_channel in enumerate(_rgb_indices(channels)):
@@ -154,8 +153,7 @@ def decode_mask(buf, width, height):
     _check_size(width, height)
     view = memoryview(buf).cast("B") if not isinstance(buf, np.ndarray) else buf.reshape(-1).view(np.uint8)
     if view.nbytes != width * height:
-        raise BrushworkError(f"expected {width * height} bytes for a {width}x{height} u8 mask, got {view.nbytes}",
-                             "bad_pixels")
+        raise BadPixels(f"expected {width * height} bytes for a {width}x{height} u8 mask, got {view.nbytes}")
     mask = np.frombuffer(view, np.uint8).reshape(height, width).astype(np.float32)
     mask *= np.float32(1 / 255)
     return mask

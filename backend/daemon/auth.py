@@ -7,7 +7,7 @@ re-read at every handshake, so allowing or revoking a client needs no restart.
 
 Key files are pyzmq's certificate files: ``NAME.key`` holds the public key (hand it out),
 ``NAME.key_secret`` holds both keys (mode 0600, never leaves its machine). The default folder
-is :func:`user_keys_dir`; ``brushwork keys`` (backend/cli.py) creates and allows keys.
+is :func:`user_keys_dir`; ``brushwork keys`` (backend/cli/keys.py) creates and allows keys.
 """
 
 import logging
@@ -22,7 +22,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from backend.protocol import BrushworkError
+from backend.protocol import BadRequest, BrushworkError
 
 log = logging.getLogger("brushwork.auth")
 
@@ -34,10 +34,10 @@ REFUSAL_LOG_INTERVAL_S = 60.0  # a refused client retries every few 100 ms: log 
 
 
 def require_curve():
-    """Raise BrushworkError unless this libzmq can do CURVE (it needs libsodium or its own tweetnacl)."""
+    """Raise BadRequest unless this libzmq can do CURVE (it needs libsodium or its own tweetnacl)."""
     if not zmq.has("curve"):
-        raise BrushworkError(f"this libzmq ({zmq.zmq_version()}) was built without CURVE security, so keys cannot "
-                             "be used; install a pyzmq wheel from PyPI (it bundles a libzmq with CURVE)", "bad_request")
+        raise BadRequest(f"this libzmq ({zmq.zmq_version()}) was built without CURVE security, so keys cannot "
+                         "be used; install a pyzmq wheel from PyPI (it bundles a libzmq with CURVE)")
 
 
 def user_keys_dir():
@@ -65,12 +65,12 @@ def create_key_pair(directory, name, force=False):
     (created 0700); return (public path, secret path). Existing keys are kept unless ``force``."""
     require_curve()
     if not KEY_NAME_PATTERN.match(name):
-        raise BrushworkError(f"bad key name {name!r}: use letters, digits, '_', '.', '-' (at most 64)", "bad_request")
+        raise BadRequest(f"bad key name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
     directory = Path(directory).expanduser()
     public, secret = public_key_file(directory, name), secret_key_file(directory, name)
     if not force and (public.exists() or secret.exists()):
-        raise BrushworkError(f"{secret} already exists; use --force to replace it (clients holding the old "
-                             "public key will then be refused)", "bad_request")
+        raise BadRequest(f"{secret} already exists; use --force to replace it (clients holding the old "
+                         "public key will then be refused)")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     old_umask = os.umask(0o077)  # the secret file is never readable by others, not even for a moment
     try:
@@ -87,14 +87,14 @@ def _read_key_file(path):
     """(public, secret or None) z85 keys of a key file; BrushworkError saying what is wrong."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise BrushworkError(f"key file {path} does not exist", "bad_request")
+        raise BadRequest(f"key file {path} does not exist")
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
-        raise BrushworkError(f"{path} is not a brushwork/ZeroMQ key file ({exc})", "bad_request") from None
+        raise BadRequest(f"{path} is not a brushwork/ZeroMQ key file ({exc})") from None
     for key in (public, secret):
         if key is not None and len(key) != 40:
-            raise BrushworkError(f"{path} holds a malformed key (expected 40 Z85 characters)", "bad_request")
+            raise BadRequest(f"{path} holds a malformed key (expected 40 Z85 characters)")
     return public, secret
 
 
@@ -102,10 +102,9 @@ def load_secret_key(path):
     """(public, secret) keys from a ``.key_secret`` file that only its owner can read."""
     public, secret = _read_key_file(path)
     if secret is None:
-        raise BrushworkError(f"{path} holds only a public key; give the matching .key_secret file", "bad_request")
+        raise BadRequest(f"{path} holds only a public key; give the matching .key_secret file")
     if os.name == "posix" and Path(path).expanduser().stat().st_mode & 0o077:
-        raise BrushworkError(f"secret key file {path} is readable by other users; run `chmod 600 {path}`",
-                             "bad_request")
+        raise BadRequest(f"secret key file {path} is readable by other users; run `chmod 600 {path}`")
     return public, secret
 
 
@@ -119,16 +118,15 @@ def allow_client(public_file, allowed_dir):
     public_file = Path(public_file).expanduser()
     public, secret = _read_key_file(public_file)
     if secret is not None:
-        raise BrushworkError(f"{public_file} is a SECRET key file: copy only the client's public .key file to the "
-                             "server (and keep the secret one on the client)", "bad_request")
+        raise BadRequest(f"{public_file} is a SECRET key file: copy only the client's public .key file to the "
+                         "server (and keep the secret one on the client)")
     name = public_file.name[:-len(".key")] if public_file.name.endswith(".key") else public_file.stem
     if not KEY_NAME_PATTERN.match(name):
-        raise BrushworkError(f"bad key name {name!r}: rename the file to NAME.key (letters, digits, '_', '.', '-')",
-                             "bad_request")
+        raise BadRequest(f"bad key name {name!r}: rename the file to NAME.key (letters, digits, '_', '.', '-')")
     target = public_key_file(allowed_dir, name)
     if target.exists() and _read_key_file(target)[0] != public:
-        raise BrushworkError(f"{target} already allows a different key named {name!r}; revoke it first or "
-                             "rename the new file", "bad_request")
+        raise BadRequest(f"{target} already allows a different key named {name!r}; revoke it first or "
+                         "rename the new file")
     Path(allowed_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     shutil.copyfile(public_file, target)
     return target
@@ -138,7 +136,7 @@ def revoke_client(name, allowed_dir):
     """Remove ``NAME.key`` from the allow-list folder; return its path."""
     target = public_key_file(allowed_dir, name)
     if not KEY_NAME_PATTERN.match(name) or not target.is_file():
-        raise BrushworkError(f"no client named {name!r} in {allowed_dir}", "bad_request")
+        raise BadRequest(f"no client named {name!r} in {allowed_dir}")
     target.unlink()
     return target
 
@@ -172,11 +170,11 @@ class ServerAuth:
         self.public_key, self.secret_key = load_secret_key(secret_key_path)
         self.allow_list = AllowList(allow_path)
         if not self.allow_list.path.exists():
-            raise BrushworkError(f"the allow-list {self.allow_list.path} does not exist; allow a client with "
-                                 "`brushwork keys allow CLIENT.key`", "bad_request")
+            raise BadRequest(f"the allow-list {self.allow_list.path} does not exist; allow a client with "
+                             "`brushwork keys allow CLIENT.key`")
         if not self.allow_list.keys():
-            raise BrushworkError(f"the allow-list {self.allow_list.path} holds no client keys (*.key); allow a "
-                                 "client with `brushwork keys allow CLIENT.key`", "bad_request")
+            raise BadRequest(f"the allow-list {self.allow_list.path} holds no client keys (*.key); allow a "
+                             "client with `brushwork keys allow CLIENT.key`")
         self._zap = None
         self._handshake_refusals = _RefusalLog()
 
