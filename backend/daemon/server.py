@@ -165,7 +165,7 @@ class Daemon:
         running = self.queue.running
         if running is not None:
             running.cancelled.set()
-        self.trainings.close()  # stops the trainer processes
+        self._close_trainings()
         worker.join(timeout=30)
         self._forward_replies()  # the cancelled jobs' error replies
         self._send_outbox()
@@ -181,6 +181,17 @@ class Daemon:
             self._context.term()
         if self._socket_file is not None:
             remove_socket_file(self._socket_file)
+
+    def _close_trainings(self):
+        """Stop the trainer processes (each may take seconds to checkpoint), keeping their clients'
+        keep-alive going meanwhile so that they hear "cancelled", not a dead daemon."""
+        closing = threading.Thread(target=self.trainings.close, name="brushwork-close-trainings")
+        closing.start()
+        while closing.is_alive():
+            self._send_outbox()
+            self.trainings.heartbeat()
+            closing.join(timeout=protocol.HEARTBEAT_S / 2)
+        self._send_outbox()
 
     # -- loop side
 
