@@ -8,8 +8,9 @@ padded copy). Reflection padding of the upsampled image equals replicate padding
 small one, so borders match too. Bilinear stages are left as they are.
 
 :func:`with_float32_output` keeps what sets the output's precision in float32 when the rest
-of a net runs in bf16 or fp16: the last convolution, the output mapping after it and, in a
-residual SR net, the bicubic upscale of the input that the detail is added to. A bf16 output
+of a net runs in bf16 or fp16: the last convolution and the output mapping after it or, in a
+residual SR net, the bicubic upscale of the input and the sum with the detail (the detail itself is
+small, so its own bf16 rounding is far below a 16-bit level where the image is smooth). A bf16 output
 has 8 significant bits (steps of 1/256 to 1/128 near white), which would band a 16-bit image.
 """
 
@@ -96,7 +97,8 @@ def with_float32_output(net):
         net.decoder[-1] = Float32Layer(net.decoder[-1])
     elif isinstance(net, SRNet):
         net.head[0] = InputCast(net.head[0])
-        net.tail = Float32Layer(net.tail)
+        if not net.residual:   # a residual net's detail is added to the float32 bicubic: that sets the levels
+            net.tail = Float32Layer(net.tail)
     else:
         raise TypeError(f"expected a StyleNet or SRNet, not {type(net).__name__}")
     return net
