@@ -27,13 +27,16 @@ test-slow: install
 
 ## Install the real editors for the end-to-end tests (root): Krita 5.1 from Debian 12, and Debian chroots in
 ## /var/cache/brushwork with Krita 5.2 + GIMP 3.0 (trixie), Krita 5.3 + GIMP 3.2 (sid), Krita 6.0 (experimental).
+## The three chroots build side by side (downloads and unpacking, not CPU, set their time).
+CHROOTS := trixie sid experimental
 editors:
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 		krita python3-pyqt5 python3-zmq xvfb xauth debootstrap util-linux
-	tools/editor-chroot.sh trixie
-	tools/editor-chroot.sh sid
-	tools/editor-chroot.sh experimental
+	$(MAKE) --no-print-directory --output-sync=target -j 3 $(addprefix chroot-,$(CHROOTS))
+
+chroot-%:
+	tools/editor-chroot.sh $*
 
 ## End-to-end tests in each real Krita (Xvfb; 5.1 here, 5.2/5.3/6.0 in the chroots) and GIMP 3; run `make editors` first.
 ## One pytest per Krita and one for GIMP, two at a time (EDITOR_JOBS; one per core: more at once
