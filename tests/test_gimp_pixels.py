@@ -98,7 +98,8 @@ def test_install_and_uninstall(tmp_path):
     assert os.stat(main).st_mode & stat.S_IXUSR
     with open(main) as f:
         assert f.readline() == "#!/usr/bin/env python3\n"
-    for name in ("client.py", "protocol.py", "gimp_pixels.py", "settings.py", "connection.py"):
+    for name in ("client.py", "protocol.py", "gimp_pixels.py", "settings.py", "connection.py", "gimp_host.py",
+                 "procedures.py", "dialogs.py", "model_list.py"):
         assert os.path.isfile(os.path.join(folder, name)), name
     assert not os.path.exists(os.path.join(folder, "vendor")), "pyzmq was importable; nothing to vendor"
     install(home=tmp_path, python=[sys.executable])  # reinstalling replaces the folder

@@ -1,4 +1,5 @@
-"""The procedures' dialogs (GimpUi): model drop-downs, the daemon's state, the upscaled size.
+"""The procedures' dialogs (GimpUi): model drop-downs, the daemon's state, the upscaled size; and
+Train Style's question before it starts and its "Stop and Keep" window.
 
 A dialog opens at once: it asks the daemon for its models for at most a second and never
 starts one (that happens when the user presses OK). While no daemon answers it says so and
@@ -116,3 +117,51 @@ def run(procedure, config, title, fields, settings, config_dir, source_size=None
     accepted = dialog.run()
     dialog.destroy()
     return accepted
+
+
+def estimate_text(name, estimate):
+    """The measured time of a training, for the artist to decide on."""
+    seconds, speed = estimate.get("seconds") or 0, estimate["s_per_iteration"]
+    photos = f" on {estimate['photos']:,} photos" if estimate.get("photos") is not None else ""
+    return (f"Training the style {name}{photos} takes about {protocol.describe_duration(seconds)} "
+            f"({estimate.get('iterations') or '?'} iterations, {speed:.2g} s each, measured on "
+            f"{estimate.get('hardware') or 'the daemon'}). A window lets you stop it at any time and keep "
+            "what it has learnt.")
+
+
+def confirm_training(name, estimate):
+    """Show the measured time; True when the artist starts the training."""
+    dialog = Gtk.MessageDialog(message_type=Gtk.MessageType.QUESTION, text=f"Train the style {name}?",
+                               secondary_text=estimate_text(name, estimate))
+    dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    dialog.add_button("_Start Training", Gtk.ResponseType.OK)
+    answer = dialog.run()
+    dialog.destroy()
+    return answer == Gtk.ResponseType.OK
+
+
+class StopWindow:
+    """A small window with "Stop and keep" while a style trains; the client polls it (``should_stop``),
+    which also keeps the window responsive."""
+
+    def __init__(self, name):
+        self.stopped = False
+        self.dialog = Gtk.Dialog(title=f"Training {name} (brushwork)")
+        self.dialog.get_content_area().add(Gtk.Label(label="The style trains on the daemon. Stop it now to keep "
+                                                           "what it has learnt so far (a partly trained style)."))
+        self.dialog.add_button("_Stop and Keep", Gtk.ResponseType.OK)
+        self.dialog.connect("response", self._on_response)
+        self.dialog.show_all()
+
+    def _on_response(self, dialog, response):
+        if response == Gtk.ResponseType.OK:
+            self.stopped = True
+            dialog.set_response_sensitive(response, False)
+
+    def __call__(self):
+        while Gtk.events_pending():
+            Gtk.main_iteration()
+        return self.stopped
+
+    def close(self):
+        self.dialog.destroy()

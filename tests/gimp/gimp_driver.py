@@ -5,7 +5,8 @@ each optionally writes the plug-in's settings file or runs its settings procedur
 image from raw pixel files, optionally selects a rectangle, calls one brushwork
 procedure through the PDB (non-interactively, or with its dialog when the case says
 ``interactive``: the dialog tests' probe records and cancels it), and dumps every resulting
-image's layers as raw pixels. ``$BRUSHWORK_GIMP_JOB/results.json`` gets status, error message, sizes and the dump file names.
+image's layers as raw pixels. ``$BRUSHWORK_GIMP_JOB/results.json`` gets status, error message, sizes, the dump
+file names and the brushwork plug-in processes still running after the call.
 """
 
 import json
@@ -89,6 +90,23 @@ def dump_image(image, case, tag):
             "selection_empty": Gimp.Selection.is_empty(image), "layers": layers}
 
 
+def plug_ins_left(wait_s=5.0):
+    """Ids of brushwork plug-in processes still running, after waiting up to ``wait_s`` for them to end."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"plug-ins/brushwork/brushwork.py" in f.read():
+                        found.append(int(pid))
+            except OSError:  # it ended meanwhile
+                pass
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def run_case(case):
     if case.get("settings_file"):   # as a user would edit it; stays for the later cases
         os.makedirs(Gimp.directory(), exist_ok=True)
@@ -107,8 +125,9 @@ def run_case(case):
     status, message, returned = run_procedure(case["procedure"], image, [layers[i] for i in case["active"]],
                                               case["args"], case.get("interactive", False))
     seconds = time.monotonic() - start
+    left = plug_ins_left()
     new_images = [img for img in Gimp.get_images() if img.get_id() not in before]
-    result = {"status": status, "error": message, "seconds": seconds, "returned": returned,
+    result = {"status": status, "error": message, "seconds": seconds, "returned": returned, "plug_ins_left": left,
               "image": dump_image(image, case, "image"),
               "new_images": [dump_image(img, case, f"new{i}") for i, img in enumerate(new_images)]}
     for img in [image, *new_images]:
