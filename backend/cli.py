@@ -402,9 +402,8 @@ def cmd_stylize(args):
         return _trainer_cli().run_optimize(args)
     if not args.style:
         raise BrushworkError("stylize needs --style NAME (see `brushwork models`)", "bad_request")
-    if not 0.0 <= args.strength <= 1.0:
-        raise BrushworkError(f"--strength must be between 0 and 1, got {args.strength}", "bad_request")
-    options = {"model": args.style, "strength": args.strength, "preserve_colors": args.preserve_colors}
+    strength = protocol.check_strength(args.strength, "--strength")
+    options = {"model": args.style, "strength": strength, "preserve_colors": args.preserve_colors}
     return _process_files(args, "stylize", options, args.style)
 
 
@@ -527,7 +526,8 @@ def build_parser():
                         "(default: the user models dir)")
     p.add_argument("--train-jobs", type=int, default=1, metavar="N",
                    help="styles that may train at the same time (default: %(default)s)")
-    p.add_argument("--train-iterations", type=int, default=2000, metavar="N",
+    p.add_argument("--train-iterations", type=int, default=protocol.TRAIN_OPTIONS["iterations"].editor_default,
+                   metavar="N",
                    help="training iterations when a request does not say (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
