@@ -235,7 +235,7 @@ def check_strength(value, field="'strength'"):
     naming ``field`` (the daemon's header field, or a command-line flag)."""
     low, high = STRENGTH_RANGE
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise BadRequest(f"{field} must be a number from {low:g} to {high:g}, got {value!r}")
+        raise BadRequest(f"{field} must be a number from {low:g} to {high:g}, got {value!r}"[:200])
     return float(value)
 
 

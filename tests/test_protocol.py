@@ -1,8 +1,9 @@
-"""backend.protocol: headers, error codes, pixel-format sizes, endpoints; stays stdlib-only."""
+"""backend.protocol: headers, error codes, pixel-format sizes, endpoints, request options; stays stdlib-only."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,8 @@ def test_each_training_option_takes_its_own_bounds_and_default():
             assert protocol.check_train_option(name, option.kind(value)) == value
         for default in (option.default, option.editor_default):
             assert default is None or protocol.check_train_option(name, default) == default
+
+
+def test_docs_protocol_lists_every_training_option():
+    table = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert [name for name in protocol.TRAIN_OPTIONS if f"`{name}`" not in table] == []
