@@ -161,9 +161,8 @@ class Client:
         the model's summary, as listed by :meth:`info`. Takes minutes to hours: ``progress(done,
         total, message)`` counts iterations; once ``should_stop()`` is true the training ends early
         and the model keeps what it has learnt (``should_cancel``: nothing is kept). ``options``:
-        content (a folder on the daemon's machine), iterations, time_limit, size, style_size,
-        batch, lr, seed, content_weight, style_weight, tv_weight, checkpoint_every, channels,
-        blocks, zoom, flip, border (None = the daemon's default; see docs/protocol.md)."""
+        content (a folder on the daemon's machine) and the training options of
+        ``protocol.TRAIN_OPTIONS`` (None = the daemon's default; see docs/protocol.md)."""
         reply = self._train_call(pixels, width, height, fmt, name, display_name, progress, should_cancel,
                                  should_stop, options)
         model = reply.get("model")

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from backend import fastnet, tiling
 from backend.nets import edge_hiding_border, mirror_pad
 from backend.pixels import rgb_to_ycbcr, ycbcr_to_rgb
-from backend.protocol import BrushworkError
+from backend.protocol import BrushworkError, check_strength
 
 log = logging.getLogger("brushwork.engine")
 
@@ -267,8 +267,7 @@ class Engine:
         0..1) limits the effect to a soft selection.
         """
         rgb, alpha, mask = _check_image(rgb, alpha, mask)
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
-            raise BrushworkError(f"strength must be a number from 0 to 1, got {strength!r}", "bad_request")
+        strength = check_strength(strength)
         info = self._style_model(model)
         if strength == 0 or (mask is not None and not mask.any()):
             return rgb.copy(), alpha

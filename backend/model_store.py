@@ -31,8 +31,8 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from backend.nets import MAX_BORDER, UPSAMPLE_MODES, SRNet, StyleNet, build_net
-from backend.protocol import BrushworkError
+from backend.nets import UPSAMPLE_MODES, SRNet, StyleNet, build_net
+from backend.protocol import MAX_BORDER, BrushworkError
 
 log = logging.getLogger("brushwork.models")
 

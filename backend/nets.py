@@ -21,7 +21,6 @@ class ConvLayer(nn.Sequential):
 
 
 UPSAMPLE_MODES = ("nearest", "bilinear")
-MAX_BORDER = 160  # a style net's mirrored border; edge_hiding_border(16 blocks) is 148
 
 
 class UpsampleConv(nn.Sequential):

@@ -1,4 +1,5 @@
-"""brushwork wire protocol: constants, error codes and pixel-format arithmetic.
+"""brushwork wire protocol: constants, error codes, pixel-format arithmetic and the request options
+(``strength``, the training options of ``train_style``).
 
 Pure standard library on purpose: the editor plug-ins vendor this file next to
 ``client.py`` and run it inside Krita's or GIMP's own Python (3.10-3.13).
@@ -6,10 +7,12 @@ See docs/protocol.md for the message layout.
 """
 
 import json
+import math
 import os
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
 DEFAULT_TCP_PORT = 5557
@@ -220,3 +223,114 @@ def describe_duration(seconds):
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(round(seconds / 3600), 24)
     return f"{days} days {hours} h" if hours else f"{days} days"
+
+
+# ---- request options ------------------------------------------------------------------------
+
+STRENGTH_RANGE = (0.0, 1.0)   # stylize: 0 = the original, 1 = the full style
+MAX_BORDER = 160              # a style net's mirrored border; nets.edge_hiding_border(16 blocks) is 148
+
+
+def check_strength(value, field="'strength'"):
+    """``value`` as a float if it is a stylize strength (a number from 0 to 1); raises BadRequest
+    naming ``field`` (the daemon's header field, or a command-line flag)."""
+    low, high = STRENGTH_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise BadRequest(f"{field} must be a number from {low:g} to {high:g}, got {value!r}"[:200])
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TrainOption:
+    """One training option of ``train_style`` requests and of ``brushwork train style``.
+
+    ``kind`` is int, float or bool; a request's value must lie in ``low``..``high`` (bounds that
+    protect the daemon's machine; the trainer's own command line takes any value) and be a
+    multiple of ``multiple_of``. ``default`` is the trainer's (None: it decides, e.g. from the
+    VGG flavour); ``editor_default`` what the daemon uses for the editors' trainings unless a
+    request says otherwise (None: the trainer's default). ``help`` is the trainer's ``--help``
+    text (``%(default)s`` is the default); ``affects_speed`` marks the options that set how
+    long one iteration takes.
+    """
+
+    name: str
+    kind: type
+    low: float
+    high: float
+    default: object
+    help: str
+    editor_default: object = None
+    multiple_of: int = 1
+    affects_speed: bool = False
+    metavar: str = None
+
+    @property
+    def flag(self):
+        """The trainer's command-line flag: ``--style-size`` for ``style_size``."""
+        return "--" + self.name.replace("_", "-")
+
+    def takes_type(self, value):
+        """Whether ``value`` is of the option's kind (true/false, or a number), whatever its range."""
+        if self.kind is bool:
+            return isinstance(value, bool)
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def check(self, value):
+        """``value`` if a request may set the option to it; raises BadRequest saying what it takes."""
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise BadRequest(f"{self.name!r} must be true or false, got {value!r}"[:200])
+            return value
+        if not self.takes_type(value) or (self.kind is int and not isinstance(value, int)) \
+                or not math.isfinite(value) or not self.low <= value <= self.high:
+            raise BadRequest(f"{self.name!r} must be {'an integer' if self.kind is int else 'a number'} "
+                             f"from {self.low} to {self.high}, got {value!r}"[:200])
+        if self.multiple_of > 1 and value % self.multiple_of:
+            raise BadRequest(f"{self.name!r} must be a multiple of {self.multiple_of}, got {value}")
+        return value
+
+
+# The options a train_style request may set, in the order the trainer's --help lists them. The
+# daemon decides the rest (device, output and run dirs, VGG weights, checkpoints kept). The
+# bounds: 100,000 iterations is 2.5 times the paper's training, and a checkpoint (over 100 MB for
+# the paper's net) at most every 100 iterations, the newest few kept.
+TRAIN_OPTIONS = {option.name: option for option in (
+    TrainOption("iterations", int, 1, 100_000, 40_000, "optimizer steps (default %(default)s)",
+                editor_default=2000),
+    TrainOption("size", int, 16, 1024, 256, "training crop size (default %(default)s)", multiple_of=4,
+                affects_speed=True),
+    TrainOption("style_size", int, 16, 4096, 256,
+                "the style image is resized to this longer side (default %(default)s)"),
+    TrainOption("batch", int, 1, 64, 4, "images per step and per process (default %(default)s)",
+                affects_speed=True),
+    TrainOption("lr", float, 1e-6, 1.0, 1e-3, "Adam learning rate (default %(default)s)"),
+    TrainOption("seed", int, 0, 2**31 - 1, 0, "random seed: same seed, same run (default %(default)s)"),
+    TrainOption("content_weight", float, 0.0, 1e15, None, "feature loss weight"),
+    TrainOption("style_weight", float, 0.0, 1e15, None, "style loss weight"),
+    TrainOption("tv_weight", float, 0.0, 1e15, None, "total variation weight"),
+    TrainOption("checkpoint_every", int, 100, 100_000, 1000,
+                "write a checkpoint, preview and loss curve every N iterations (default %(default)s)", metavar="N"),
+    TrainOption("channels", int, 4, 128, None, "net width (default: the paper's)", affects_speed=True),
+    TrainOption("blocks", int, 1, 16, None, "residual blocks (default: the paper's)", affects_speed=True),
+    # A few hundred photos of one's own are a small training set: crops at varied scales,
+    # mirrored half the time, keep a net from learning them by heart (docs/models.md).
+    TrainOption("zoom", float, 1.0, 4.0, 1.0, "augment: crop at random scales, from the whole photo (shorter "
+                "side = --size) to Z times closer (default 1: off)", editor_default=2.0, metavar="Z"),
+    TrainOption("flip", bool, False, True, False, "augment: mirror half the crops left to right",
+                editor_default=True),
+    # The editors' trainings use the net's reach (nets.edge_hiding_border) unless a request sets it.
+    TrainOption("border", int, 0, MAX_BORDER, 0, "run the net on its input mirrored B pixels out on every side "
+                "and crop the output back, in training and in use (a multiple of 4; default 0). With at least "
+                "the net's reach (17 + 8 x blocks, rounded up: 60 for 5 blocks, 84 for 8) the net cannot find "
+                "the image's edge, so it paints no lines along it", multiple_of=4, affects_speed=True, metavar="B"),
+    TrainOption("time_limit", float, 1.0, 1e7, None, "stop after this many seconds of training, checkpoint and "
+                "export what was learnt (the model's recipe records the iterations done)", metavar="SECONDS"),
+)}
+
+
+def check_train_option(name, value):
+    """``value`` if a request may set training option ``name`` to it; raises BadRequest."""
+    option = TRAIN_OPTIONS.get(name)
+    if option is None:
+        raise BadRequest(f"unknown training option {name!r}; the training options are {sorted(TRAIN_OPTIONS)}")
+    return option.check(value)

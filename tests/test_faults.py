@@ -178,15 +178,16 @@ def test_a_run_whose_export_failed_is_exported_when_resumed(tmp_path):
 def test_a_write_that_fails_names_the_file_and_reaches_the_client_as_io_error(tmp_path):
     """A full disk, played by a file-size limit on the trainer: the error names the checkpoint it
     could not write, and a training job reports code io_error, not internal."""
-    from trainer.job import StyleTrainingJob
+    from backend.daemon.trainer_process import TrainerProcess
 
     shared = shared_dir()
     errors = []
     options = {"name": "no_room", "iterations": 3, "size": 32, "style_size": 32, "batch": 1, "channels": 8,
-               "blocks": 1, "device": "cpu", "precision": "fp32", "run_dir": tmp_path / "run",
+               "blocks": 1, "device": "cpu", "precision": "fp32",
                "vgg_weights": shared / "weights/vgg16_caffe_relu4_3.pth"}
-    job = StyleTrainingJob(shared / "data/styles/udnie.jpg", options, shared / "data/content", tmp_path / "models",
-                           on_error=errors.append)
+    (tmp_path / "run").mkdir()
+    job = TrainerProcess(shared / "data/styles/udnie.jpg", shared / "data/content", tmp_path / "run", options,
+                         tmp_path / "models", on_error=errors.append)
     job.command = ["prlimit", f"--fsize={64 * 1024}", *job.command]   # checkpoints are larger
     job.start()
     assert job.wait(300)

@@ -10,8 +10,11 @@ import textwrap
 import pytest
 
 from backend import protocol
-from plugin_gimp.brushwork import gimp_pixels, model_list, settings
+from installed_plugins import gimp_module
+from plugin_gimp.brushwork import gimp_pixels, model_list
 from plugin_gimp.installer import install, plugin_dirs
+
+settings = gimp_module("settings")   # it imports the vendored protocol
 
 COMPONENTS = ["U8", "U16", "U32", "HALF", "FLOAT", "DOUBLE"]
 TRANSFERS = ["LINEAR", "NON_LINEAR", "PERCEPTUAL"]

@@ -15,8 +15,11 @@ import pytest
 
 from backend import pixels as backend_pixels
 from plugin_krita import installer
-from plugin_krita.brushwork import pixels, settings
+from installed_plugins import krita_module
+from plugin_krita.brushwork import pixels
 from plugin_krita.brushwork.pixels import Rect, UnsupportedImage
+
+settings = krita_module("settings")   # it imports the vendored protocol
 
 # One pure-red, fully opaque pixel then one half-transparent pure-blue pixel, as Krita stores them.
 KRITA_BYTES = {

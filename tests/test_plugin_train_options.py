@@ -1,11 +1,15 @@
-"""The editor plug-ins' ``train_options`` setting: extra train_style options from the settings file."""
+"""The editor plug-ins' ``train_options`` setting: extra train_style options from the settings file,
+and the training fields' limits, all from the vendored protocol's description of each option."""
 
 import json
 
 import pytest
 
-from plugin_gimp.brushwork import settings as gimp_settings
-from plugin_krita.brushwork import settings as krita_settings
+from backend import protocol
+from installed_plugins import gimp_module, krita_module
+
+gimp_settings = gimp_module("settings")
+krita_settings = krita_module("settings")
 
 TINY = {"size": 32, "style_size": 32, "channels": 8, "blocks": 1, "lr": 0.002, "zoom": 1.5, "flip": False, "border": 8}
 
@@ -41,3 +45,15 @@ def test_gimp_bad_train_options_name_the_file(tmp_path, options):
     with pytest.raises(ValueError, match="brushwork.json: train_options must map some of size, style_size"):
         gimp_settings.load_train_options(tmp_path)
     assert gimp_settings.load(tmp_path)["endpoint"] == ""   # the other procedures still work
+
+
+def test_the_plugins_forward_every_training_option_their_dialogs_do_not_ask_for():
+    asked = {"iterations", "time_limit"}
+    assert set(krita_settings.TRAIN_OPTIONS) == set(gimp_settings.TRAIN_OPTIONS) == set(protocol.TRAIN_OPTIONS) - asked
+    assert krita_settings.Settings().train_iterations == protocol.TRAIN_OPTIONS["iterations"].editor_default
+
+
+def test_krita_options_of_the_wrong_kind_are_dropped_whatever_their_range():
+    """The plug-in checks kinds; ranges are the daemon's to check (it says which and why)."""
+    loaded = krita_settings.from_dict({"train_options": {"size": 30, "blocks": 99.5, "flip": "yes", "border": True}})
+    assert loaded.train_options == {"size": 30, "blocks": 99.5}

@@ -1,8 +1,9 @@
-"""backend.protocol: headers, error codes, pixel-format sizes, endpoints; stays stdlib-only."""
+"""backend.protocol: headers, error codes, pixel-format sizes, endpoints, request options; stays stdlib-only."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,42 @@ def test_protocol_module_uses_only_the_standard_library():
             "bad = [m for m in ('numpy', 'torch', 'zmq', 'PIL') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("value, words", [(1.5, "from 0 to 1, got 1.5"), (-0.1, "got -0.1"), (True, "got True"),
+                                          ("1", "got '1'"), (None, "got None")])
+def test_strength_outside_0_to_1_is_a_bad_request_naming_the_field(value, words):
+    with pytest.raises(protocol.BadRequest, match=words) as err:
+        protocol.check_strength(value, "--strength")
+    assert str(err.value).startswith("--strength must be a number")
+    assert protocol.check_strength(0) == 0.0 and protocol.check_strength(1) == 1.0
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("iterations", 100_001, "'iterations' must be an integer from 1 to 100000"),
+    ("iterations", 10.0, "'iterations' must be an integer"),
+    ("checkpoint_every", 99, "from 100 to"),
+    ("border", protocol.MAX_BORDER + 4, f"'border' must be an integer from 0 to {protocol.MAX_BORDER}"),
+    ("border", 6, "'border' must be a multiple of 4"),
+    ("lr", float("inf"), "'lr' must be a number"),
+    ("flip", 0, "'flip' must be true or false"),
+    ("size", True, "'size' must be an integer"),
+    ("vgg_weights", "/etc/passwd", "unknown training option 'vgg_weights'"),
+])
+def test_training_options_outside_their_description_are_bad_requests(name, value, words):
+    with pytest.raises(protocol.BadRequest, match=words):
+        protocol.check_train_option(name, value)
+
+
+def test_each_training_option_takes_its_own_bounds_and_default():
+    for name, option in protocol.TRAIN_OPTIONS.items():
+        assert option.name == name and option.flag == "--" + name.replace("_", "-")
+        for value in (option.low, option.high):
+            assert protocol.check_train_option(name, option.kind(value)) == value
+        for default in (option.default, option.editor_default):
+            assert default is None or protocol.check_train_option(name, default) == default
+
+
+def test_docs_protocol_lists_every_training_option():
+    table = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert [name for name in protocol.TRAIN_OPTIONS if f"`{name}`" not in table] == []

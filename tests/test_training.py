@@ -6,7 +6,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +22,6 @@ from helpers import shared_dir
 from trainer.checkpoint import latest_checkpoint, load_checkpoint
 from trainer.cli import build_parser
 from trainer.data import CropSampler, degrade, find_images, gaussian_blur, split_holdout
-from trainer.job import StyleTrainingJob
 from trainer.loop import copy_and_deepen, deeper_by
 from trainer import train_sr, train_style
 
@@ -441,69 +439,6 @@ def test_sr_size_must_be_divisible_by_scale(tmp_path):
                  "--loss", "pixel", "--run-dir", tmp_path)
     with pytest.raises(ValueError, match="divisible"):
         train_sr.run(args)
-
-
-# ---- editor training jobs -----------------------------------------------------------------
-
-def test_job_without_content_images_fails_before_starting(tmp_path):
-    (tmp_path / "empty").mkdir()
-    for content in (None, "", tmp_path / "empty"):
-        with pytest.raises(BrushworkError, match="content") as info:
-            StyleTrainingJob(STYLE, {}, content, tmp_path / "models")
-        assert info.value.code == "bad_request"
-
-
-def job_options(tmp_path, iterations):
-    return {"name": "job_style", "iterations": iterations, "size": 48, "style_size": 64, "batch": 1, "channels": 8,
-            "blocks": 1, "precision": "fp32", "vgg_weights": str(WEIGHTS), "run_dir": str(tmp_path / "run"),
-            "checkpoint_every": 1000}
-
-
-def test_job_trains_in_a_subprocess_and_reports_the_model(tmp_path):
-    events, finished = [], threading.Event()
-    style = np.asarray(Image.open(STYLE).convert("RGB").resize((64, 64)))
-    job = StyleTrainingJob(style, job_options(tmp_path, 3), CONTENT, tmp_path / "models",
-                           on_progress=lambda d, t, m: events.append((d, t)),
-                           on_done=lambda info: (events.append(info), finished.set()),
-                           on_error=lambda e: (events.append(e), finished.set()))
-    job.start()
-    assert job.wait(240), "training job did not finish"
-    assert finished.is_set()
-    assert events[-1] == {"name": "job_style", "path": str(tmp_path / "models" / "job_style.json")}, events
-    assert events[-2] == (3, 3)
-    assert ModelStore(tmp_path / "models", include_bundled=False, include_user=False).get("job_style")
-
-
-def test_job_cancel_terminates_the_trainer(tmp_path):
-    progressed, errors = threading.Event(), []
-    job = StyleTrainingJob(STYLE, job_options(tmp_path, 100000), CONTENT, tmp_path / "models",
-                           on_progress=lambda *a: progressed.set(), on_error=errors.append)
-    job.start()
-    assert progressed.wait(240), "no progress from the training job"
-    job.cancel()
-    assert job.wait(30)
-    assert not job.running and job.process.returncode != 0
-    assert [e.code for e in errors] == ["cancelled"]
-    assert not (tmp_path / "models" / "job_style.json").exists()
-    assert latest_checkpoint(tmp_path / "run") is not None   # SIGTERM checkpoints before exiting
-
-
-def test_job_stopped_early_exports_what_it_learnt_marked_as_such(tmp_path):
-    progressed, finished, results, errors = threading.Event(), threading.Event(), [], []
-    job = StyleTrainingJob(STYLE, job_options(tmp_path, 100000), CONTENT, tmp_path / "models",
-                           on_progress=lambda done, total, message: done >= 2 and progressed.set(),
-                           on_done=lambda info: (results.append(info), finished.set()),
-                           on_error=lambda e: (errors.append(e), finished.set()))
-    job.start()
-    assert progressed.wait(240), "no progress from the training job"
-    assert job.stop()
-    assert job.wait(60) and finished.is_set() and not errors, errors
-    model = ModelStore(tmp_path / "models", include_bundled=False, include_user=False).get("job_style")
-    recipe = model.metadata["recipe"]
-    assert recipe["stopped_early"] is True and recipe["planned_iterations"] == 100000
-    assert 2 <= recipe["iterations"] < 100000
-    assert model.summary()["partly_trained"] is True and model.summary()["iterations"] == recipe["iterations"]
-    assert latest_checkpoint(tmp_path / "run").name == f"checkpoint_{recipe['iterations']:07d}.pt"
 
 
 # ---- DDP ----------------------------------------------------------------------------------

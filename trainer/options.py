@@ -1,6 +1,8 @@
 """The trainer's command-line options: ``train style``, ``train sr``, ``eval sr``, ``eval style``
 and ``brushwork stylize --optimize``.
 
+The training options the editors can set too (``--iterations``, ``--size``, ``--zoom``, ...) are
+described once, in ``backend.protocol.TRAIN_OPTIONS``; :func:`add_train_option` adds one.
 This module imports neither torch nor the training code, so that building the ``brushwork``
 parser (for ``--help``, ``models``, ``stylize`` through a daemon, ...) stays fast; the
 commands import their modules only when they run (see :mod:`trainer.cli`).
@@ -8,12 +10,26 @@ commands import their modules only when they run (see :mod:`trainer.cli`).
 
 from pathlib import Path
 
+from backend.protocol import TRAIN_OPTIONS
+
 VGG_FLAVOURS = ("caffe", "torchvision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LBFGS_INITS = ("noise", "content")
 LBFGS_ITERATIONS = 300     # brushwork stylize --optimize
 LBFGS_SIZE = 512
-STYLE_SIZE = 256           # longer side of the style image, in training and in the baseline
+STYLE_SIZE = TRAIN_OPTIONS["style_size"].default   # longer side of the style image, in training and the baseline
+
+
+def add_train_option(parser, name, **changes):
+    """Add training option ``name`` (flag, type, default and help from ``protocol.TRAIN_OPTIONS``)
+    to ``parser``; ``changes`` set another default or help where a command means a little else."""
+    option = TRAIN_OPTIONS[name]
+    if option.kind is bool:
+        return parser.add_argument(option.flag, action="store_true", help=changes.get("help", option.help))
+    arguments = {"type": option.kind, "default": option.default, "help": option.help}
+    if option.metavar:
+        arguments["metavar"] = option.metavar
+    return parser.add_argument(option.flag, **{**arguments, **changes})
 
 
 def add_vgg_arguments(parser):
@@ -33,17 +49,16 @@ def add_holdout_arguments(parser):
 
 def add_loop_arguments(parser, iterations, batch):
     """Options every training command has."""
-    parser.add_argument("--iterations", type=int, default=iterations, help=f"optimizer steps (default {iterations})")
-    parser.add_argument("--batch", type=int, default=batch, help=f"images per step and per process (default {batch})")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    add_train_option(parser, "iterations", default=iterations)
+    add_train_option(parser, "batch", default=batch)
+    add_train_option(parser, "lr")
     parser.add_argument("--warmup", type=int, default=0, metavar="N",
                         help="raise the learning rate linearly from 0 over the first N iterations (default 0)")
     parser.add_argument("--lr-final", type=float, default=None, metavar="LR",
                         help="decay the learning rate to LR by the last iteration (cosine; default: constant, "
                              "as the paper)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (default 0)")
-    parser.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
-                        help="write a checkpoint, preview and loss curve every N iterations (default 1000)")
+    add_train_option(parser, "seed")
+    add_train_option(parser, "checkpoint_every")
     parser.add_argument("--keep-checkpoints", type=int, default=3, metavar="N",
                         help="keep the newest N checkpoints, deleting older ones (0: keep all; default 3)")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
@@ -61,15 +76,13 @@ def add_loop_arguments(parser, iterations, batch):
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the net: about a quarter faster per step on an H100, after "
                              "about 40 s of compiling")
-    parser.add_argument("--channels", type=int, default=None, help="net width (default: the paper's)")
-    parser.add_argument("--blocks", type=int, default=None, help="residual blocks (default: the paper's)")
+    add_train_option(parser, "channels")
+    add_train_option(parser, "blocks")
     parser.add_argument("--init", default=None, metavar="MODEL",
                         help="start from this model's weights (a model name or a model .json path; same "
                              "architecture, or more --blocks, which start as the identity) instead of random "
                              "ones: fine-tuning. The recipe records it")
-    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                        help="stop after this many seconds of training, checkpoint and export what was "
-                             "learnt (the model's recipe records the iterations done)")
+    add_train_option(parser, "time_limit")
     parser.add_argument("--estimate", action="store_true",
                         help="only time a few iterations on this device, print how long --iterations would "
                              "take, and exit without writing anything")
@@ -85,21 +98,8 @@ def add_train_style_arguments(parser):
                         help="folder of content photos (searched recursively; jpg/jpeg/png/webp)")
     parser.add_argument("--name", help="model name (default: from the style file name)")
     parser.add_argument("--display-name", help="name shown in the editors (default: from --name)")
-    parser.add_argument("--size", type=int, default=256, help="training crop size (default 256)")
-    parser.add_argument("--style-size", type=int, default=STYLE_SIZE,
-                        help=f"the style image is resized to this longer side (default {STYLE_SIZE})")
-    parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight")
-    parser.add_argument("--style-weight", type=float, default=None, help="style loss weight")
-    parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
-    parser.add_argument("--zoom", type=float, default=1.0, metavar="Z",
-                        help="augment: crop at random scales, from the whole photo (shorter side = --size) "
-                             "to Z times closer (default 1: off)")
-    parser.add_argument("--flip", action="store_true", help="augment: mirror half the crops left to right")
-    parser.add_argument("--border", type=int, default=0, metavar="B",
-                        help="run the net on its input mirrored B pixels out on every side and crop the output "
-                             "back, in training and in use (a multiple of 4; default 0). With at least the net's "
-                             "reach (17 + 8 x blocks, rounded up: 60 for 5 blocks, 84 for 8) the net cannot "
-                             "find the image's edge, so it paints no lines along it")
+    for name in ("size", "style_size", "content_weight", "style_weight", "tv_weight", "zoom", "flip", "border"):
+        add_train_option(parser, name)
     add_holdout_arguments(parser)
     add_vgg_arguments(parser)
     add_loop_arguments(parser, iterations=40000, batch=4)
@@ -114,7 +114,7 @@ def add_train_sr_arguments(parser):
                         help="folder of high-resolution photos (recursive; jpg/jpeg/png/webp)")
     parser.add_argument("--name", help="model name (default: sr_x<scale>_<loss>)")
     parser.add_argument("--display-name", help="name shown in the editors")
-    parser.add_argument("--size", type=int, default=288, help="HR patch size, divisible by the scale (default 288)")
+    add_train_option(parser, "size", default=288, help="HR patch size, divisible by the scale (default %(default)s)")
     parser.add_argument("--blur", type=float, default=1.0, metavar="SIGMA",
                         help="Gaussian blur before bicubic downsampling (default 1.0, the paper's); "
                              "0: antialiased bicubic alone, the degradation SR benchmarks measure")
@@ -125,10 +125,10 @@ def add_train_sr_arguments(parser):
                         help="how the net's x2 stages resize (default nearest); bilinear makes it harder for a "
                              "feature-loss net to paint blocks locked to the low-resolution grid (not in the paper)")
     add_holdout_arguments(parser)
-    parser.add_argument("--content-weight", type=float, default=None, help="feature loss weight (--loss feat)")
+    add_train_option(parser, "content_weight", help="feature loss weight (--loss feat)")
     parser.add_argument("--pixel-weight", type=float, default=None,
                         help="pixel loss weight; with --loss feat it adds a pixel term (default 0 there)")
-    parser.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
+    add_train_option(parser, "tv_weight")
     parser.add_argument("--grid-weight", type=float, default=None,
                         help="weight of the grid loss: the error pattern repeating every scale pixels "
                              "(default 0; not in the paper)")

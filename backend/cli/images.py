@@ -210,9 +210,8 @@ def cmd_stylize(args):
         return trainer_cli().run_optimize(args)
     if not args.style:
         raise protocol.BadRequest("stylize needs --style NAME (see `brushwork models`)")
-    if not 0.0 <= args.strength <= 1.0:
-        raise protocol.BadRequest(f"--strength must be between 0 and 1, got {args.strength}")
-    options = {"model": args.style, "strength": args.strength, "preserve_colors": args.preserve_colors}
+    strength = protocol.check_strength(args.strength, "--strength")
+    options = {"model": args.style, "strength": strength, "preserve_colors": args.preserve_colors}
     return _process_files(args, "stylize", options, args.style)
 
 

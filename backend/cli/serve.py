@@ -43,7 +43,8 @@ def register(sub):
                         "(default: the user models dir)")
     p.add_argument("--train-jobs", type=int, default=1, metavar="N",
                    help="styles that may train at the same time (default: %(default)s)")
-    p.add_argument("--train-iterations", type=int, default=2000, metavar="N",
+    p.add_argument("--train-iterations", type=int, default=protocol.TRAIN_OPTIONS["iterations"].editor_default,
+                   metavar="N",
                    help="training iterations when a request does not say (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)

@@ -74,9 +74,7 @@ def check_stylize(header, frames, limits, store):
     check_image_request(header, frames, limits["max_pixels"])
     if not isinstance(header.get("model"), str):
         raise protocol.BadRequest("'model' (the style model's name) must be a string")
-    strength = header.get("strength", 1.0)
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
-        raise protocol.BadRequest(f"'strength' must be a number from 0 to 1, got {strength!r}")
+    protocol.check_strength(header.get("strength", 1.0))
     _check_switches(header, "preserve_colors")
 
 

@@ -1,5 +1,7 @@
-"""The daemon's ``train_style`` jobs: each trains in its own process (trainer.job.StyleTrainingJob),
-so training never occupies the compute worker and the daemon keeps serving meanwhile.
+"""The daemon's ``train_style`` jobs: each trains in its own process
+(:class:`backend.daemon.trainer_process.TrainerProcess`), so training never occupies the compute
+worker and the daemon keeps serving meanwhile. What a request may set, and to what, is
+``protocol.TRAIN_OPTIONS``.
 
 A request may name its own folder of content photos (``content``) when the daemon serves only
 its own user (an IPC socket), and may ask for an ``estimate`` only: a few timed iterations on
@@ -12,7 +14,6 @@ every message for a client goes through ``send(identity, header)``, which must b
 import functools
 import itertools
 import logging
-import math
 import shutil
 import tempfile
 import threading
@@ -23,46 +24,23 @@ import numpy as np
 from PIL import Image
 
 from backend import pixels, protocol
-from backend.nets import MAX_BORDER, default_architecture, edge_hiding_border
-from backend.protocol import BrushworkError
+from backend.daemon.trainer_process import TrainerProcess
+from backend.nets import default_architecture, edge_hiding_border
+from backend.protocol import TRAIN_OPTIONS, BrushworkError
 
 log = logging.getLogger("brushwork.training")
 
-MIN_STYLE_SIDE = 16   # the trainer's smallest style image
+MIN_STYLE_SIDE = TRAIN_OPTIONS["style_size"].low   # the trainer's smallest style image
 CANCEL_GRACE_S = 10.0  # SIGTERM lets the trainer checkpoint; SIGKILL after this
 
-# Training options a client may set: name -> (int, float or bool, lowest, highest).
-# The daemon decides the rest (device, output and run dirs, VGG weights, checkpoints kept).
-# Bounds protect the daemon's machine: 100,000 iterations is 2.5 times the paper's training, and
-# a checkpoint (over 100 MB for the paper's net) at most every 100 iterations, the newest
-# KEEP_CHECKPOINTS kept.
-TRAIN_OPTIONS = {
-    "iterations": (int, 1, 100_000),
-    "size": (int, 16, 1024),            # content crop side, a multiple of 4
-    "style_size": (int, MIN_STYLE_SIDE, 4096),
-    "batch": (int, 1, 64),
-    "lr": (float, 1e-6, 1.0),
-    "seed": (int, 0, 2**31 - 1),
-    "content_weight": (float, 0.0, 1e15),
-    "style_weight": (float, 0.0, 1e15),
-    "tv_weight": (float, 0.0, 1e15),
-    "checkpoint_every": (int, 100, 100_000),
-    "channels": (int, 4, 128),
-    "blocks": (int, 1, 16),
-    "zoom": (float, 1.0, 4.0),          # crops from the whole photo to zoom x closer
-    "flip": (bool, False, True),        # mirror half the crops
-    "border": (int, 0, MAX_BORDER),     # mirrored pixels around the net's input, a multiple of 4
-    "time_limit": (float, 1.0, 1e7),    # seconds of training, then export what was learnt
-}
 # The options that set how long one iteration takes: an estimate is measured once per combination.
-SPEED_OPTIONS = ("size", "batch", "channels", "blocks", "border")
+SPEED_OPTIONS = tuple(name for name, option in TRAIN_OPTIONS.items() if option.affects_speed)
 ESTIMATE_ITERATIONS = 100   # the measuring trainer's --iterations: it stops as soon as it has timed a few
-# What the editors' trainings use unless a request says otherwise (docs/models.md). A few
-# hundred photos of one's own are a small training set: crops at varied scales, mirrored half
-# the time, keep a net from learning them by heart. Unless a request sets ``border``, the net
-# runs on its input mirrored out by its reach (edge_hiding_border: 60 pixels for 5 blocks, 2.2
-# times the work per 256-pixel crop), so that it cannot paint lines along the image's edge.
-EDITOR_DEFAULTS = {"zoom": 2.0, "flip": True}
+# What the editors' trainings use unless a request (or `brushwork serve`) says otherwise. Unless a
+# request sets ``border``, the net also runs on its input mirrored out by its reach
+# (edge_hiding_border: 60 pixels for 5 blocks), so that it cannot paint lines along the image's edge.
+EDITOR_DEFAULTS = {name: option.editor_default for name, option in TRAIN_OPTIONS.items()
+                   if option.editor_default is not None}
 HEADER_FIELDS = {"v", "id", "kind", "width", "height", "format", "mask", "name", "display_name", "content",
                  "estimate"}
 
@@ -93,24 +71,9 @@ def training_options(header):
         raise protocol.BadRequest(f"the display name {display[:40]!r} must have at most 200 characters "
                                   "and not start with '-'")
     options = {"name": name, "display_name": display}
-    options.update((key, check_option(key, header[key])) for key in TRAIN_OPTIONS if header.get(key) is not None)
+    options.update((key, protocol.check_train_option(key, header[key]))
+                   for key in TRAIN_OPTIONS if header.get(key) is not None)
     return {k: v for k, v in options.items() if v is not None}
-
-
-def check_option(key, value):
-    """``value`` if it suits training option ``key``; raises BadRequest."""
-    kind, low, high = TRAIN_OPTIONS[key]
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise protocol.BadRequest(f"{key!r} must be true or false, got {value!r}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)) \
-            or not math.isfinite(value) or not low <= value <= high:
-        raise protocol.BadRequest(f"{key!r} must be {'an integer' if kind is int else 'a number'} "
-                                  f"from {low} to {high}, got {value!r}")
-    if key in ("size", "border") and value % 4:
-        raise protocol.BadRequest(f"{key!r} must be a multiple of 4, got {value}")
-    return value
 
 
 def style_image(buffer, width, height, fmt):
@@ -151,7 +114,7 @@ class TrainingRun:
         self.identity, self.id, self.name, self.estimate = identity, request_id, name, estimate
         self.done = self.total = 0
         self.message = "measuring the training speed" if estimate else "starting the trainer"
-        self.job = None          # trainer.job.StyleTrainingJob, once started
+        self.job = None          # its TrainerProcess, once started
         self.cancelled = False
         self.stopping = False    # asked to stop early and keep the model
         self.thread = None       # decodes the style image and starts the trainer
@@ -180,10 +143,7 @@ class TrainingJobs:
         self.limit = int(limit)
         self.device = device
         self.client_content = bool(client_content)
-        unknown = sorted(set(defaults or ()) - set(TRAIN_OPTIONS))
-        if unknown:
-            raise BrushworkError(f"unknown training options {unknown}", "bad_request")
-        self.defaults = {key: check_option(key, value) for key, value in (defaults or {}).items()}
+        self.defaults = {key: protocol.check_train_option(key, value) for key, value in (defaults or {}).items()}
         self._send = send
         self._runs = {}          # (identity, request id) -> TrainingRun
         self._speeds = {}        # SPEED_OPTIONS values -> the measured estimate event
@@ -194,9 +154,9 @@ class TrainingJobs:
 
     def describe(self):
         """What ``info`` says about training: whether the daemon has content photos of its own,
-        whether a request may name a folder, and the default iterations (None: the trainer's)."""
+        whether a request may name a folder, and the iterations a request gets unless it says."""
         return {"content": self.content_dir is not None, "client_content": self.client_content,
-                "iterations": self.defaults.get("iterations")}
+                "iterations": {**EDITOR_DEFAULTS, **self.defaults}["iterations"]}
 
     def start(self, identity, header, frames):
         """Check a train_style request (its image already checked) and start it; raise the fitting error."""
@@ -352,37 +312,29 @@ class TrainingJobs:
             self._send(run.identity, {"kind": "error", "id": run.id, "code": exc.code, "message": exc.message})
 
     def _run(self, run, image, options, content):
+        """Make the run's folder and style image, then start its trainer (the starter thread)."""
         try:
-            from trainer.job import StyleTrainingJob
-
             style = style_image(*image)
             del image  # the request's frames are no longer needed
             photos = self._photos(content)
             if run.cancelled:
                 raise protocol.Cancelled("cancelled before training started")
             if run.estimate:   # time a few iterations on the style image itself: the speed needs no photos
-                run_dir = run.scratch = Path(tempfile.mkdtemp(prefix="brushwork-estimate-"))
+                run_dir = content_dir = run.scratch = Path(tempfile.mkdtemp(prefix="brushwork-estimate-"))
                 requested = options
                 options = {**options, "iterations": ESTIMATE_ITERATIONS, "estimate": True}
                 options.pop("time_limit", None)
                 on_done = functools.partial(self._on_measured, run, requested=requested, photos=photos)
-                content_dir, source = run_dir, "the style image"
-            else:
-                run_dir = new_run_dir(run.name)
+            else:   # the run dir keeps the style image and the trainer's log with its checkpoints
+                run_dir, content_dir = new_run_dir(run.name), content[0]
                 on_done = functools.partial(self._on_done, run)
-                content_dir, source = content
             style_path = run_dir / "style.png"
             Image.fromarray(style).save(style_path)
-            options = {**options, "run_dir": run_dir}
             if self.device:
-                options["device"] = self.device
-            try:
-                job = StyleTrainingJob(style_path, options, content_dir, self.out_dir,
-                                       on_progress=functools.partial(self._on_progress, run),
-                                       on_done=on_done, on_error=functools.partial(self._fail, run))
-            except BrushworkError as exc:
-                shutil.rmtree(run_dir, ignore_errors=True)
-                raise BrushworkError(f"{exc.message} ({source})", exc.code) from None
+                options = {**options, "device": self.device}
+            job = TrainerProcess(style_path, content_dir, run_dir, options, self.out_dir,
+                                 on_progress=functools.partial(self._on_progress, run),
+                                 on_done=on_done, on_error=functools.partial(self._fail, run))
             with self._lock:
                 run.job = job.start()
                 cancelled = run.cancelled

@@ -94,7 +94,7 @@ def _define_stylize(procedure):
     procedure.add_menu_path(FILTERS_MENU)
     procedure.add_string_argument("style", "St_yle", "Style model name (see `brushwork models`)", "", RW)
     procedure.add_double_argument("strength", "S_trength", "Blend between original (0) and stylized (1)",
-                                  0.0, 1.0, 1.0, RW)
+                                  *protocol.STRENGTH_RANGE, 1.0, RW)
     procedure.add_boolean_argument("preserve-colors", "_Preserve colours",
                                    "Keep the original colours, take only the style's luminance", False, RW)
     return ["style", "strength", "preserve-colors"]
@@ -115,12 +115,13 @@ def _define_train_style(procedure):
                                   "becomes blue_period)", "my_style", RW)
     procedure.add_string_argument("display-name", "_Display name", "Name shown in menus", "", RW)
     procedure.add_int_argument("iterations", "_Iterations", "Training iterations; 0: the daemon's default",
-                               0, 100000, 0, RW)
+                               0, protocol.TRAIN_OPTIONS["iterations"].high, 0, RW)
     procedure.add_string_argument("photos", "_Photos folder", "Folder of your photos to train on (read by a "
                                   "daemon on this machine); empty: the daemon's own (brushwork serve --content)",
                                   "", RW)
     procedure.add_double_argument("time-limit", "Stop _after (minutes)", "Stop training after this long and keep "
-                                  "what it has learnt (a partly trained style); 0: no limit", 0.0, 100000.0, 0.0, RW)
+                                  "what it has learnt (a partly trained style); 0: no limit",
+                                  0.0, protocol.TRAIN_OPTIONS["time_limit"].high / 60, 0.0, RW)
     return ["name", "display-name", "iterations", "photos", "time-limit"]
 
 

@@ -11,19 +11,21 @@ an empty ``daemon_path`` means the ``brushwork`` program recorded by the install
 one on PATH.
 
 The file may also hold ``"train_options"``, e.g. ``{"size": 128, "channels": 16}``: more
-options for Train Style (see TRAIN_OPTIONS). The Settings dialog does not show them and keeps them.
+options for Train Style (see TRAIN_OPTIONS; the vendored protocol describes each). The Settings
+dialog does not show them and keeps them.
 """
 
 import json
 import os
 
+import protocol
+
 FILE_NAME = "brushwork.json"
 DEFAULTS = {"endpoint": "", "manage_daemon": True, "daemon_path": "", "timeout_s": 60.0, "server_key": "",
             "client_key": ""}
-# train_style options ``train_options`` may set (docs/protocol.md, "Training a style"):
-# flip is true or false, the rest are numbers
-TRAIN_OPTIONS = ("size", "style_size", "batch", "lr", "seed", "content_weight", "style_weight", "tv_weight",
-                 "checkpoint_every", "channels", "blocks", "zoom", "flip", "border")
+# train_style options ``train_options`` may set (docs/protocol.md, "Training a style"): all but
+# those the Train Style procedure has arguments for
+TRAIN_OPTIONS = tuple(name for name in protocol.TRAIN_OPTIONS if name not in ("iterations", "time_limit"))
 
 
 def settings_path(config_dir):
@@ -61,18 +63,11 @@ def load(config_dir):
     return settings
 
 
-def _fits(key, value):
-    """Whether ``value`` has the type train_style option ``key`` takes (ranges are the daemon's to check)."""
-    if key == "flip":
-        return isinstance(value, bool)
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def load_train_options(config_dir):
     """The file's ``train_options`` ({} when absent); ValueError naming the file when they are wrong."""
     path = settings_path(config_dir)
     options = _stored(path).get("train_options", {})
-    if not isinstance(options, dict) or not all(key in TRAIN_OPTIONS and _fits(key, value)
+    if not isinstance(options, dict) or not all(key in TRAIN_OPTIONS and protocol.TRAIN_OPTIONS[key].takes_type(value)
                                                 for key, value in options.items()):
         raise ValueError(f"brushwork settings {path}: train_options must map some of {', '.join(TRAIN_OPTIONS)} "
                          f"to numbers (flip: to true or false), got {options!r}")

@@ -3,6 +3,7 @@
 The file lives in Krita's app-data folder (``QStandardPaths.StandardLocation.AppDataLocation``), e.g.
 ``~/.local/share/krita/brushwork/settings.json``. Unknown keys and values of the wrong
 type are ignored (the default is used), so an old or hand-edited file never breaks Krita.
+The training options and the strength range come from the vendored protocol.
 """
 
 import dataclasses
@@ -10,13 +11,14 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from .brushwork_client import protocol
+
 OUTPUT_MODES = ("new_layer", "replace")
 UPSCALE_LAYERS = ("all", "active")
 UPSCALE_FACTORS = (2, 4, 8)
 # train_style options the plug-in forwards from ``train_options`` (docs/protocol.md, "Training a style"):
-# flip is true or false, the rest are numbers
-TRAIN_OPTIONS = ("size", "style_size", "batch", "lr", "seed", "content_weight", "style_weight", "tv_weight",
-                 "checkpoint_every", "channels", "blocks", "zoom", "flip", "border")
+# all but those the Train dialog asks for (iterations) or leaves to the daemon (time_limit)
+TRAIN_OPTIONS = tuple(name for name in protocol.TRAIN_OPTIONS if name not in ("iterations", "time_limit"))
 
 
 @dataclass
@@ -35,14 +37,15 @@ class Settings:
     output: str = "new_layer"           # "new_layer" above the active one, or "replace" its pixels
     upscale_layers: str = "all"         # "all" paint layers or only the "active" one
     train_name: str = ""                # name of the next style trained from a selection
-    train_iterations: int = 2000
+    train_iterations: int = protocol.TRAIN_OPTIONS["iterations"].editor_default
     train_content: str = ""             # folder of photos to train on ("" = the daemon's own, if any)
     train_options: dict = field(default_factory=dict)   # more train_style options, e.g. {"size": 128}
 
     def validated(self):
         """A copy with out-of-range values replaced by their defaults."""
         defaults = Settings()
-        fixed = dataclasses.replace(self, strength=min(1.0, max(0.0, float(self.strength))))
+        low, high = protocol.STRENGTH_RANGE
+        fixed = dataclasses.replace(self, strength=min(high, max(low, float(self.strength))))
         if fixed.output not in OUTPUT_MODES:
             fixed.output = defaults.output
         if fixed.upscale_layers not in UPSCALE_LAYERS:
@@ -52,7 +55,7 @@ class Settings:
         if fixed.timeout_s <= 0:
             fixed.timeout_s = defaults.timeout_s
         fixed.train_options = {key: value for key, value in self.train_options.items()
-                               if key in TRAIN_OPTIONS and type(value) in ((bool,) if key == "flip" else (int, float))}
+                               if key in TRAIN_OPTIONS and protocol.TRAIN_OPTIONS[key].takes_type(value)}
         return fixed
 
 

@@ -13,7 +13,7 @@ from .brushwork_client import protocol
 from .qt import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                  QSpinBox, QStandardPaths, QVBoxLayout)
 
-MAX_ITERATIONS = 100_000
+ITERATIONS = protocol.TRAIN_OPTIONS["iterations"]
 
 
 class TrainDialog(QDialog):
@@ -39,7 +39,7 @@ class TrainDialog(QDialog):
         row.addWidget(choose)
         form.addRow("Photos", row)
         self.iterations = QSpinBox()
-        self.iterations.setRange(1, MAX_ITERATIONS)
+        self.iterations.setRange(ITERATIONS.low, ITERATIONS.high)
         self.iterations.setSingleStep(500)
         self.iterations.setGroupSeparatorShown(True)
         self.iterations.setValue(s.train_iterations)

@@ -1,16 +1,21 @@
-"""Style training started from an editor: ``python -m trainer train style`` in a separate
-process (so the daemon keeps serving), its JSON progress lines turned into callbacks.
+"""One style training in its own process: ``python -m trainer train style --progress-json``,
+so the daemon keeps serving, its JSON progress lines turned into callbacks.
 
-    job = StyleTrainingJob(style_rgb, {"name": "my_style", "iterations": 2000}, content_dir,
-                           models_dir, on_progress, on_done, on_error)
+    job = TrainerProcess(run_dir / "style.png", content_dir, run_dir, {"name": "my_style", "iterations": 2000},
+                         models_dir, on_progress, on_done, on_error)
     job.start()
     ...
     job.cancel()        # terminates the trainer and its children
 
-``on_progress(done, total, message)``, ``on_done(info)`` with info ``{"name", "path"}`` (with
-option ``estimate``: ``{"estimate": {"s_per_iteration", "hardware", ...}}``, and no model),
-``on_error(BrushworkError)`` (code ``cancelled`` after :meth:`cancel`) are called from the
-job's reader thread. :meth:`stop` ends the training early and still exports the model.
+The caller makes ``run_dir`` and the style image in it (:mod:`backend.daemon.training`); the
+trainer writes its checkpoints and its log (``trainer.log``) there too, so nothing is left in
+/tmp when the daemon dies, and what a resumed run needs stays together. ``options`` are
+training options (``protocol.TRAIN_OPTIONS``, checked by the caller) and the settings the daemon
+chooses itself (DAEMON_SETTINGS). ``on_progress(done, total, message)``, ``on_done(info)`` with
+info ``{"name", "path"}`` (with option ``estimate``: ``{"estimate": {"s_per_iteration",
+"hardware", ...}}``, and no model), ``on_error(BrushworkError)`` (code ``cancelled`` after
+:meth:`cancel`) are called from the job's reader thread. :meth:`stop` ends the training early
+and still exports the model.
 """
 
 import json
@@ -19,85 +24,46 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from backend.protocol import TRAIN_OPTIONS, BrushworkError
 
-from backend.protocol import BrushworkError
-from trainer.data import find_images
-from trainer.loop import default_run_dir
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-# option name -> command-line flag of ``train style``
-OPTION_FLAGS = {
-    "name": "--name", "display_name": "--display-name", "iterations": "--iterations", "size": "--size",
-    "style_size": "--style-size", "batch": "--batch", "lr": "--lr", "seed": "--seed",
-    "content_weight": "--content-weight", "style_weight": "--style-weight", "tv_weight": "--tv-weight",
-    "vgg": "--vgg", "vgg_weights": "--vgg-weights", "checkpoint_every": "--checkpoint-every",
-    "run_dir": "--run-dir", "device": "--device", "precision": "--precision",
-    "channels": "--channels", "blocks": "--blocks", "zoom": "--zoom", "flip": "--flip", "border": "--border",
-    "time_limit": "--time-limit", "estimate": "--estimate",
-}
+# trainer flags the daemon (or a test) sets itself, besides the training options a request sets
+DAEMON_SETTINGS = {"name": "--name", "display_name": "--display-name", "device": "--device",
+                   "precision": "--precision", "vgg_weights": "--vgg-weights", "estimate": "--estimate"}
 
 
-def _write_style_png(style, directory):
-    """The style image as a PNG file: ``style`` is a path or an H x W x 3 array
-    (uint8, or float in [0, 1])."""
-    if isinstance(style, (str, os.PathLike)):
-        if not Path(style).is_file():
-            raise BrushworkError(f"style image {style} not found", "bad_request")
-        return Path(style)
-    array = np.asarray(style)
-    if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 16:
-        raise BrushworkError(f"style image must be an H x W x 3 RGB array of at least 16 px, got {array.shape}",
-                             "bad_request")
-    if array.dtype != np.uint8:
-        array = (np.clip(array.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
-    path = Path(directory) / "style.png"
-    Image.fromarray(array).save(path)
-    return path
+def trainer_arguments(options):
+    """``options`` as ``train style`` arguments: a switch is present or not, None is left out."""
+    arguments = []
+    for key, value in options.items():
+        if key in TRAIN_OPTIONS:
+            flag = TRAIN_OPTIONS[key].flag
+        elif key in DAEMON_SETTINGS:
+            flag = DAEMON_SETTINGS[key]
+        else:
+            raise ValueError(f"unknown training option {key!r}; known: {sorted([*TRAIN_OPTIONS, *DAEMON_SETTINGS])}")
+        if isinstance(value, bool):
+            arguments += [flag] if value else []
+        elif value is not None:
+            arguments += [flag, str(value)]
+    return arguments
 
 
-class StyleTrainingJob:
+class TrainerProcess:
     """One ``train style`` run in a child process (see the module docstring)."""
 
-    def __init__(self, style, options, content_dir, models_dir=None, on_progress=None, on_done=None,
+    def __init__(self, style_path, content_dir, run_dir, options, models_dir=None, on_progress=None, on_done=None,
                  on_error=None):
-        if not content_dir:
-            raise BrushworkError("no content image folder is set: choose a folder of photos to train on "
-                                 "(e.g. a few hundred landscape and portrait photos)", "bad_request")
-        try:
-            find_images(content_dir)
-        except (FileNotFoundError, ValueError) as exc:
-            raise BrushworkError(f"content image folder: {exc}", "bad_request") from None
-        unknown = sorted(set(options) - set(OPTION_FLAGS))
-        if unknown:
-            raise BrushworkError(f"unknown training options {unknown}; known: {sorted(OPTION_FLAGS)}", "bad_request")
         self.on_progress, self.on_done, self.on_error = on_progress, on_done, on_error
-        if options.get("run_dir") is None:
-            name = options.get("name") or "style"
-            options = {**options, "run_dir": default_run_dir(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")}
-        # the run dir holds the style image and the trainer's log too: nothing is left in /tmp when
-        # the daemon dies, and what a resumed run needs stays together
-        self.run_dir = Path(options["run_dir"])
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            style_path = _write_style_png(style, self.run_dir)
-        except OSError as exc:
-            raise BrushworkError(f"cannot write the training's files in {self.run_dir}: {exc.strerror or exc}",
-                                 "io_error") from None
+        self.run_dir = Path(run_dir)
         self.command = [sys.executable, "-m", "trainer", "train", "style", "--style", str(style_path),
-                        "--content", str(content_dir), "--progress-json"]
+                        "--content", str(content_dir), "--run-dir", str(run_dir), "--progress-json",
+                        *trainer_arguments(options)]
         if models_dir is not None:
             self.command += ["--out", str(models_dir)]
-        for key, value in options.items():
-            if isinstance(value, bool):  # a switch: present or not
-                self.command += [OPTION_FLAGS[key]] if value else []
-            elif value is not None:
-                self.command += [OPTION_FLAGS[key], str(value)]
         self.process = None
         self.result = None
         self._cancelled = False
