@@ -215,12 +215,12 @@ def upscale_into_new_document(snapshots, results, factor):
     return result
 
 
-_opened = []   # the Documents openDocument gave us: each owns its image while Python holds it
+_opened = []   # the Documents openDocument gave us (Krita creates them as owners of their image)
 
 
 def _keep(document):
-    """Hold on to a Document from ``openDocument``: Krita deletes the image when that Python object
-    goes (a crash, with a view on it), and deletes it itself when the artist closes it."""
+    """Hold on to a Document from ``openDocument``: it owns its image, so it is not left to
+    Python's garbage collector while a view shows that image; closed ones are let go."""
     documents = Krita.instance().documents()
     _opened[:] = [d for d in _opened if d in documents] + [document]
 
