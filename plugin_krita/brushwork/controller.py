@@ -177,7 +177,8 @@ class Controller(QObject):
         self._run_job(work, apply, snapshot.document)
 
     def upscale(self):
-        """Scale the image by the chosen factor, running the paint layers through the SR net."""
+        """Open the image scaled by the chosen factor as a new document, the paint layers (all, or the
+        active one) run through the SR net; the image itself stays as it is."""
         s = self.settings
         snapshots = self._capture(self.host.snapshot_layers, s.upscale_layers == "active")
         if snapshots is None:
@@ -199,11 +200,12 @@ class Controller(QObject):
             return results
 
         def apply(results):
-            self.host.check_documents_alive(snapshots)
-            self.host.scale_image(snapshots[0].document, factor)
-            for snap, pixels in zip(snapshots, results):
-                self.host.replace_layer_pixels(snap, pixels, scale=factor)
-            return f"upscaled x{factor}: {len(snapshots)} layer(s)"
+            result = self.host.upscale_into_new_document(snapshots, results, factor)
+            source = self.host.document_title(snapshots[0].document)
+            text = (f"upscaled x{factor} ({len(snapshots)} layer(s) through the network) into the new image "
+                    f"{result.name()!r}, {result.width()}x{result.height()} px; {source!r} is unchanged")
+            self._report(text, False, result)   # the new image is the one shown now
+            return text
         self._run_job(work, apply, snapshots[0].document)
 
     def train_style(self):

@@ -1,20 +1,25 @@
 """Every call into Krita's API lives here; the rest of the plug-in never imports ``krita`` (``qt`` only
 reads which Qt binding it is built on).
 
-Undo in Krita 5.1's Python API (checked in Krita 5.1.5): ``setPixelData`` is *not* recorded,
+Undo in Krita's Python API (checked in Krita 5.1 to 6.0): ``setPixelData`` is *not* recorded,
 ``addChildNode``, ``Node.remove`` and ``Document.scaleImage`` are, one undo step each, and
 there is no way to group steps. So results are written into nodes that are not yet part of
 the document (a new layer, or a ``duplicate()`` of the layer that then takes its place):
 
 * stylize, new layer: 1 undo step; stylize, replace: 2 (insert the copy, remove the original);
-* upscale: 1 (scale the image) + 2 per processed layer. Writing the upscaled pixels into the
-  layers the scale just enlarged would make it one step, but undoing "Scale Image" then brings
-  back the original size with the upscaled pixels (measured in Krita 5.1.5), so it is not done.
+* upscale: 0 in the image, whose upscaled version opens as a new document with an empty undo
+  history (see ``upscale_into_new_document``). In place it would take 1 step (scale the image)
+  + 2 per processed layer; writing the upscaled pixels into the layers the scale just enlarged
+  would make it one step, but undoing "Scale Image" then brings back the original size with
+  the upscaled pixels (measured in Krita 5.1.5).
 """
 
+import os
+import shutil
+import tempfile
 from collections import namedtuple
 
-from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
+from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, InfoObject, Krita
 
 from .pixels import Rect, UnsupportedImage, bytes_per_pixel, pixel_format, request_region, selection_mask
 from .qt import QByteArray, QTimer
@@ -24,7 +29,7 @@ Snapshot = namedtuple("Snapshot", "document node region format pixels mask")
 
 ACTIONS = (  # id, menu text, controller method
     ("brushwork_stylize", "brushwork: Stylize", "stylize"),
-    ("brushwork_upscale", "brushwork: Upscale image", "upscale"),
+    ("brushwork_upscale", "brushwork: Upscale into a new image", "upscale"),
     ("brushwork_train_style", "brushwork: Train style from selection", "train_style"),
     ("brushwork_cancel", "brushwork: Cancel", "cancel"),
 )
@@ -152,20 +157,12 @@ def _activate(document, node):
         document.setActiveNode(node)
 
 
-def replace_layer_pixels(snapshot, pixels, scale=1):
-    """Put ``pixels`` over the snapshot's region (times ``scale``) into a copy of its layer that replaces it.
-
-    With ``scale`` > 1 the copy is cleared first (the image was just scaled, the pixels are
-    the whole layer at the new size).
-    """
+def replace_layer_pixels(snapshot, pixels):
+    """Put ``pixels`` over the snapshot's region into a copy of its layer that replaces it."""
     _check_alive(snapshot)
     node = snapshot.node
     copy = node.duplicate()
-    if scale > 1:
-        bounds = copy.bounds()
-        clear_size = bounds.width() * bounds.height() * bytes_per_pixel(snapshot.format)
-        copy.setPixelData(QByteArray(bytes(clear_size)), *bounds.getRect())
-    copy.setPixelData(QByteArray(bytes(pixels)), *snapshot.region.scaled(scale))
+    copy.setPixelData(QByteArray(bytes(pixels)), *snapshot.region)
     was_active = snapshot.document.activeNode() == node
     node.parentNode().addChildNode(copy, node)
     node.remove()
@@ -175,11 +172,99 @@ def replace_layer_pixels(snapshot, pixels, scale=1):
     return copy
 
 
-def scale_image(document, factor):
-    """Scale the whole image (every layer, bicubic; resolution in ppi kept) by ``factor``: one undo step."""
-    resolution = int(document.resolution())
-    document.scaleImage(document.width() * factor, document.height() * factor, resolution, resolution, "Bicubic")
-    document.waitForDone()
+def upscale_into_new_document(snapshots, results, factor):
+    """Open the snapshots' image, scaled by ``factor``, as a new document (the image itself is left
+    as it is): every layer scaled by Krita (bicubic; resolution in ppi kept), the snapshots'
+    layers holding ``results`` instead. Returns the new document, shown in a new view.
+
+    It is built in a copy of the image that Krita never shows (``Document.clone``): scaled and
+    filled there, saved as a .kra in a temporary folder and opened from it, like any file: so it
+    keeps every layer (groups, masks, vector, filter and fill layers, their properties, guides),
+    its undo history is empty (undoing there cannot bring back the small size with the upscaled
+    pixels) and it has no file name (saving asks where).
+    """
+    check_documents_alive(snapshots)
+    source = snapshots[0].document
+    window = Krita.instance().activeWindow()
+    if window is None:
+        raise UnsupportedImage("open a Krita window first")
+    title = f"{document_title(source)} x{factor}"
+    paths = [_node_path(snapshot.node) for snapshot in snapshots]
+    scratch = source.clone()
+    try:
+        resolution = int(source.resolution())
+        scratch.scaleImage(source.width() * factor, source.height() * factor, resolution, resolution, "Bicubic")
+        scratch.waitForDone()
+        for snapshot, path, pixels in zip(snapshots, paths, results):
+            layer = _node_at(scratch.rootNode(), path)
+            bounds = layer.bounds()
+            clear_size = bounds.width() * bounds.height() * bytes_per_pixel(snapshot.format)
+            layer.setPixelData(QByteArray(bytes(clear_size)), *bounds.getRect())
+            layer.setPixelData(QByteArray(bytes(pixels)), *snapshot.region.scaled(factor))
+        scratch.setName(title)
+        scratch.refreshProjection()
+        scratch.waitForDone()
+        result = _reopen(scratch)
+    finally:
+        scratch.close()
+    result.setName(title)
+    result.setFileName("")           # saving asks for a name (never the temporary file's)
+    result.setModified(True)         # and closing it asks to save, like any new image
+    window.addView(result)
+    _keep(result)
+    return result
+
+
+_opened = []   # the Documents openDocument gave us (Krita creates them as owners of their image)
+
+
+def _keep(document):
+    """Hold on to a Document from ``openDocument``: it owns its image, so it is not left to
+    Python's garbage collector while a view shows that image; closed ones are let go."""
+    documents = Krita.instance().documents()
+    _opened[:] = [d for d in _opened if d in documents] + [document]
+
+
+def _reopen(document):
+    """``document`` saved to a temporary .kra and opened from it: a new Document with no history."""
+    app = Krita.instance()
+    batch = app.batchmode()
+    folder = tempfile.mkdtemp(prefix="brushwork-upscale-")
+    path = os.path.join(folder, "upscaled.kra")
+    app.setBatchmode(True)   # no dialogs while saving and opening it
+    try:
+        if not document.exportImage(path, InfoObject()):
+            raise UnsupportedImage(f"Krita could not write the upscaled image to {path}; nothing was changed")
+        opened = app.openDocument(path)
+        if opened is None:
+            raise UnsupportedImage(f"Krita could not open the upscaled image {path}; nothing was changed")
+        opened.waitForDone()
+        return opened
+    finally:
+        app.setBatchmode(batch)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def document_title(document):
+    """The name Krita shows for a document: its title, else its file name, else "Untitled"."""
+    return document.name() or os.path.splitext(os.path.basename(document.fileName()))[0] or "Untitled"
+
+
+def _node_path(node):
+    """Child indices from the root down to ``node``."""
+    path = []
+    parent = node.parentNode()
+    while parent is not None:
+        path.insert(0, [child.uniqueId() for child in parent.childNodes()].index(node.uniqueId()))
+        node, parent = parent, parent.parentNode()
+    return path
+
+
+def _node_at(root, path):
+    node = root
+    for index in path:
+        node = node.childNodes()[index]
+    return node
 
 
 def check_documents_alive(snapshots):

@@ -107,6 +107,7 @@ class Panel(QWidget):
                                   lambda v: controller.update_settings(upscale_factor=v))
         self.layers = self._combo([("all paint layers", "all"), ("active layer", "active")], s.upscale_layers,
                                   lambda v: controller.update_settings(upscale_layers=v))
+        self.layers.setToolTip("The paint layers that go through the network; Krita scales the others")
         row = QHBoxLayout()
         row.addWidget(self.factor)
         row.addWidget(self.layers, 1)
@@ -121,6 +122,8 @@ class Panel(QWidget):
         buttons = QHBoxLayout()
         self.stylize_button = self._button("Stylize", controller.stylize, buttons)
         self.upscale_button = self._button("Upscale", controller.upscale, buttons)
+        self.upscale_button.setToolTip("Open the image, scaled by the factor, as a new document: "
+                                       "the image itself stays as it is (nothing to undo there)")
         self.train_button = self._button("Train", controller.train_style, buttons)
         self.cancel_button = self._button("Cancel", controller.cancel, buttons)
         self.cancel_button.setEnabled(False)

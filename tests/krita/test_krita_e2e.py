@@ -109,7 +109,9 @@ def run_steps_in_krita(krita_home, tmp_path, params, **settings):
     error = work / "out" / "driver_error.txt"
     assert not error.exists(), error.read_text() + run.stdout[-3000:]
     states = {path.stem: json.loads(path.read_text()) for path in (work / "out").glob("*.json")}
-    assert states, f"Krita exited {run.returncode}:\n{run.stdout[-3000:]}"
+    crash = work / "out" / "crash.txt"
+    assert states, (f"Krita exited {run.returncode}:\n{run.stdout[-3000:]}"
+                    + (f"\nPython stack at the crash:\n{crash.read_text()}" if crash.exists() else ""))
     return states
 
 
@@ -187,7 +189,11 @@ def test_stylize_active_layer(krita_home, daemon, tmp_path, depth, profile, fmt,
     assert [layer["name"] for layer in undone["layers"]] == ["Photo"]
 
 
-def test_upscale_two_layers_x4(krita_home, daemon, tmp_path):
+def test_upscale_opens_a_new_image_and_leaves_the_original_untouched(krita_home, daemon, tmp_path):
+    """Upscale x4 of a saved two-layer image: the upscaled image opens as a new, unsaved document
+    (each layer's name, opacity, blending and visibility kept, the paint layers through the
+    network) whose undo history is empty; the original keeps its size, pixels and file, and no
+    undo step is added to it (it stays unmodified)."""
     width, height = 24, 16
     bottom = image_bytes(height, width, "u8", seed=2)
     top_rect = [4, 4, 12, 8]
@@ -195,17 +201,27 @@ def test_upscale_two_layers_x4(krita_home, daemon, tmp_path):
     top = image_bytes(top_rect[3], top_rect[2], "u8", seed=3, alpha=alpha)
     (tmp_path / "bottom.raw").write_bytes(bottom)
     (tmp_path / "top.raw").write_bytes(top)
+    saved = tmp_path / "painting.kra"
     params = {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
-              "action": "brushwork_upscale", "active": 1,
+              "active": 1, "save_as": str(saved),
               "layers": [{"name": "Bottom", "file": str(tmp_path / "bottom.raw"), "rect": [0, 0, width, height]},
-                         {"name": "Top", "file": str(tmp_path / "top.raw"), "rect": top_rect}], "undo": 5}
-    result, undone = run_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False,
-                                  upscale_factor=4, upscale_layers="all")
+                         {"name": "Top", "file": str(tmp_path / "top.raw"), "rect": top_rect, "opacity": 200,
+                          "blending": "multiply", "visible": False}],
+              "steps": [{"do": "trigger", "action": "brushwork_upscale"},
+                        {"do": "dump", "tag": "original"}, {"do": "dump", "tag": "result", "document": "active"},
+                        {"do": "undo", "times": 1}, {"do": "dump", "tag": "undone", "document": "active"}]}
+    states = run_steps_in_krita(krita_home, tmp_path, params, endpoint=daemon, manage_daemon=False,
+                                upscale_factor=4, upscale_layers="all")
+    original, result, undone = states["original"], states["result"], states["undone"]
 
     assert result["error"] == ""
+    assert result["is_active_document"] and result["documents"] == 2     # the original and the new image
     assert (result["width"], result["height"]) == (width * 4, height * 4)
-    assert [(layer["name"], layer["type"]) for layer in result["layers"]] == [("Bottom", "paintlayer"),
-                                                                            ("Top", "paintlayer")]
+    assert result["name"] == "test x4" and result["file_name"] == "" and result["modified"]
+    assert f"into the new image 'test x4', {width * 4}x{height * 4} px; 'test' is unchanged" in result["status"]
+    assert [(layer["name"], layer["type"], layer["opacity"], layer["blending"], layer["visible"])
+            for layer in result["layers"]] == [("Bottom", "paintlayer", 255, "normal", True),
+                                               ("Top", "paintlayer", 200, "multiply", False)]
     assert result["active"] == "Top"
     client = Client(daemon)
     for layer, data, rect in ((result["layers"][0], bottom, [0, 0, width, height]),
@@ -215,9 +231,13 @@ def test_upscale_two_layers_x4(krita_home, daemon, tmp_path):
         assert_close(layer_pixels(layer), bytes(expected), "u8")
     alpha_out = np.frombuffer(layer_pixels(result["layers"][1]), np.uint8)[3::4]
     assert alpha_out.min() < 128 < alpha_out.max()     # the top layer's soft alpha survived
-    # 1 (scale) + 2 per layer undo steps bring the original image back
-    assert (undone["width"], undone["height"]) == (width, height)
-    assert [layer_pixels(layer) for layer in undone["layers"]] == [bottom, top]
+    # the original: same size, pixels and file, and unmodified (no undo step was added to it)
+    assert (original["width"], original["height"]) == (width, height)
+    assert [layer_pixels(layer) for layer in original["layers"]] == [bottom, top]
+    assert original["file_name"] == str(saved) and not original["modified"]
+    # the new image's history is empty: Undo there changes nothing
+    assert (undone["width"], undone["height"]) == (width * 4, height * 4)
+    assert [layer_pixels(layer) for layer in undone["layers"]] == [layer_pixels(layer) for layer in result["layers"]]
 
 
 def test_daemon_down_leaves_document_unchanged(krita_home, tmp_path):

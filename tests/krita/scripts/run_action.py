@@ -31,6 +31,9 @@ def build_document(spec):
             node.setPixelData(QByteArray(f.read()), *layer["rect"])
         if node is not background:
             doc.rootNode().addChildNode(node, previous)
+        node.setOpacity(layer.get("opacity", 255))
+        node.setBlendingMode(layer.get("blending", "normal"))
+        node.setVisible(layer.get("visible", True))
         previous = node
     doc.setActiveNode(doc.rootNode().childNodes()[spec.get("active", 0)])
     if spec.get("selection"):
@@ -40,6 +43,9 @@ def build_document(spec):
         doc.setSelection(selection)
     doc.refreshProjection()
     doc.waitForDone()
+    if spec.get("save_as"):   # a saved image: not modified, with a file name
+        doc.saveAs(spec["save_as"])
+        doc.waitForDone()
     return doc
 
 
@@ -72,23 +78,28 @@ controller.runner.progress.connect(lambda done, total, text: worker_progress.app
                                    Qt.ConnectionType.DirectConnection)
 
 
-def dump(tag):
+def dump(tag, document=None):
+    """Write ``document``'s (default: the first one's) layers, projection and the docker's state."""
+    document = document or doc
     layers = []
-    nodes = [node for node in doc.rootNode().childNodes() if node.type() != "selectionmask"]
+    nodes = [node for node in document.rootNode().childNodes() if node.type() != "selectionmask"]
     for index, node in enumerate(nodes):
         x, y, w, h = node.bounds().getRect()
         path = os.path.join(out, f"{tag}_{index}.raw")
         with open(path, "wb") as f:
             f.write(bytes(node.pixelData(x, y, w, h)))
         layers.append({"name": node.name(), "type": node.type(), "bounds": [x, y, w, h], "file": path,
-                       "opacity": node.opacity(), "depth": node.colorDepth()})
-    doc.refreshProjection()
+                       "opacity": node.opacity(), "depth": node.colorDepth(), "blending": node.blendingMode(),
+                       "visible": node.visible()})
+    document.refreshProjection()
     projection = os.path.join(out, f"{tag}_projection.raw")
     with open(projection, "wb") as f:
-        f.write(bytes(doc.pixelData(0, 0, doc.width(), doc.height())))
+        f.write(bytes(document.pixelData(0, 0, document.width(), document.height())))
     docker = panel()
-    state = {"width": doc.width(), "height": doc.height(), "layers": layers, "projection": projection,
-             "active": doc.activeNode().name() if doc.activeNode() else None,
+    state = {"width": document.width(), "height": document.height(), "layers": layers, "projection": projection,
+             "active": document.activeNode().name() if document.activeNode() else None,
+             "name": document.name(), "file_name": document.fileName(), "modified": document.modified(),
+             "is_active_document": app.activeDocument() == document, "documents": len(app.documents()),
              "error": controller.last_error, "status": docker.status.text() if docker else None,
              "connection": docker.connection_label.text() if docker else None,
              "gallery": [docker.gallery.item(i).data(Qt.ItemDataRole.UserRole) for i in range(docker.gallery.count())]
@@ -259,15 +270,38 @@ def step_wait_idle(step, then):
 
 
 def step_dump(step, then):
-    dump(step["tag"])
+    """Dump the first document, or with ``"document": "active"`` the active one."""
+    dump(step["tag"], app.activeDocument() if step.get("document") == "active" else None)
     then()
 
 
 def step_undo(step, then):
-    for _ in range(step["times"]):
-        app.action("edit_undo").trigger()
-        doc.waitForDone()
-    then()
+    """Undo ``times`` steps in the active document, one after the other.
+
+    Krita's undo stack drops an undo asked for while the image is busy (it undoes only if it
+    gets the image's barrier lock at once), and after an action Krita may still be updating
+    the image (more so on a loaded machine), so each undo first waits for that lock, holds it
+    while triggering the undo (the lock is re-entrant, so the stack gets it too) and then waits
+    for the undo's own work to finish.
+    """
+    target = app.activeDocument()
+
+    def undo(left, waited=0):
+        if left == 0:
+            then()
+        elif not target.tryBarrierLock():
+            if waited > 60_000:
+                fail("the image stayed busy for a minute: could not undo")
+                return
+            after(20, lambda: undo(left, waited + 20))
+        else:
+            try:
+                app.action("edit_undo").trigger()
+            finally:
+                target.unlock()
+            target.waitForDone()
+            after(0, lambda: undo(left - 1))
+    undo(step["times"])
 
 
 def step_new_document(step, then):

@@ -5,6 +5,7 @@ The script gets ``app`` (Krita.instance()), ``out`` (the output folder, $BRUSHWO
 a Qt callback). A script error is written to ``out/driver_error.txt`` and Krita quits.
 """
 
+import faulthandler
 import os
 import threading
 import traceback
@@ -68,6 +69,8 @@ def _run_script():
         return
     with open(_out("driver_started.txt"), "w", encoding="utf-8") as f:
         f.write("ok\n")
+    # if Krita crashes, the Python stack it crashed in goes here (the test shows it)
+    faulthandler.enable(open(_out("crash.txt"), "w", encoding="utf-8"))   # noqa: SIM115 - open until exit
     QTimer.singleShot(TIME_LIMIT_MS, lambda: fail(f"time limit of {TIME_LIMIT_MS} ms reached"))
     with open(path, encoding="utf-8") as f:
         code = compile(f.read(), path, "exec")
