@@ -46,11 +46,12 @@ EDITOR_JOBS ?= 2
 test-editors: install
 	$(MAKE) --no-print-directory --output-sync=target -j $(EDITOR_JOBS) $(addprefix test-krita,$(KRITAS)) test-gimp
 
+## TESTS="expression" narrows any editor suite by test name (pytest -k; a -k in ARGS would replace the version's).
 test-krita%: install
-	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m krita -k "krita$*" tests/krita $(ARGS)
+	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m krita -k "krita$*$(if $(TESTS), and ($(TESTS)))" tests/krita $(ARGS)
 
 test-gimp: install
-	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m gimp tests/gimp $(ARGS)
+	BRUSHWORK_REQUIRE_EDITORS=1 $(BIN)/python -m pytest -q -m gimp $(if $(TESTS),-k "$(TESTS)") tests/gimp $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
