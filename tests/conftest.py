@@ -1,5 +1,8 @@
-"""Shared fixtures: a directory of small deterministic models every test module can use."""
+"""Shared fixtures: a directory of small deterministic models every test module can use, and the
+Krita plug-in as its installer lays it out."""
 
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -32,3 +35,20 @@ def models_dir(tmp_path_factory):
     for scale in SR_SCALES:
         make_model(directory, f"sr_x{scale}", "sr", scale, seed=10 + scale)
     return directory
+
+
+@pytest.fixture(scope="session")
+def krita_module(tmp_path_factory):
+    """``krita_module("pixels")``: a module of the Krita plug-in as the installer stages it, imported
+    outside Krita (where it registers nothing). Its modules import the client the installer vendors
+    into it (``brushwork_client``), so tests import that copy: what ships is what is tested."""
+    from plugin_krita import installer
+    target = tmp_path_factory.mktemp("krita-plugin") / "brushwork"
+    installer.stage(target, recorded_executable=None)
+    name = "staged_krita_brushwork"
+    spec = importlib.util.spec_from_file_location(name, target / "__init__.py",
+                                                  submodule_search_locations=[str(target)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return lambda module: importlib.import_module(f"{name}.{module}")

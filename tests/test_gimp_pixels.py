@@ -62,13 +62,10 @@ def test_parse_scale_rejects_other_factors(value):
         gimp_pixels.parse_scale(value)
 
 
-def test_selection_rect_and_result_size():
+def test_selection_rect():
     assert gimp_pixels.selection_rect((True, 3, 4, 10, 6)) == (3, 4, 10, 6)
     assert gimp_pixels.selection_rect((False, 0, 0, 0, 0)) is None
     assert gimp_pixels.selection_rect((True, 5, 5, 0, 3)) is None
-    gimp_pixels.check_result_size(40, 24, 10, 6, 4)
-    with pytest.raises(ValueError, match="expected 40x24"):
-        gimp_pixels.check_result_size(40, 20, 10, 6, 4)
 
 
 def test_settings_round_trip_and_defaults(tmp_path):
@@ -98,7 +95,7 @@ def test_install_and_uninstall(tmp_path):
     assert os.stat(main).st_mode & stat.S_IXUSR
     with open(main) as f:
         assert f.readline() == "#!/usr/bin/env python3\n"
-    for name in ("client.py", "protocol.py", "gimp_pixels.py", "settings.py", "connection.py"):
+    for name in ("client.py", "managed_daemon.py", "protocol.py", "gimp_pixels.py", "settings.py", "connection.py"):
         assert os.path.isfile(os.path.join(folder, name)), name
     assert not os.path.exists(os.path.join(folder, "vendor")), "pyzmq was importable; nothing to vendor"
     install(home=tmp_path, python=[sys.executable])  # reinstalling replaces the folder
@@ -165,7 +162,7 @@ def test_installed_connection_explains_why_no_daemon_answers(tmp_path):
     assert len(lines) == 3, out.stderr
     assert lines[0].startswith("No brushwork daemon answers at tcp://127.0.0.1:") and "brushwork serve" in lines[0]
     assert "is not an executable file" in lines[1]
-    assert "exited at start-up (code 3)" in lines[2]
+    assert "the brushwork daemon this plug-in started exited with code 3; see " in lines[2]
     assert "cannot start" in (tmp_path / "brushwork-daemon.log").read_text()
 
 
