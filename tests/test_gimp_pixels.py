@@ -166,6 +166,35 @@ def test_installed_connection_explains_why_no_daemon_answers(tmp_path):
     assert "cannot start" in (tmp_path / "brushwork-daemon.log").read_text()
 
 
+def test_installed_connection_starts_the_recorded_daemon_and_watches_it(tmp_path):
+    """With no daemon answering, the plug-in starts the ``brushwork`` the installer recorded, pulses
+    while it comes up, and hands back a Client that watches it."""
+    folder = install(home=tmp_path, python=[sys.executable]).splitlines()[0]
+    with open(os.path.join(folder, "installed.json")) as f:
+        if not json.load(f)["brushwork_executable"]:
+            pytest.skip("no `brushwork` program in this environment to record")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {folder!r})
+        import connection
+        config = {{"endpoint": "ipc://{tmp_path}/managed.sock", "manage_daemon": True, "daemon_path": "",
+                   "timeout_s": 60}}
+        pulses = []
+        client = connection.connect(config, {str(tmp_path / "gimp")!r}, waiting=lambda: pulses.append(1))
+        try:
+            names = [model["name"] for model in client.info()["models"]]
+            print(client.daemon.running, len(pulses) > 0, "composition_vii" in names)
+        finally:
+            client.daemon.stop()
+        print(client.daemon.running)
+    """)
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg-data"))
+    env.pop("BRUSHWORK_CONTENT", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert out.stdout.splitlines() == ["True True True", "False"], out.stderr   # a bundled model; then stopped
+    assert (tmp_path / "gimp" / "brushwork-daemon.log").is_file()
+
+
 def test_installer_records_the_brushwork_program(tmp_path):
     folder = install(home=tmp_path, python=[sys.executable]).splitlines()[0]
     with open(os.path.join(folder, "installed.json")) as f:
