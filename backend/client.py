@@ -1,19 +1,16 @@
 """Client for the brushwork daemon: one ZeroMQ DEALER socket, one request at a time.
 
 Needs only pyzmq and the standard library, so the editor plug-ins can vendor this file
-together with ``protocol.py`` and run it in Krita's or GIMP's Python (3.10-3.13).
+together with ``protocol.py`` and ``managed_daemon.py`` and run it in Krita's or GIMP's Python
+(3.11-3.14).
 
     client = Client()                       # the local daemon at protocol.default_endpoint()
     r = client.stylize(pixels, w, h, {"dtype": "u8", "channels": "BGRA"}, "starry_night")
+    r.check(w, h, {"dtype": "u8", "channels": "BGRA"})   # before the result goes into a document
     r.pixels, r.width, r.height             # same pixel format as sent
 
-An editor plug-in that starts the daemon itself uses :class:`ManagedDaemon`; a Client given
-it as ``daemon`` stops waiting the moment that process exits:
-
-    daemon = ManagedDaemon("/usr/bin/brushwork", protocol.default_endpoint(), log_path="daemon.log")
-    daemon.start()
-    client = Client(daemon=daemon)
-    daemon.wait_until_ready(client)
+A daemon the plug-in starts itself is a ``managed_daemon.ManagedDaemon``; a Client given it as
+``daemon`` stops waiting the moment that process exits.
 
 A daemon on another machine needs CURVE keys (docs/security.md): the server's public key
 file and this client's secret key file, as ``brushwork keys`` writes them:
@@ -24,7 +21,6 @@ See docs/protocol.md for the messages exchanged.
 """
 
 import os
-import subprocess
 import time
 
 import zmq
@@ -39,7 +35,6 @@ POLL_INTERVAL_S = 0.1  # how often should_cancel() is asked (and a managed daemo
 # The daemon re-sends a job's progress every HEARTBEAT_S (docs/protocol.md), so once it has
 # answered, this much silence means it is gone, however long the job.
 KEEPALIVE_TIMEOUT_S = 3 * protocol.HEARTBEAT_S
-STARTUP_TIMEOUT_S = 60.0  # a managed daemon imports torch and loads its models first
 
 
 def load_curve_keys(server_key, client_key):
@@ -72,9 +67,24 @@ class Result:
     def __init__(self, header, pixels):
         self.header = header
         self.pixels = pixels
-        self.width = header["width"]
-        self.height = header["height"]
-        self.format = header["format"]
+        self.width = header.get("width")
+        self.height = header.get("height")
+        self.format = header.get("format")
+
+    def check(self, width, height, fmt):
+        """Raise BadPixels unless this is the image asked for: ``width`` x ``height`` in format
+        ``fmt``, with exactly the bytes those need. A plug-in calls it before the result
+        touches a document, so a bad reply never reaches the editor's buffers."""
+        fmt = protocol.validate_format(fmt)
+        if self.format != fmt:
+            raise protocol.BadPixels(f"the daemon returned pixels in the format {self.format}; expected {fmt}")
+        if (self.width, self.height) != (width, height):
+            raise protocol.BadPixels(f"the daemon returned a {self.width}x{self.height} image; "
+                                     f"expected {width}x{height}")
+        expected, size = protocol.frame_size(width, height, fmt), memoryview(self.pixels).nbytes
+        if size != expected:
+            raise protocol.BadPixels(f"the daemon returned {size} bytes for a {width}x{height} image; "
+                                     f"expected {expected}")
 
 
 def _image_fields(pixels, width, height, fmt):
@@ -97,8 +107,8 @@ class Client:
     ``server_key`` and ``client_key`` name CURVE key files (see :func:`load_curve_keys`);
     a daemon that does not know them never answers, so calls time out as Unavailable.
     Once the daemon has answered a request, ``keepalive_timeout`` seconds without its
-    keep-alive end the wait (TimedOut). ``daemon``: a :class:`ManagedDaemon` whose exit
-    ends any wait within ``POLL_INTERVAL_S`` (Unavailable).
+    keep-alive end the wait (TimedOut). ``daemon``: a ``managed_daemon.ManagedDaemon`` (anything
+    with ``exit_message()``) whose exit ends any wait within ``POLL_INTERVAL_S`` (Unavailable).
     """
 
     def __init__(self, endpoint=None, timeout=30.0, context=None, server_key=None, client_key=None,
@@ -125,11 +135,17 @@ class Client:
 
     # ---- requests -------------------------------------------------------------------
 
-    def ping(self):
-        """Round-trip time to the daemon in seconds; raises Unavailable if none answers."""
-        start = time.monotonic()
-        self._call({"kind": "ping"})
-        return time.monotonic() - start
+    def ping(self, timeout=None):
+        """Round-trip time to the daemon in seconds; raises Unavailable if none answers within
+        ``timeout`` seconds (default: the client's ``timeout``)."""
+        saved = self.timeout
+        self.timeout = saved if timeout is None else float(timeout)
+        try:
+            start = time.monotonic()
+            self._call({"kind": "ping"})
+            return time.monotonic() - start
+        finally:
+            self.timeout = saved
 
     def info(self, thumbnails=False):
         """Daemon version, device, precision, models, model problems and limits (a dict)."""
@@ -307,80 +323,3 @@ class Client:
             elif silence > self.timeout:
                 raise self._unavailable()
 
-
-class ManagedDaemon:
-    """A ``brushwork serve`` child process an editor plug-in started itself, and watches.
-
-    Not thread-safe, but :meth:`check` may be called from any thread. ``log_path`` receives
-    the daemon's output (appended); ``args`` are extra ``serve`` arguments.
-    """
-
-    def __init__(self, program, endpoint, args=(), log_path=None):
-        self.program = program
-        self.endpoint = endpoint
-        self.args = list(args)
-        self.log_path = log_path
-        self.process = None
-
-    @property
-    def running(self):
-        """True while the process started by :meth:`start` has not exited."""
-        return self.process is not None and self.process.poll() is None
-
-    def start(self):
-        """Start ``program serve --endpoint ENDPOINT ARGS`` in its own session; Unavailable if it cannot."""
-        command = [self.program, "serve", "--endpoint", self.endpoint, *self.args]
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        try:
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as exc:
-            raise protocol.Unavailable(f"could not start {self.program}: {exc}") from None
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
-
-    def exit_message(self):
-        """Why the daemon is gone (exit code, log file), or None while it runs or before it started."""
-        if self.process is None or self.process.poll() is None:
-            return None
-        code = self.process.returncode
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        where = f"; see {self.log_path}" if self.log_path else ""
-        return f"the brushwork daemon this plug-in started {how}{where}"
-
-    def check(self):
-        """Raise Unavailable if the daemon has exited."""
-        message = self.exit_message()
-        if message:
-            raise protocol.Unavailable(message)
-
-    def wait_until_ready(self, client, timeout=STARTUP_TIMEOUT_S, should_cancel=None):
-        """Ping through ``client`` until the daemon answers; Unavailable if it exits or stays silent."""
-        deadline = time.monotonic() + timeout
-        saved, client.timeout = client.timeout, 0.5
-        try:
-            while time.monotonic() < deadline:
-                if should_cancel is not None and should_cancel():
-                    raise protocol.Cancelled("cancelled")
-                self.check()
-                try:
-                    client.ping()
-                    return
-                except protocol.Unavailable:
-                    continue
-        finally:
-            client.timeout = saved
-        raise protocol.Unavailable(f"the brushwork daemon did not answer within {timeout:g} s")
-
-    def stop(self, grace_s=5.0):
-        """Terminate the daemon (kill it after ``grace_s`` seconds); nothing if it is not running."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -2,14 +2,14 @@
 
 GIMP 3 runs ``<profile>/plug-ins/brushwork/brushwork.py`` with the system ``python3`` (its
 shebang). Each GIMP minor version has its own profile (``~/.config/GIMP/3.0``,
-``~/.config/GIMP/3.2``); the plug-in goes into every GIMP 3 profile there is. With none yet it
-goes into the 3.0 and 3.2 profiles: GIMP 3.2 copies a 3.0 profile only when it has none of its
-own, so either way the next GIMP 3 to start finds it. The plug-in folder gets the daemon client (``backend/client.py`` and
-``backend/protocol.py``, the same files the CLI uses) and needs pyzmq importable by that
-Python: Debian's ``python3-zmq`` or a user-installed pyzmq, else the pyzmq of this
-environment is copied in when the Python versions match. ``installed.json`` records this
-installation's ``brushwork`` program, so the plug-in can start the daemon itself, and its
-bundled models, so a dialog can list them while no daemon answers.
+``~/.config/GIMP/3.2``); the plug-in goes into every GIMP 3 profile there is. With none yet it goes
+into the 3.0 and 3.2 profiles: GIMP 3.2 copies a 3.0 profile only when it has none of its own, so
+either way the next GIMP 3 to start finds it. The plug-in folder gets the daemon client
+(``backend/client.py`` and ``protocol.py``, the same files the CLI uses, and ``managed_daemon.py``)
+and needs pyzmq importable by that Python: Debian's ``python3-zmq`` or a user-installed pyzmq, else
+the pyzmq of this environment is copied in when the Python versions match. ``installed.json``
+records this installation's ``brushwork`` program, so the plug-in can start the daemon itself, and
+its bundled models, so a dialog can list them while no daemon answers.
 """
 
 import json
@@ -22,7 +22,7 @@ from pathlib import Path
 PLUGIN_NAME = "brushwork"
 SOURCE_DIR = Path(__file__).resolve().parent / "brushwork"
 BACKEND_DIR = Path(__file__).resolve().parents[1] / "backend"
-VENDORED_BACKEND = ("client.py", "protocol.py")
+VENDORED_BACKEND = ("client.py", "managed_daemon.py", "protocol.py")
 _PROBE = "import sys; print('%d.%d' % sys.version_info[:2]); import zmq; print(zmq.__version__)"
 
 

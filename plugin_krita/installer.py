@@ -1,12 +1,13 @@
 """Install, upgrade, remove or package the Krita plug-in (`brushwork install-plugin krita`).
 
-Krita loads Python plug-ins from ``~/.local/share/krita/pykrita/``: a ``<name>.desktop`` file
-plus a package folder, enabled by ``enable_<name>=true`` in the ``[python]`` section of
-``~/.config/kritarc``. The installer copies ``plugin_krita/brushwork/`` there, vendors the
-backend's ``client.py`` and ``protocol.py`` into it (so the plug-in speaks exactly the
-protocol of the backend that installed it), records the ``brushwork`` executable for the
-managed daemon, and makes sure Krita's Python can import pyzmq. A Krita installed in another
-system root (a chroot, as the end-to-end tests use) is checked there: ``install(krita_root=DIR)``.
+Krita loads Python plug-ins from ``~/.local/share/krita/pykrita/``: a ``<name>.desktop`` file plus a
+package folder, enabled by ``enable_<name>=true`` in the ``[python]`` section of
+``~/.config/kritarc``. The installer copies ``plugin_krita/brushwork/`` there, vendors the backend's
+``client.py``, ``managed_daemon.py`` and ``protocol.py`` into it as the package ``brushwork_client``
+(so the plug-in speaks exactly the protocol of the backend that installed it), records the
+``brushwork`` executable for the managed daemon, and makes sure Krita's Python can import pyzmq. A
+Krita installed in another system root (a chroot, as the end-to-end tests use) is checked there:
+``install(krita_root=DIR)``.
 """
 
 import glob
@@ -26,7 +27,7 @@ NAME = "brushwork"
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / NAME
 DESKTOP = HERE / f"{NAME}.desktop"
-CLIENT_FILES = ("client.py", "protocol.py")
+CLIENT_FILES = ("client.py", "managed_daemon.py", "protocol.py")
 KRITA_PYTHON_LIBS = ("usr/lib/*/kritaplugins/kritapykrita.so", "usr/lib*/kritaplugins/kritapykrita.so",
                      "usr/local/lib*/kritaplugins/kritapykrita.so")   # relative to the system root
 
@@ -90,7 +91,7 @@ def stage(target, recorded_executable):
     client_dir = target / "brushwork_client"
     client_dir.mkdir()
     (client_dir / "__init__.py").write_text(
-        f'"""Copy of brushwork {__version__}\'s backend/client.py and backend/protocol.py, '
+        f'"""Copy of brushwork {__version__}\'s backend/{", backend/".join(CLIENT_FILES)}, '
         'made by the installer."""\n', encoding="utf-8")
     for name in CLIENT_FILES:
         shutil.copy2(Path(backend.__file__).parent / name, client_dir / name)

@@ -32,3 +32,4 @@ def models_dir(tmp_path_factory):
     for scale in SR_SCALES:
         make_model(directory, f"sr_x{scale}", "sr", scale, seed=10 + scale)
     return directory
+

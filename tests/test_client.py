@@ -1,4 +1,5 @@
-"""backend.client: dependencies, timeouts, reconnection after a daemon restart, typed errors."""
+"""backend.client: dependencies, timeouts, reconnection after a daemon restart, typed errors, the
+check of a result (backend/managed_daemon.py: tests/test_managed_daemon.py)."""
 
 import ast
 import os
@@ -7,14 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from backend import pixels, protocol
-from backend.client import KEEPALIVE_TIMEOUT_S, Client, ManagedDaemon
-from daemon_process import ENGINE_ARGS, REPO, start_daemon, stop_daemon
+from backend.client import KEEPALIVE_TIMEOUT_S, Client, Result
+from daemon_process import REPO, start_daemon, stop_daemon
 from helpers import random_image
 
 FMT = {"dtype": "u8", "channels": "BGRA"}
@@ -37,17 +37,20 @@ def test_client_imports_only_pyzmq_and_the_standard_library():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", ["client.py", "protocol.py"])
+VENDORED = ("client.py", "managed_daemon.py", "protocol.py")   # what both installers copy into the plug-ins
+
+
+@pytest.mark.parametrize("module", VENDORED)
 def test_client_sources_are_valid_python_3_10(module):
     source = (REPO / "backend" / module).read_text()
     ast.parse(source, feature_version=(3, 10))
 
 
 def test_vendored_copy_works_without_the_backend_package(tmp_path):
-    """The plug-ins ship client.py and protocol.py as plain top-level modules."""
-    for name in ("client.py", "protocol.py"):
+    """The GIMP plug-in ships the client as plain top-level modules."""
+    for name in VENDORED:
         shutil.copy(REPO / "backend" / name, tmp_path / name)
-    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import client, protocol; "
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import client, managed_daemon, protocol; "
             f"c = client.Client('ipc://{tmp_path}/nobody.sock', timeout=0.2)\n"
             "try:\n    c.ping()\nexcept protocol.Unavailable as e:\n    print(client.__file__, e.code)")
     out = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True,
@@ -64,6 +67,13 @@ def test_no_daemon_raises_unavailable_with_a_clear_message(tmp_path):
     assert time.monotonic() - started < 5
     assert err.value.code == "unavailable"
     assert endpoint in err.value.message and "brushwork serve" in err.value.message
+
+
+def test_a_ping_with_its_own_timeout_keeps_the_clients(tmp_path):
+    client = Client(f"ipc://{tmp_path}/nobody.sock", timeout=30)
+    with pytest.raises(protocol.Unavailable):
+        client.ping(timeout=0.2)
+    assert client.timeout == 30
 
 
 def test_pixel_buffer_of_the_wrong_size_is_refused_before_sending(tmp_path):
@@ -164,33 +174,26 @@ def test_a_daemon_silent_mid_job_is_given_up_after_the_keepalive_not_the_timeout
     assert stopped
 
 
-def test_managed_daemon_that_dies_mid_job_ends_the_wait_with_its_exit(models_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.delenv("BRUSHWORK_CONTENT", raising=False)
-    log = tmp_path / "daemon.log"
-    managed = ManagedDaemon(str(Path(sys.executable).parent / "brushwork"), f"ipc://{tmp_path}/managed.sock",
-                            ["--models", str(models_dir), *ENGINE_ARGS], str(log))
-    managed.start()
-    try:
-        client = Client(managed.endpoint, timeout=120, daemon=managed)
-        managed.wait_until_ready(client, timeout=90)
-        assert managed.running and managed.exit_message() is None
-
-        def kill_on_first_tile(done, total, message):
-            if done and managed.running:
-                managed.process.kill()
-
-        big = pixels.encode(random_image(256, 320, 10), None, FMT)
-        with pytest.raises(protocol.Unavailable) as err:
-            client.stylize(big, 320, 256, FMT, "mosaic", progress=kill_on_first_tile)
-        assert err.value.message == f"the brushwork daemon this plug-in started was killed by signal 9; see {log}"
-        assert not managed.running
-    finally:
-        managed.stop()
+RGBA16 = {"dtype": "u16", "channels": "RGBA", "transfer": "srgb"}
 
 
-def test_managed_daemon_that_exits_at_start_up_says_so(tmp_path):
-    managed = ManagedDaemon(shutil.which("false"), f"ipc://{tmp_path}/never.sock")
-    managed.start()
-    with pytest.raises(protocol.Unavailable, match="exited with code 1"):
-        managed.wait_until_ready(Client(managed.endpoint), timeout=30)
+def test_a_result_is_checked_for_size_format_and_byte_count():
+    def result(width, height, fmt, size):
+        return Result({"width": width, "height": height, "format": fmt}, memoryview(bytes(size)))
+    result(4, 3, RGBA16, 4 * 3 * 8).check(4, 3, RGBA16)
+    result(4, 3, RGBA16, 4 * 3 * 8).check(4, 3, {"dtype": "u16", "channels": "RGBA"})   # transfer defaults to srgb
+    for bad, words in [(result(4, 2, RGBA16, 4 * 2 * 8), "returned a 4x2 image; expected 4x3"),
+                       (result(4, 3, dict(RGBA16, dtype="f16"), 4 * 3 * 8), "format"),   # same byte count
+                       (result(4, 3, dict(RGBA16, transfer="linear"), 4 * 3 * 8), "format"),
+                       (result(4, 3, None, 4 * 3 * 8), "format None"),
+                       (result(4, 3, RGBA16, 4 * 3 * 8 - 1), "95 bytes for a 4x3 image; expected 96"),
+                       (result(4, 3, RGBA16, 4 * 3 * 8 + 8), "104 bytes")]:
+        with pytest.raises(protocol.BadPixels, match=words):
+            bad.check(4, 3, RGBA16)
+
+
+def test_a_reply_without_size_or_format_fails_its_check_not_before():
+    result = Result({"kind": "result"}, b"")
+    assert (result.width, result.height, result.format) == (None, None, None)
+    with pytest.raises(protocol.BadPixels):
+        result.check(4, 3, RGBA16)

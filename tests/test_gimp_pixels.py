@@ -65,13 +65,10 @@ def test_parse_scale_rejects_other_factors(value):
         gimp_pixels.parse_scale(value)
 
 
-def test_selection_rect_and_result_size():
+def test_selection_rect():
     assert gimp_pixels.selection_rect((True, 3, 4, 10, 6)) == (3, 4, 10, 6)
     assert gimp_pixels.selection_rect((False, 0, 0, 0, 0)) is None
     assert gimp_pixels.selection_rect((True, 5, 5, 0, 3)) is None
-    gimp_pixels.check_result_size(40, 24, 10, 6, 4)
-    with pytest.raises(ValueError, match="expected 40x24"):
-        gimp_pixels.check_result_size(40, 20, 10, 6, 4)
 
 
 def test_settings_round_trip_and_defaults(tmp_path):
@@ -101,8 +98,8 @@ def test_install_and_uninstall(tmp_path):
     assert os.stat(main).st_mode & stat.S_IXUSR
     with open(main) as f:
         assert f.readline() == "#!/usr/bin/env python3\n"
-    for name in ("client.py", "protocol.py", "gimp_pixels.py", "settings.py", "connection.py", "gimp_host.py",
-                 "procedures.py", "dialogs.py", "model_list.py"):
+    for name in ("client.py", "managed_daemon.py", "protocol.py", "gimp_pixels.py", "settings.py", "connection.py",
+                 "gimp_host.py", "procedures.py", "dialogs.py", "model_list.py"):
         assert os.path.isfile(os.path.join(folder, name)), name
     assert not os.path.exists(os.path.join(folder, "vendor")), "pyzmq was importable; nothing to vendor"
     install(home=tmp_path, python=[sys.executable])  # reinstalling replaces the folder
@@ -169,8 +166,37 @@ def test_installed_connection_explains_why_no_daemon_answers(tmp_path):
     assert len(lines) == 3, out.stderr
     assert lines[0].startswith("No brushwork daemon answers at tcp://127.0.0.1:") and "brushwork serve" in lines[0]
     assert "is not an executable file" in lines[1]
-    assert "exited at start-up (code 3)" in lines[2]
+    assert "the brushwork daemon this plug-in started exited with code 3; see " in lines[2]
     assert "cannot start" in (tmp_path / "brushwork-daemon.log").read_text()
+
+
+def test_installed_connection_starts_the_recorded_daemon_and_watches_it(tmp_path):
+    """With no daemon answering, the plug-in starts the ``brushwork`` the installer recorded, pulses
+    while it comes up, and hands back a Client that watches it."""
+    folder = install(home=tmp_path, python=[sys.executable]).splitlines()[0]
+    with open(os.path.join(folder, "installed.json")) as f:
+        if not json.load(f)["brushwork_executable"]:
+            pytest.skip("no `brushwork` program in this environment to record")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {folder!r})
+        import connection
+        config = {{"endpoint": "ipc://{tmp_path}/managed.sock", "manage_daemon": True, "daemon_path": "",
+                   "timeout_s": 60}}
+        pulses = []
+        client = connection.connect(config, {str(tmp_path / "gimp")!r}, waiting=lambda: pulses.append(1))
+        try:
+            names = [model["name"] for model in client.info()["models"]]
+            print(client.daemon.running, len(pulses) > 0, "composition_vii" in names)
+        finally:
+            client.daemon.stop()
+        print(client.daemon.running)
+    """)
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg-data"))
+    env.pop("BRUSHWORK_CONTENT", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert out.stdout.splitlines() == ["True True True", "False"], out.stderr   # a bundled model; then stopped
+    assert (tmp_path / "gimp" / "brushwork-daemon.log").is_file()
 
 
 def test_installer_records_the_brushwork_program(tmp_path):

@@ -1,18 +1,20 @@
-"""Both plug-ins check a daemon's result (size, format, byte count) before the document changes."""
-
-from types import SimpleNamespace
+"""Both plug-ins check a daemon's result (size, format, byte count) with the vendored client's
+``Result.check`` before the document changes (the check itself: tests/test_client.py)."""
 
 import pytest
 
+from installed_plugins import krita_module
+
+from backend import protocol
+from backend.client import Result
 from plugin_gimp.brushwork import gimp_pixels
-from plugin_krita.brushwork import pixels as krita_pixels
 
 RGBA16 = {"dtype": "u16", "channels": "RGBA", "transfer": "srgb"}
 HALF = {"dtype": "f16", "channels": "RGBA", "transfer": "srgb"}   # same byte count as u16: only the format tells
 
 
 def reply(width, height, fmt, size):
-    return SimpleNamespace(width=width, height=height, format=fmt, pixels=memoryview(bytes(size)))
+    return Result({"width": width, "height": height, "format": fmt}, memoryview(bytes(size)))
 
 
 def test_gimp_accepts_exactly_the_image_it_asked_for():
@@ -21,17 +23,21 @@ def test_gimp_accepts_exactly_the_image_it_asked_for():
 
 @pytest.mark.parametrize("result, words", [
     (reply(8, 5, RGBA16, 8 * 5 * 8), "8x5"),                       # wrong size
+    (reply(4, 3, RGBA16, 4 * 3 * 8), "4x3"),                       # the scale not applied
     (reply(8, 6, HALF, 8 * 6 * 8), "format"),                      # same bytes, other format
     (reply(8, 6, RGBA16, 8 * 6 * 8 - 1), "bytes"),                 # truncated pixel frame
-    (reply(8, 6, RGBA16, 8 * 6 * 8 + 8), "bytes"),                 # too long
 ])
 def test_gimp_refuses_a_result_that_is_not_what_it_asked_for(result, words):
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(protocol.BadPixels, match=words):
         gimp_pixels.check_result(result, RGBA16, 4, 3, scale=2)
 
 
-def test_krita_refuses_a_result_in_another_format_even_with_the_right_byte_count():
-    data = bytes(4 * 3 * 8)
-    krita_pixels.check_result(data, 4, 3, RGBA16, 4, 3, returned_format=RGBA16)
-    with pytest.raises(ValueError, match="format"):
-        krita_pixels.check_result(data, 4, 3, RGBA16, 4, 3, returned_format=HALF)
+def test_krita_refuses_a_result_of_another_size_format_or_byte_count():
+    pixels, vendored = krita_module("pixels"), krita_module("brushwork_client.protocol")
+    fmt = pixels.pixel_format("RGBA", "U16", "sRGB-elle-V2-g10.icc")
+    pixels.check_result(bytes(4 * 3 * 8), 4, 3, fmt, 4, 3, returned_format=fmt)
+    for data, width, returned, words in [(bytes(3 * 3 * 8), 3, fmt, "returned a 3x3 image; expected 4x3"),
+                                         (bytes(95), 4, fmt, "95 bytes"),
+                                         (bytes(4 * 3 * 8), 4, dict(fmt, dtype="f16"), "format")]:
+        with pytest.raises(vendored.BadPixels, match=words):
+            pixels.check_result(data, width, 3, fmt, 4, 3, returned_format=returned)

@@ -1,6 +1,7 @@
 """GIMP pixel precisions <-> brushwork wire formats, and rectangle arithmetic.
 
-Pure Python (no GIMP, no numpy) so it is unit-tested outside GIMP. A GIMP precision is
+Pure Python (no GIMP, no numpy) so it is unit-tested outside GIMP; byte counts and the check
+of a daemon's result are the vendored client's. A GIMP precision is
 named like the ``Gimp.Precision`` enum member: ``"U8_NON_LINEAR"``, ``"HALF_LINEAR"``, ...
 Pixels are read from and written to GEGL buffers in a babl format of the drawable's own
 component type, so nothing is silently reduced to 8 bits:
@@ -28,7 +29,6 @@ _TRANSFERS = {
 }
 
 SCALES = (2, 4, 8)
-_ITEM_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 
 
 def split_precision(precision):
@@ -79,21 +79,8 @@ def selection_rect(mask_intersect):
 
 
 def check_result(result, fmt, width, height, scale=1):
-    """Raise ValueError unless the daemon's ``result`` (a client Result) is the image asked for:
-    ``scale`` times ``width`` x ``height``, in ``fmt``, with exactly the bytes those need.
-    Checked before anything is written, so a bad reply never reaches GIMP's buffers."""
-    check_result_size(result.width, result.height, width, height, scale)
-    if result.format != fmt:
-        raise ValueError(f"the daemon returned pixels in the format {result.format}; expected {fmt}")
-    expected = result.width * result.height * len(fmt["channels"]) * _ITEM_SIZES[fmt["dtype"]]
-    size = memoryview(result.pixels).nbytes
-    if size != expected:
-        raise ValueError(f"the daemon returned {size} bytes for a {result.width}x{result.height} image; "
-                         f"expected {expected}")
-
-
-def check_result_size(result_width, result_height, width, height, scale=1):
-    """Raise ValueError unless the daemon's image is ``scale`` times the size sent."""
-    if (result_width, result_height) != (width * scale, height * scale):
-        raise ValueError(f"the daemon returned a {result_width}x{result_height} image; "
-                         f"expected {width * scale}x{height * scale}")
+    """Raise protocol.BadPixels unless the daemon's ``result`` (a client Result) is the image
+    asked for: ``scale`` times ``width`` x ``height``, in ``fmt``, with exactly the bytes those
+    need (the client's ``Result.check``). Called before anything is written, so a bad reply
+    never reaches GIMP's buffers."""
+    result.check(width * scale, height * scale, fmt)

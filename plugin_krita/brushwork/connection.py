@@ -1,26 +1,20 @@
 """The link to the brushwork daemon: a Client, plus a local daemon the plug-in may start itself.
 
-No Krita calls here. ``Connection.client()`` is called from the worker thread; it pings the
-configured endpoint and, when nothing answers and ``manage_daemon`` is on, starts
-``brushwork serve`` as a child process (a ``ManagedDaemon``, watched: a Client waiting on it
-fails as soon as it exits) and waits for it to come up. With key files set
-(``server_key``, ``client_key``) the daemon is a remote one, reached with CURVE
-authentication (docs/security.md), and never started here.
+No Krita calls here: the mechanics (finding the program, starting and watching ``brushwork
+serve``, pinging until it answers) are the vendored client's ``managed_daemon``; this module
+holds the plug-in's policy. ``Connection.client()`` is called from the worker thread; it pings
+the configured endpoint and, when nothing answers and ``manage_daemon`` is on, starts the
+daemon (a Client waiting on it then fails as soon as it exits), and stops it when Krita quits.
+With key files set (``server_key``, ``client_key``) the daemon is a remote one, reached with
+CURVE authentication (docs/security.md), and never started here.
 """
 
-import os
-import shutil
-
 from .brushwork_client import protocol
-from .brushwork_client.client import STARTUP_TIMEOUT_S, Client, ManagedDaemon
+from .brushwork_client.client import Client
+from .brushwork_client.managed_daemon import ManagedDaemon, find_executable
 
-
-def find_executable(configured, recorded):
-    """The ``brushwork`` executable: the setting, else the installer's record, else the one on PATH."""
-    for candidate in (configured, recorded):
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return shutil.which("brushwork")
+PING_TIMEOUT_S = 2.0   # how long a daemon that is not there may delay a job before one is started
+SETTINGS_PLACE = "the brushwork docker's settings (⚙)"
 
 
 class Connection:
@@ -56,34 +50,18 @@ class Connection:
                                   server_key=self.settings.server_key, client_key=self.settings.client_key)
         self._client.daemon = self.daemon if self.daemon is not None and self.daemon.running else None
         try:
-            self._ping(self._client)
+            self._client.ping(timeout=PING_TIMEOUT_S)
             return self._client
         except protocol.Unavailable:
             if not (start and self.settings.manage_daemon) or self.uses_keys:
                 raise
-        self._start_daemon(status, should_cancel)
-        return self._client
-
-    def _ping(self, client, timeout=2.0):
-        saved, client.timeout = client.timeout, timeout
-        try:
-            client.ping()
-        finally:
-            client.timeout = saved
-
-    def _start_daemon(self, status, should_cancel):
         if self.daemon is None or not self.daemon.running:
-            executable = find_executable(self.settings.brushwork_executable, self.recorded_executable)
-            if not executable:
-                raise protocol.Unavailable("no brushwork daemon is running and the `brushwork` program was not "
-                                           "found: set its path in the brushwork docker's settings, or start "
-                                           "`brushwork serve` yourself")
+            program = find_executable(self.settings.brushwork_executable, self.recorded_executable, SETTINGS_PLACE)
+            self.daemon = ManagedDaemon(program, self.endpoint, self.settings.daemon_args, self.log_path)
             if status:
                 status("starting the brushwork daemon…")
-            self.daemon = ManagedDaemon(executable, self.endpoint, self.settings.daemon_args, self.log_path)
-            self.daemon.start()
-        self._client.daemon = self.daemon
-        self.daemon.wait_until_ready(self._client, STARTUP_TIMEOUT_S, should_cancel)
+        self.daemon.ensure_ready(self._client, should_cancel=should_cancel)
+        return self._client
 
     def daemon_exit_message(self):
         """Why the daemon this plug-in started is gone, or None (still running, or none started)."""

@@ -1,7 +1,8 @@
 """Krita pixel layouts <-> brushwork pixel formats, rectangles and selection masks.
 
-Pure Python (no Krita, no numpy) so it can be unit-tested anywhere. Facts about Krita 5
-that this module encodes (checked against Krita 5.1.5's ``Node.pixelData``):
+Pure Python (no Krita, no numpy) so it can be unit-tested anywhere (as the installer stages
+it); byte counts and the check of a daemon's result are the vendored client's. Facts about
+Krita 5 that this module encodes (checked against Krita 5.1.5's ``Node.pixelData``):
 
 * 8- and 16-bit integer RGBA layers store **B, G, R, A**; half and float layers store
   **R, G, B, A**; all little-endian, rows top to bottom, no padding.
@@ -13,9 +14,11 @@ that this module encodes (checked against Krita 5.1.5's ``Node.pixelData``):
 import struct
 from collections import namedtuple
 
+from .brushwork_client import protocol
+from .brushwork_client.client import Result
+
 # Krita colour depth -> (protocol dtype, channel order in memory)
 DEPTHS = {"U8": ("u8", "BGRA"), "U16": ("u16", "BGRA"), "F16": ("f16", "RGBA"), "F32": ("f32", "RGBA")}
-ITEM_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 STRUCT_CODES = {"u8": "B", "u16": "H", "f16": "e", "f32": "f"}
 MODEL_NAMES = {"GRAYA": "Grayscale", "CMYKA": "CMYK", "LABA": "L*a*b*", "XYZA": "XYZ", "YCbCrA": "YCbCr", "A": "Alpha mask"}
 UNSUPPORTED_PROFILE_WORDS = ("PQ", "ST 2084", "HLG")
@@ -55,26 +58,15 @@ def pixel_format(color_model, color_depth, profile):
 
 def bytes_per_pixel(fmt):
     """Bytes of one pixel in format ``fmt``."""
-    return ITEM_SIZES[fmt["dtype"]] * len(fmt["channels"])
+    return protocol.frame_size(1, 1, fmt)
 
 
-def expected_size(width, height, fmt):
-    """Bytes of a ``width`` x ``height`` image in format ``fmt``."""
-    return width * height * bytes_per_pixel(fmt)
-
-
-def check_result(data, width, height, fmt, expected_width, expected_height, returned_format=None):
-    """Raise ValueError unless a result is exactly the size, byte count (and ``returned_format``,
-    the format its reply names) we asked for."""
-    if returned_format is not None and returned_format != fmt:
-        raise ValueError(f"the daemon returned pixels in the format {returned_format}; expected {fmt}")
-    if (width, height) != (expected_width, expected_height):
-        raise ValueError(f"the daemon returned a {width}x{height} image; expected "
-                         f"{expected_width}x{expected_height}")
-    size = memoryview(data).nbytes
-    if size != expected_size(width, height, fmt):
-        raise ValueError(f"the daemon returned {size} bytes for a {width}x{height} image; expected "
-                         f"{expected_size(width, height, fmt)}")
+def check_result(data, width, height, fmt, expected_width, expected_height, returned_format):
+    """Raise protocol.BadPixels unless a result (``data``, ``width`` x ``height`` in the
+    ``returned_format`` its reply names) is exactly the size and format asked for, with the
+    bytes those need: the client's ``Result.check``."""
+    Result({"width": width, "height": height, "format": returned_format}, data).check(
+        expected_width, expected_height, fmt)
 
 
 class Rect(namedtuple("Rect", "x y width height")):
@@ -134,7 +126,7 @@ def mask_as_alpha(pixels, fmt, mask):
     A new layer holding a result made this way composites over its source exactly like the
     result blended with the source through the mask, and is transparent outside the selection.
     """
-    size, code = ITEM_SIZES[fmt["dtype"]], STRUCT_CODES[fmt["dtype"]]
+    size, code = protocol.DTYPE_SIZES[fmt["dtype"]], STRUCT_CODES[fmt["dtype"]]
     data, count, stride = bytearray(pixels), len(mask), 4 * size
     if len(data) != count * stride:
         raise ValueError(f"{len(data)} pixel bytes do not match a {count}-pixel mask")
