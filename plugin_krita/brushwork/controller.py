@@ -9,13 +9,13 @@ the docker shows the active document's latest one, and a later success replaces 
 
 import base64
 import dataclasses
-import json
 import os
 import threading
 
 from .qt import QObject, QTimer, pyqtSignal
 
 from . import settings as settings_io
+from .brushwork_client.managed_daemon import read_recorded_executable
 from .connection import Connection
 from .jobs import JobRunner
 from .pixels import UnsupportedImage, check_result, mask_as_alpha
@@ -344,15 +344,6 @@ def result_layer_name(source, style_label, style_labels):
             if base.endswith(suffix) and len(base) > len(suffix):
                 base, stripped = base[:-len(suffix)], True
     return f"{base} ({style_label})"
-
-
-def read_recorded_executable(path):
-    """The ``brushwork`` path the installer recorded in install.json, or None."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f).get("brushwork_executable")
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None
 
 
 def training_note(model):
