@@ -31,7 +31,7 @@ import zmq
 
 from backend import __version__, pixels, protocol
 from backend.daemon.connections import ConnectionGuard
-from backend.model_store import MAX_THUMBNAIL_BYTES, read_regular_file
+from backend.model_files import MAX_THUMBNAIL_BYTES, read_regular_file
 from backend.protocol import BrushworkError
 from backend.daemon.training import TrainingJobs
 
