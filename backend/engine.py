@@ -7,7 +7,8 @@ Precision (``precision="auto"``):
 
 - CPU with native bf16 (AVX512-BF16 / AMX): bf16 weights and activations, channels-last,
   instance norm as one fused kernel with float32 statistics, sub-pixel upsampling
-  convolutions (:mod:`backend.fastnet`). Elsewhere: fp32 (same layout and rewrites).
+  convolutions and convolutions computed in strips of rows, without a padded copy of their
+  whole input (:mod:`backend.fastnet`). Elsewhere: fp32 (same layout and rewrites).
 - CUDA: bf16 where the GPU supports it, else fp16, same scheme.
 
 docs/models.md ("Speed, precision and large images") has the measured speed and accuracy of each.
@@ -214,7 +215,7 @@ class Engine:
         if cached is not None and cached[0] is base:
             self._nets.move_to_end(info.name)
             return cached[1:]
-        net = fastnet.with_subpixel_upsampling(tiling.with_stats_norms(base))
+        net = fastnet.with_strip_convolutions(fastnet.with_subpixel_upsampling(tiling.with_stats_norms(base)))
         net = net.to(self.device, self._dtype, memory_format=torch.channels_last)
         net = fastnet.with_float32_output(net)
         margin = edge_margin(info, base)

@@ -137,6 +137,22 @@ def test_subpixel_rewrite_computes_the_same_function(kind, scale):
         torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("strip_bytes", [1, 1 << 25])   # one row per strip, or the whole input at once
+@pytest.mark.parametrize("kind,scale", [("style", 1), ("sr", 2)])
+def test_strip_convolutions_compute_the_same_function(kind, scale, strip_bytes, monkeypatch):
+    import copy
+
+    from backend import fastnet
+    monkeypatch.setattr(fastnet, "_STRIP_BYTES", strip_bytes)
+    torch.manual_seed(5)
+    net = build_net({**default_architecture(kind, scale), "channels": 8, "blocks": 2}).eval()
+    strips = fastnet.with_strip_convolutions(copy.deepcopy(net))
+    assert any(isinstance(m, fastnet.StripConv) for m in strips.modules())
+    x = torch.rand(1, 3, 37, 29)   # odd sides: the stride-2 convolutions' last rows are strips of their own
+    with torch.no_grad():
+        torch.testing.assert_close(strips(x), net(x), atol=1e-5, rtol=0)
+
+
 def test_bilinear_sr_net_round_trips_its_architecture_and_keeps_its_stages_in_the_fast_rewrite():
     import copy
 
