@@ -7,10 +7,11 @@ Precision (``precision="auto"``):
 
 - CPU with native bf16 (AVX512-BF16 / AMX): bf16 weights and activations, channels-last,
   instance norm as one fused kernel with float32 statistics, sub-pixel upsampling
-  convolutions (:mod:`backend.fastnet`). Measured on a 2-core AMD EPYC with AVX512-BF16
-  (benchmarks/bench_stylize.py): 3.1x faster than the naive fp32 run at 1024**2 and
-  2048**2, at 45 and 43 dB PSNR against its output. Elsewhere: fp32.
-- CUDA: bf16 where the GPU supports it, else fp16, same scheme (not measured yet).
+  convolutions and convolutions computed in strips of rows, without a padded copy of their
+  whole input (:mod:`backend.fastnet`). Elsewhere: fp32 (same layout and rewrites).
+- CUDA: bf16 where the GPU supports it, else fp16, same scheme.
+
+docs/models.md ("Speed, precision and large images") has the measured speed and accuracy of each.
 
 In bf16 or fp16 the last convolution, the output mapping and a residual SR net's bicubic base
 run in float32 (:func:`backend.fastnet.with_float32_output`), so 16-bit images keep 16-bit
@@ -21,18 +22,21 @@ Style nets trained without a border (most, the bundled ones included) learn to p
 along the image's edge. The engine runs them on the image mirrored out past their reach
 (:func:`edge_margin`: 84 pixels for 8 residual blocks) with every instance norm's statistics
 taken from the image alone, and crops the result back; a model's metadata can turn this off
-(``"mirror_edges": false``). Tiled, only the tiles at the image's edge read the margin.
+(``"mirror_edges": false``). A net trained with a ``border`` is run on the image mirrored out
+by its border, as its forward does, with statistics that include the border. Tiled, only the
+tiles at the image's edge read the mirrored margin.
 
 Style images of up to ``tile_size``**2 pixels (2048**2 by default) run whole. Larger ones run
-in tiles of at most that size that use the whole image's exact instance-norm statistics
-(see :mod:`backend.tiling`): no seams, and the same output as an untiled run up to rounding
-(> 100 dB PSNR in fp32; in bf16 the two differ by bf16 rounding only, about 46 dB, as close to
-the fp32 result as the untiled bf16 run is). Cost: about 1.25x the CPU time of an untiled run
-at 2048**2 in 1024**2 tiles. SR nets tile exactly with context alone.
+in tiles of half that side that use the whole image's exact instance-norm statistics
+(see :mod:`backend.tiling`): no seams, and the same output as an untiled run up to rounding.
+The tiles are smaller than the largest image that runs whole because a tiled run also holds
+whole tensors at half resolution (16 values per image pixel), so the tiles' own activations
+must stay small beside them. SR nets tile exactly with context alone.
 
 Out of memory (CUDA's error, the CPU allocator's or oneDNN's RuntimeError, numpy's MemoryError): the
 run starts again with tiles of half the side, down to ``MIN_TILE`` (``MIN_SR_TILE``
-low-resolution pixels for SR), and then raises BrushworkError('out_of_memory').
+low-resolution pixels for SR), and then raises :class:`backend.protocol.OutOfMemory`.
+Errors are the protocol's typed exceptions (:mod:`backend.protocol`), which carry their wire code.
 """
 
 import collections
@@ -45,9 +49,9 @@ import torch
 import torch.nn.functional as F
 
 from backend import fastnet, tiling
-from backend.nets import edge_hiding_border, mirror_pad
+from backend.nets import STYLE_STRIDE, edge_hiding_border, mirror_pad
 from backend.pixels import rgb_to_ycbcr, ycbcr_to_rgb
-from backend.protocol import BrushworkError, check_strength
+from backend.protocol import BadPixels, BadRequest, OutOfMemory, UnknownModel, check_strength
 
 log = logging.getLogger("brushwork.engine")
 
@@ -67,12 +71,12 @@ def resolve_device(device="auto"):
         return device
     if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
         if not torch.cuda.is_available():
-            raise BrushworkError(f"device {device!r} requested but CUDA is not available", "bad_request")
+            raise BadRequest(f"device {device!r} requested but CUDA is not available")
         index = torch.device(device).index or 0
         if index >= torch.cuda.device_count():
-            raise BrushworkError(f"no CUDA device {index} (found {torch.cuda.device_count()})", "bad_request")
+            raise BadRequest(f"no CUDA device {index} (found {torch.cuda.device_count()})")
         return device
-    raise BrushworkError(f"unknown device {device!r} (expected auto, cpu, cuda or cuda:N)", "bad_request")
+    raise BadRequest(f"unknown device {device!r} (expected auto, cpu, cuda or cuda:N)")
 
 
 def resolve_precision(precision, device):
@@ -83,7 +87,7 @@ def resolve_precision(precision, device):
         return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() \
             else "fp32"
     if precision not in _DTYPES:
-        raise BrushworkError(f"unknown precision {precision!r} (expected auto, fp32, bf16 or fp16)", "bad_request")
+        raise BadRequest(f"unknown precision {precision!r} (expected auto, fp32, bf16 or fp16)")
     return precision
 
 
@@ -109,26 +113,30 @@ def _is_out_of_memory(exc):
     return isinstance(exc, RuntimeError) and any(text in str(exc) for text in OUT_OF_MEMORY_TEXTS)
 
 
-def _pad(image, align, min_size):
-    """``image`` extended at the bottom and right to sides that are multiples of ``align`` and at
-    least ``min_size``: mirrored, or repeated where the image is too small to mirror."""
+def _mirrored(image, align, min_size, margin):
+    """``image`` (HxWx3) extended at the bottom and right to sides that are multiples of ``align``
+    and at least ``min_size``, then mirrored out by ``margin`` on every side (each step with
+    :func:`backend.nets.mirror_pad`)."""
     height, width = image.shape[:2]
     pad_h, pad_w = max(-height % align, min_size - height), max(-width % align, min_size - width)
-    if not pad_h and not pad_w:
+    if not (pad_h or pad_w or margin):
         return image
-    mode = "reflect" if pad_h < height and pad_w < width else "edge"
-    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+    x = tiling.to_input(image, "cpu", torch.float32)
+    if pad_h or pad_w:
+        x = mirror_pad(x, (0, pad_w, 0, pad_h))
+    if margin:
+        x = mirror_pad(x, margin)
+    return tiling.to_image(x)
 
 
 def _check_image(rgb, alpha, mask):
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise BrushworkError(f"image must be H x W x 3, got shape {rgb.shape}", "bad_pixels")
+        raise BadPixels(f"image must be H x W x 3, got shape {rgb.shape}")
     rgb = rgb.astype(np.float32, copy=False)
     for name, plane in (("alpha", alpha), ("mask", mask)):
         if plane is not None and np.shape(plane) != rgb.shape[:2]:
-            raise BrushworkError(f"{name} must be {rgb.shape[0]} x {rgb.shape[1]}, got shape {np.shape(plane)}",
-                                 "bad_pixels")
+            raise BadPixels(f"{name} must be {rgb.shape[0]} x {rgb.shape[1]}, got shape {np.shape(plane)}")
     alpha = None if alpha is None else np.asarray(alpha, np.float32)
     mask = None if mask is None else np.clip(np.asarray(mask, np.float32), 0, 1)
     return rgb, alpha, mask
@@ -170,13 +178,19 @@ def _fill_transparent(rgb, alpha):
     return filled
 
 
+def style_tile(tile_size):
+    """The side of the tiles that a style image larger than ``tile_size``**2 runs in: half of it
+    (see the module docstring), and at least ``MIN_TILE``."""
+    return max(tile_size // 2, MIN_TILE)
+
+
 def edge_margin(info, net):
-    """How many pixels the engine mirrors the image out by for style model ``info`` (its net
-    ``net``): past the net's reach for a net trained without a border, unless its metadata
-    says ``"mirror_edges": false``; else 0."""
+    """How many pixels the engine mirrors the image out by, beyond a net's own border, for style
+    model ``info`` (its net ``net``): past the net's reach for a net trained without a border,
+    unless its metadata says ``"mirror_edges": false``; else 0."""
     if info.kind != "style" or net.border or not info.metadata.get("mirror_edges", True):
         return 0
-    return edge_hiding_border(len(net.residuals))
+    return edge_hiding_border(net.blocks)
 
 
 class Engine:
@@ -188,61 +202,47 @@ class Engine:
         self.precision = resolve_precision(precision, self.device)
         self.tile_size = int(tile_size) if tile_size else _default_tile_size(self.device)
         if self.tile_size < MIN_TILE:
-            raise BrushworkError(f"tile size must be at least {MIN_TILE}", "bad_request")
+            raise BadRequest(f"tile size must be at least {MIN_TILE}")
         self._dtype = _DTYPES[self.precision]
         self._lock = threading.Lock()
         self._nets = collections.OrderedDict()     # model name -> (store's net, prepared copy, margin)
 
     def _prepared(self, info):
-        """(net, margin): the store's net for ``info`` converted for this device/precision, and
-        its :func:`edge_margin` (cached)."""
+        """(net, margin): the store's net for ``info`` converted for this device/precision, and how
+        many pixels its input is mirrored out by: its own ``border`` or its :func:`edge_margin` (cached)."""
         base = self.store.load(info)
         cached = self._nets.get(info.name)
         if cached is not None and cached[0] is base:
             self._nets.move_to_end(info.name)
             return cached[1:]
-        net = fastnet.with_subpixel_upsampling(tiling.with_stats_norms(base))
+        net = fastnet.with_strip_convolutions(fastnet.with_subpixel_upsampling(tiling.with_stats_norms(base)))
         net = net.to(self.device, self._dtype, memory_format=torch.channels_last)
         net = fastnet.with_float32_output(net)
         margin = edge_margin(info, base)
         if margin:
             tiling.keep_statistics_inside(net, margin)
+        margin += getattr(base, "border", 0)
         net.requires_grad_(False)
         self._nets[info.name] = (base, net, margin)
         while len(self._nets) > _CACHED_NETS:
             self._nets.popitem(last=False)
         return net, margin
 
-    def _forward(self, net):
-        """A numpy -> numpy function running ``net`` on a whole HxWx3 image or tile."""
+    def _forward(self, function):
+        """A numpy -> numpy function running ``function`` (a net's) on a whole HxWx3 image or tile."""
         def forward(tile):
             with torch.inference_mode():
-                return tiling.to_image(net(tiling.to_input(tile, self.device, torch.float32)))
+                return tiling.to_image(function(tiling.to_input(tile, self.device, torch.float32)))
         return forward
 
     def _run(self, net, image, scale, progress, is_cancelled, margin=0):
-        """Run ``net`` over ``image`` mirrored ``margin`` pixels out (style nets), tiled if needed;
-        retry with halved tiles on out-of-memory."""
+        """Run ``net`` over ``image`` (a style net: mirrored ``margin`` pixels out, as :meth:`_prepared`
+        says), tiled if needed; retry with halved tiles on out-of-memory."""
         min_tile = MIN_TILE if scale == 1 else MIN_SR_TILE
         tile = self.tile_size if scale == 1 else max(MIN_SR_TILE, self.tile_size // (2 * scale))
-        height, width = image.shape[:2]
-        image = _pad(image, tiling.STYLE_STRIDE, MIN_STYLE_SIZE) if scale == 1 else _pad(image, 1, MIN_SR_SIZE)
-        if margin:
-            image = tiling.to_image(mirror_pad(tiling.to_input(image, "cpu", torch.float32), margin))
         while True:
             try:
-                if scale > 1:
-                    result = tiling.run_tiled(self._forward(net), image, tile, SR_CONTEXT, SR_BLEND,
-                                              progress=progress, is_cancelled=is_cancelled)
-                elif height * width > tile * tile:   # the image, not its mirrored margin
-                    result = tiling.stylize_tiled(net, image, tile, STYLE_CONTEXT, STYLE_BLEND, progress,
-                                                  is_cancelled)
-                else:   # whole, with exact instance norm
-                    tiling.check_cancelled(is_cancelled)
-                    result = self._forward(net)(image)
-                    if progress:
-                        progress(1, 1)
-                return np.ascontiguousarray(result[margin:margin + height * scale, margin:margin + width * scale])
+                return self._attempt(net, image, scale, tile, margin, progress, is_cancelled)
             except (RuntimeError, MemoryError) as exc:
                 if not _is_out_of_memory(exc):
                     raise
@@ -251,12 +251,29 @@ class Engine:
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             log.warning("out of memory on %s with %d-pixel tiles: %s", self.device, tile, reason)
-            smaller = min(tile, max(image.shape[:2])) // 2
+            smaller = min(tile, max(image.shape[:2]) + 2 * margin) // 2
             if smaller < min_tile:
-                raise BrushworkError(f"out of memory on {self.device} even with {tile}-pixel tiles; try a "
-                                     "smaller image or free memory", "out_of_memory")
+                raise OutOfMemory(f"out of memory on {self.device} even with {tile}-pixel tiles; try a "
+                                  "smaller image or free memory")
             log.warning("retrying with %d-pixel tiles", smaller)
             tile = smaller
+
+    def _attempt(self, net, image, scale, tile, margin, progress, is_cancelled):
+        """One try of :meth:`_run` with ``tile``: the padded (and mirrored) copy of ``image`` that the
+        net reads is made here and handed on, so that nothing else holds it once it has been read."""
+        height, width = image.shape[:2]
+        if scale > 1:
+            result = tiling.run_tiled(self._forward(net), _mirrored(image, 1, MIN_SR_SIZE, 0), tile, SR_CONTEXT,
+                                      SR_BLEND, progress=progress, is_cancelled=is_cancelled)
+        elif height * width > tile * tile:   # the image, not its mirrored margin
+            result = tiling.stylize_tiled(net, _mirrored(image, STYLE_STRIDE, MIN_STYLE_SIZE, margin),
+                                          style_tile(tile), STYLE_CONTEXT, STYLE_BLEND, progress, is_cancelled)
+        else:   # whole, with exact instance norm
+            tiling.check_cancelled(is_cancelled)
+            result = self._forward(net.transform)(_mirrored(image, STYLE_STRIDE, MIN_STYLE_SIZE, margin))
+            if progress:
+                progress(1, 1)
+        return np.ascontiguousarray(result[margin:margin + height * scale, margin:margin + width * scale])
 
     def stylize(self, rgb, alpha, model, strength=1.0, preserve_colors=False, mask=None,
                 progress=None, is_cancelled=None):
@@ -292,16 +309,13 @@ class Engine:
         """The ModelInfo of style model ``name``; an error listing the style models if there is none."""
         try:
             info = self.store.get(name)
-        except BrushworkError as exc:
-            if exc.code != "unknown_model":
-                raise
+        except UnknownModel:
             info = None
         if info is None or info.kind != "style":
             styles = ", ".join(m.name for m in self.store.list() if m.kind == "style") or "none installed"
             if info is None:
-                raise BrushworkError(f"no style model named {name!r} (style models: {styles})", "unknown_model")
-            raise BrushworkError(f"model {name!r} is a {info.kind} model, not a style model (style models: "
-                                 f"{styles})", "bad_request")
+                raise UnknownModel(f"no style model named {name!r} (style models: {styles})")
+            raise BadRequest(f"model {name!r} is a {info.kind} model, not a style model (style models: {styles})")
         return info
 
     def upscale(self, rgb, alpha, model=None, scale=None, histogram_match=False, mask=None,

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backend.nets import SRNet, StyleNet, UpsampleConv
+from backend.nets import ConvLayer, SRNet, StyleNet, UpsampleConv
+
+_STRIP_BYTES = 1 << 25   # input rows :class:`StripConv` copies at a time (32 MiB)
 
 
 class SubpixelUpsampleConv(nn.Module):
@@ -64,6 +66,49 @@ def with_subpixel_upsampling(net):
         for name, child in module.named_children():
             if isinstance(child, UpsampleConv) and child[0].mode == "nearest":
                 setattr(module, name, SubpixelUpsampleConv(child))
+    return net
+
+
+def _reflected(index, size):
+    """Row indices ``index`` of a tensor with ``size`` rows, reflected at its ends as ReflectionPad2d does."""
+    index = index.abs()
+    return torch.where(index >= size, 2 * (size - 1) - index, index)
+
+
+class StripConv(nn.Module):
+    """Drop-in, exact replacement of a :class:`backend.nets.ConvLayer` (reflection pad, then
+    convolution) that computes the output in strips of rows. Each strip reads its rows of the
+    input, reflected where they leave it, so the padded copy of the whole input is never made:
+    on a whole image or a whole tensor that copy is as large as the input itself."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.pad, self.conv = layer[0].padding[0], layer[1]
+
+    def forward(self, x):
+        pad, conv = self.pad, self.conv
+        (kernel, _), (stride, _) = conv.kernel_size, conv.stride
+        height, width = x.shape[-2:]
+        rows_out = (height + 2 * pad - kernel) // stride + 1
+        cols_out = (width + 2 * pad - kernel) // stride + 1
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        out = torch.empty((x.shape[0], conv.out_channels, rows_out, cols_out), dtype=x.dtype, device=x.device,
+                          memory_format=layout)
+        step = max(1, _STRIP_BYTES // max(1, x[0, :, :1].numel() * x.element_size() * stride))
+        for first in range(0, rows_out, step):
+            last = min(rows_out, first + step)
+            rows = torch.arange(first * stride - pad, (last - 1) * stride + kernel - pad, device=x.device)
+            strip = F.pad(x.index_select(2, _reflected(rows, height)), (pad, pad, 0, 0), mode="reflect")
+            out[:, :, first:last] = conv(strip.contiguous(memory_format=layout))
+        return out
+
+
+def with_strip_convolutions(net):
+    """Replace (in place) every ConvLayer of ``net`` by a StripConv; return ``net``."""
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, ConvLayer):
+                setattr(module, name, StripConv(child))
     return net
 
 

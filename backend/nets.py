@@ -2,8 +2,15 @@
 
 Both nets take RGB in [0, 1] (sRGB working space), NCHW, and return RGB in [0, 1].
 Their width and depth come from the model's metadata (``architecture``), so a
-state dict plus that dict is all it takes to rebuild one: see :func:`build_net`.
+state dict plus that dict is all it takes to rebuild one: see :func:`build_net`, and
+``net.architecture()`` for the way back.
+
+A :class:`StyleNet` also names the stages its layers run in (:meth:`StyleNet.stages`), with
+the resolution of each stage's input and output, so that :mod:`backend.tiling` can run it
+over large images without knowing which layer is where.
 """
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +28,7 @@ class ConvLayer(nn.Sequential):
 
 
 UPSAMPLE_MODES = ("nearest", "bilinear")
+STYLE_STRIDE = 4  # a StyleNet's encoder has two stride-2 convolutions: its input sides are multiples of this
 
 
 class UpsampleConv(nn.Sequential):
@@ -53,10 +61,11 @@ def instance_norm(channels):
 
 
 def mirror_pad(x, border):
-    """``x`` (NxCxHxW) mirrored ``border`` pixels out on every side (repeated where it is too
-    small to mirror)."""
-    mode = "reflect" if border < min(x.shape[-2:]) else "replicate"
-    return F.pad(x, (border,) * 4, mode=mode)
+    """``x`` (NxCxHxW) mirrored out by ``border`` pixels: an int for every side, or
+    ``(left, right, top, bottom)``. Repeated instead where ``x`` is too small to mirror."""
+    left, right, top, bottom = (border,) * 4 if isinstance(border, int) else border
+    mirrors = max(left, right) < x.shape[-1] and max(top, bottom) < x.shape[-2]
+    return F.pad(x, (left, right, top, bottom), mode="reflect" if mirrors else "replicate")
 
 
 def style_reach(blocks):
@@ -77,20 +86,38 @@ def to_pixel_range(x):
     return (torch.tanh(x) + 1) * 0.5
 
 
+class PixelRange(nn.Module):
+    """:func:`to_pixel_range` as a layer (no parameters)."""
+
+    def forward(self, x):
+        return to_pixel_range(x)
+
+
+class Stage(NamedTuple):
+    """A run of a net's layers, in order. Its input is ``reduction_in`` times smaller than the
+    image on each side, its output ``reduction_out`` times."""
+
+    name: str
+    layers: list
+    reduction_in: int
+    reduction_out: int
+
+
 class StyleNet(nn.Module):
     """Style image transformation network: 9x9 conv, two stride-2 convs, residual blocks,
     two x2 upsampling stages, 9x9 conv to RGB. Instance normalisation throughout.
 
     ``border`` > 0 (our addition): the input is mirrored ``border`` pixels out on every side
     and the output cropped back. A border of at least :func:`style_reach` hides the image's
-    edge from the net: a net trained so cannot paint lines along it (docs/models.md, "Styles").
+    edge from the net, so a net trained with one cannot learn to paint lines along it
+    (docs/models.md, "Styles").
     """
 
     def __init__(self, channels=32, blocks=5, border=0):
         super().__init__()
-        if border < 0 or border % 4:
-            raise ValueError(f"border must be a multiple of 4 and at least 0, got {border!r}")
-        self.border = border
+        if border < 0 or border % STYLE_STRIDE:
+            raise ValueError(f"border must be a multiple of {STYLE_STRIDE} and at least 0, got {border!r}")
+        self.border, self.channels, self.blocks = border, channels, blocks
         c = channels
         self.encoder = nn.Sequential(
             ConvLayer(3, c, 9), instance_norm(c), nn.ReLU(inplace=True),
@@ -104,10 +131,35 @@ class StyleNet(nn.Module):
             ConvLayer(c, 3, 9),
         )
 
+    def stages(self):
+        """The layers of :meth:`transform` as :class:`Stage` s, cut where an activation below full
+        resolution can be held whole: ``to_half`` (up to the encoder's second norm), ``to_quarter``
+        (up to its third), ``middle`` (the rest of the encoder and the residual blocks, all at
+        quarter resolution), ``up_to_half`` (the first upsampling, up to the decoder's first norm)
+        and ``to_output`` (the rest, ending in :class:`PixelRange`)."""
+        encoder, decoder = list(self.encoder), list(self.decoder)
+        return [Stage("to_half", encoder[:4], 1, 2),
+                Stage("to_quarter", encoder[4:7], 2, 4),
+                Stage("middle", encoder[7:] + list(self.residuals), 4, 4),
+                Stage("up_to_half", decoder[:1], 4, 2),
+                Stage("to_output", decoder[1:] + [PixelRange()], 2, 1)]
+
+    def transform(self, x):
+        """The net on an input that is already mirrored out by :attr:`border` (no padding, no crop)."""
+        for stage in self.stages():
+            for layer in stage.layers:
+                x = layer(x)
+        return x
+
     def forward(self, x):
         b = self.border
-        y = to_pixel_range(self.decoder(self.residuals(self.encoder(mirror_pad(x, b) if b else x))))
+        y = self.transform(mirror_pad(x, b) if b else x)
         return y[..., b:y.shape[-2] - b, b:y.shape[-1] - b] if b else y
+
+    def architecture(self):
+        """The ``architecture`` metadata dict that :func:`build_net` rebuilds this net from."""
+        return {"type": "style", "channels": self.channels, "blocks": self.blocks,
+                **({"border": self.border} if self.border else {})}
 
 
 class SRNet(nn.Module):
@@ -119,12 +171,11 @@ class SRNet(nn.Module):
 
     ``residual=True`` (our addition, as in VDSR): the net adds its output to a bicubic
     upscale of the input instead of producing the image through tanh, so it only learns the
-    missing detail and trains much faster.
+    missing detail. Its last convolution starts at zero, so a new net is exactly bicubic.
 
     ``upsample="bilinear"`` (our addition): the x2 stages resize bilinearly instead of
-    replicating each feature into a 2x2 block. Nearest-neighbour stages make it easy for
-    a net trained with the feature loss to paint blocks locked to the low-resolution grid;
-    bilinear ones leave at most a faint fixed pattern, which a pixel term holds down.
+    replicating each feature into a 2x2 block, which makes blocks locked to the
+    low-resolution grid harder to learn (docs/models.md, "Super-resolution").
     """
 
     def __init__(self, scale=4, channels=64, blocks=4, residual=False, upsample="nearest"):
@@ -141,12 +192,11 @@ class SRNet(nn.Module):
         ])
         self.tail = ConvLayer(c, 3, 9)
         if residual:
-            # Start as plain bicubic: a default-initialised tail adds noise of std ~0.4, and
-            # driving that to zero can kill every ReLU before any detail is learnt (the first
-            # x4 run ended with a detail branch of std 1e-4: bicubic and nothing else).
+            # Start as plain bicubic: a default-initialised tail adds noise that training would
+            # first have to undo, which can kill every ReLU before any detail is learnt.
             nn.init.zeros_(self.tail[1].weight)
             nn.init.zeros_(self.tail[1].bias)
-        self.scale = scale
+        self.scale, self.channels, self.blocks = scale, channels, blocks
         self.residual = residual
         self.upsample_mode = upsample
 
@@ -155,6 +205,13 @@ class SRNet(nn.Module):
         if self.residual:
             return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False) + detail
         return to_pixel_range(detail)
+
+    def architecture(self):
+        """The ``architecture`` metadata dict that :func:`build_net` rebuilds this net from
+        (options at their defaults left out)."""
+        return {"type": "sr", "scale": self.scale, "channels": self.channels, "blocks": self.blocks,
+                **({"residual": True} if self.residual else {}),
+                **({"upsample": self.upsample_mode} if self.upsample_mode != "nearest" else {})}
 
 
 def build_net(architecture):

@@ -9,20 +9,19 @@ at inference.
 
 **Exact instance-norm statistics** (:func:`stylize_tiled`). An InstanceNorm layer
 normalises with the mean and variance of its whole input, so a style-net tile normalised
-on its own would differ from its neighbours. Instead every tile gets the whole image's
-exact statistics. The net runs in stages between tensors that are held whole: the inputs
-of the norms below full resolution (the encoder's second and third, at 1/2 and 1/4
-resolution, and the decoder's first, at 1/2), 16 or 8 values per image pixel; no
+on its own would differ from its neighbours. Instead every tile gets the whole image's exact
+statistics. The net runs in the stages it names (:meth:`backend.nets.StyleNet.stages`), between
+tensors that are held whole: the inputs of its norms below full resolution. No
 full-resolution activation is ever held whole:
 
-1. Within a stage, a norm that comes first takes its statistics from the whole tensor.
-   Any other norm gets a tiled pass of its own that runs the stage up to that norm, with
-   the earlier norms frozen to their now-known statistics (:class:`StatsNorm`), and sums
-   its input over each tile's kept region (kept regions do not overlap). A last pass
-   pastes the tiles' output into the next whole tensor or, at the end, cross-fades the
-   output image.
-2. The quarter-resolution middle (the encoder's last norm and the residual blocks, most
-   of the work) runs on its whole tensor with ordinary, exact instance norm.
+1. A stage that changes resolution runs in tiles. A norm that comes first in it takes its
+   statistics from the whole input tensor; any other norm gets a tiled pass of its own that
+   runs the stage up to that norm, with the earlier norms frozen to their now-known statistics
+   (:class:`StatsNorm`), and sums its input over each tile's kept region (kept regions do not
+   overlap). A last pass pastes the tiles' output into the next whole tensor or, for the
+   last stage, cross-fades the output image.
+2. The stage at the lowest resolution (most of the work) runs on its whole tensor with
+   ordinary, exact instance norm.
 
 **Statistics from the image alone.** A style net run on an image mirrored out by a margin
 (see :mod:`backend.engine`) takes every norm's statistics from the image, not from the margin:
@@ -32,9 +31,9 @@ image's edge read the margin.
 
 Tile origins are multiples of the remaining encoder stride, so strided convolutions see
 the same pixel grid as in the untiled net, and the context (8 image pixels suffice)
-covers every pass's receptive field: the result is the untiled net's up to rounding, at
-about 1.25 times its CPU time (two extra full-resolution 9x9 and upsampling convolutions).
-At 4096**2 in bf16 the whole tensors take 0.75 GiB.
+covers every pass's receptive field: the result is the untiled net's up to rounding, for
+two extra full-resolution passes (docs/models.md, "Speed, precision and large images", has the
+measured cost).
 """
 
 import copy
@@ -45,10 +44,9 @@ import torch
 from torch import nn
 
 from backend.fastnet import SubpixelUpsampleConv
-from backend.nets import mirror_pad, to_pixel_range
-from backend.protocol import BrushworkError
+from backend.nets import STYLE_STRIDE
+from backend.protocol import Cancelled
 
-STYLE_STRIDE = 4   # a StyleNet's encoder has two stride-2 convolutions
 _CHUNK_ELEMENTS = 1 << 22   # activations summed at a time for statistics (a 16 MiB float32 buffer)
 
 
@@ -261,7 +259,7 @@ def run_tiled(forward, image, tile, context, blend, align=1, progress=None, is_c
 
     ``tile``, ``context``, ``blend`` and ``align`` are in input pixels. ``progress(done,
     total)`` is called after each tile; ``is_cancelled()`` is polled before each tile, and
-    BrushworkError('cancelled') is raised when it returns True. Returns the blended result.
+    Cancelled is raised when it returns True. Returns the blended result.
     """
     layout = (tile, context, blend, align)
     steps = _Steps(tile_count(*image.shape[:2], *layout), progress, is_cancelled)
@@ -323,55 +321,55 @@ def _materialised(layers, source, layout, steps, device, dtype):
     return out
 
 
+def _runs_whole(stage, lowest):
+    """True for a stage that stays at the net's lowest resolution: it runs on its whole tensor."""
+    return stage.reduction_in == stage.reduction_out == lowest
+
+
 def stylize_tiled(net, image, tile, context, blend, progress=None, is_cancelled=None):
-    """Run a StyleNet (with StatsNorms, on its device and dtype) over ``image`` tile by tile.
+    """Run a StyleNet (with StatsNorms, on its device and dtype) over ``image`` tile by tile:
+    what ``net.transform`` computes, so an image that the net expects mirrored out by its
+    ``border`` is passed mirrored.
 
     ``image`` is HxWx3 float32 with sides that are multiples of :data:`STYLE_STRIDE`;
     full-resolution tiles have at most ``tile``**2 pixels; ``context`` and ``blend`` are in
     image pixels, multiples of :data:`STYLE_STRIDE`. Every instance norm uses the whole image's exact
     statistics (see the module docstring). ``progress`` and ``is_cancelled`` are as for
-    :func:`run_tiled`, counting the tiles of every pass and each middle layer.
-    Returns HxWx3 float32. A net with a ``border`` gets the image mirrored out by it, as
-    its forward does, and its output cropped back.
+    :func:`run_tiled`, counting the tiles of every pass and each whole-tensor layer.
+    Returns HxWx3 float32.
     """
-    border = getattr(net, "border", 0)
-    if border:  # StyleNet.forward's own pad
-        image = to_image(mirror_pad(to_input(image, "cpu", torch.float32), border))
     height, width = image.shape[:2]
     if height % STYLE_STRIDE or width % STYLE_STRIDE or context % STYLE_STRIDE or blend % STYLE_STRIDE:
         raise ValueError(f"image sides, context and blend must be multiples of {STYLE_STRIDE}")
     parameter = next(net.parameters())
     device, dtype = parameter.device, parameter.dtype
-    encoder, decoder = list(net.encoder), list(net.decoder)
-    e, d = _norm_indices(encoder), _norm_indices(decoder)
-    to_half, to_quarter, middle = encoder[:e[1]], encoder[e[1]:e[2]], encoder[e[2]:] + list(net.residuals)
-    up_to_half, to_output = decoder[:d[0]], decoder[d[0]:]
+    stages = net.stages()
+    lowest = max(stage.reduction_in for stage in stages)
 
-    def layout(reduction, blend=0):   # in the pixels of a source ``reduction`` times smaller than the image
-        return tile // reduction, context // reduction, blend // reduction, STYLE_STRIDE // reduction
+    def layout(stage):   # in the pixels of the stage's input; the last stage cross-fades its tiles
+        reduction, fade = stage.reduction_in, blend if stage is stages[-1] else 0
+        return tile // reduction, context // reduction, fade // reduction, STYLE_STRIDE // reduction
 
-    steps = _Steps(_stage_tiles(to_half, height, width, layout(1))
-                   + _stage_tiles(to_quarter, height // 2, width // 2, layout(2))
-                   + len(middle)
-                   + _stage_tiles(up_to_half, height // STYLE_STRIDE, width // STYLE_STRIDE, layout(STYLE_STRIDE))
-                   + _stage_tiles(to_output, height // 2, width // 2, layout(2, blend)), progress, is_cancelled)
+    steps = _Steps(sum(len(stage.layers) if _runs_whole(stage, lowest) else
+                       _stage_tiles(stage.layers, height // stage.reduction_in, width // stage.reduction_in,
+                                    layout(stage)) for stage in stages), progress, is_cancelled)
     try:
         with torch.inference_mode():
-            half = _materialised(to_half, image, layout(1), steps, device, dtype)
-            quarter = _materialised(to_quarter, half, layout(2), steps, device, dtype)
-            del half
-            x = quarter.permute(2, 0, 1)[None]
-            del quarter
-            for layer in middle:
-                steps.start()
-                x = layer(x)
-                steps.finish()
-            half = _materialised(up_to_half, x[0].permute(1, 2, 0), layout(STYLE_STRIDE), steps, device, dtype)
-            del x
-            _freeze_exact_statistics(to_output, half, layout(2, blend), steps, device, dtype)
-            run = _runner(to_output, device, dtype, lambda y: to_image(to_pixel_range(y)))
-            result = _blend_tiles(run, half, layout(2, blend), steps)
-            return result[border:height - border, border:width - border]
+            x = image   # an HxWxC array or tensor between stages
+            del image   # the first stage's result replaces it: the caller's copy need not outlive it
+            for stage in stages[:-1]:
+                if _runs_whole(stage, lowest):
+                    x = x.permute(2, 0, 1)[None]
+                    for layer in stage.layers:
+                        steps.start()
+                        x = layer(x)
+                        steps.finish()
+                    x = x[0].permute(1, 2, 0)
+                else:
+                    x = _materialised(stage.layers, x, layout(stage), steps, device, dtype)
+            last = stages[-1]
+            _freeze_exact_statistics(last.layers, x, layout(last), steps, device, dtype)
+            return _blend_tiles(_runner(last.layers, device, dtype, to_image), x, layout(last), steps)
     finally:
         for module in net.modules():
             if isinstance(module, StatsNorm):
@@ -379,6 +377,6 @@ def stylize_tiled(net, image, tile, context, blend, progress=None, is_cancelled=
 
 
 def check_cancelled(is_cancelled):
-    """Raise BrushworkError('cancelled') if ``is_cancelled()`` says so."""
+    """Raise :class:`backend.protocol.Cancelled` if ``is_cancelled()`` says so."""
     if is_cancelled is not None and is_cancelled():
-        raise BrushworkError("the job was cancelled", "cancelled")
+        raise Cancelled("the job was cancelled")

@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 from backend.engine import Engine  # noqa: E402
 from backend.model_store import ModelStore  # noqa: E402
 from trainer.data import find_images, split_holdout  # noqa: E402
-from trainer.evaluate import _model_objective, square_content  # noqa: E402
+from trainer.eval_style import square_content  # noqa: E402
+from trainer.evaluate import _model_objective  # noqa: E402
 from trainer.gatys import optimize  # noqa: E402
 from trainer.metrics import edge_ratio  # noqa: E402
 

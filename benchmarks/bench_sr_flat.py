@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from backend.engine import Engine  # noqa: E402
 from backend.model_store import ModelStore  # noqa: E402
 from trainer import metrics  # noqa: E402
-from trainer.evaluate import crop_to_multiple, degrade, image_paths  # noqa: E402
+from trainer.eval_sr import crop_to_multiple, degrade  # noqa: E402
+from trainer.evaluate import image_paths  # noqa: E402
 
 SHARED = Path(os.environ.get("BRUSHWORK_SHARED") or ROOT.parent / "shared") / "data"
 PHOTO_SIDE = 1024

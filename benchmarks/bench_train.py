@@ -24,7 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.cli import build_parser  # noqa: E402
-from trainer.loop import autocast_for, cpu_has_native_bf16, net_memory_format, prepare_loss_network, train_step  # noqa: E402
+from trainer.hardware import autocast_for, cpu_has_native_bf16, net_memory_format, prepare_loss_network  # noqa: E402
+from trainer.loop import train_step  # noqa: E402
 from trainer.train_style import StyleTask  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.nets import build_net  # noqa: E402
 from trainer.data import CropSampler, find_images, load_image  # noqa: E402
 from trainer.losses import LossWeights, PerceptualLoss  # noqa: E402
-from trainer.loop import (autocast_for, net_memory_format, prepare_loss_network,  # noqa: E402
-                          resolve_precision, train_step)
+from trainer.hardware import autocast_for, net_memory_format, prepare_loss_network, resolve_precision  # noqa: E402
+from trainer.loop import train_step  # noqa: E402
 from trainer.vgg import LossNetwork  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

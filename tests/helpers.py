@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.model_store import save_model
+from backend.model_save import save_model
 from backend.nets import build_net, default_architecture
 
 

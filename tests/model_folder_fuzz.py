@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from backend.client import Client
-from backend.model_store import ARCHITECTURE_RANGES
+from backend.model_files import ARCHITECTURE_RANGES
 
 FMT = {"dtype": "u8", "channels": "RGBA"}
 ODD_VALUES = [None, True, -1, 0, 2**64, 1e308, float("nan"), "", "x" * 5000, "\x00\x1b[2J", "../../etc/passwd",

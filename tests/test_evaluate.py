@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from backend import cli
-from backend.model_store import save_model
+from backend.model_save import save_model
 from backend.nets import SRNet, StyleNet
 from trainer.baselines import BaselineStore, objective_digest
-from trainer import data, evaluate, metrics
+from trainer import data, eval_sr, eval_style, evaluate, metrics
 from trainer.gatys import build_objective
 from trainer.losses import LossWeights
 
@@ -45,9 +45,9 @@ def table_cells(text, key, column=0):
 
 @pytest.mark.parametrize("dataset, psnr, ssim", [("Set5", 28.43, 0.811), ("Set14", 26.09, 0.705)])
 def test_bicubic_x4_reproduces_the_published_reference(dataset, psnr, ssim):
-    rows = evaluate.evaluate_sr(None, evaluate.image_paths([SR_DATA / dataset]), scale=4)
+    rows = eval_sr.evaluate_sr(None, evaluate.image_paths([SR_DATA / dataset]), scale=4)
     assert len(rows) == {"Set5": 5, "Set14": 14}[dataset]
-    mean = evaluate.mean_row(rows)
+    mean = eval_sr.mean_row(rows)
     assert round(mean["bicubic_psnr"], 2) == psnr
     assert round(mean["bicubic_ssim"], 3) == ssim
     assert "model_psnr" not in mean
@@ -58,13 +58,13 @@ def test_a_bicubic_callable_scores_exactly_like_the_bicubic_baseline(hr_dir):
         image = Image.fromarray(metrics.to_uint8_array(lr))
         return np.asarray(image.resize((image.width * 2, image.height * 2), Image.BICUBIC)) / 255.0
 
-    rows = evaluate.evaluate_sr(bicubic, evaluate.image_paths([hr_dir]), scale=2, keep_images=True)
+    rows = eval_sr.evaluate_sr(bicubic, evaluate.image_paths([hr_dir]), scale=2, keep_images=True)
     for row in rows:
         assert row["model_psnr"] == row["bicubic_psnr"] and row["model_ssim"] == row["bicubic_ssim"]
         images = row["images"]
         assert images["hr"].size == images["model"].size == (images["lr"].width * 2, images["lr"].height * 2)
         assert images["hr"].width % 2 == 0 and images["hr"].height % 2 == 0
-    table = evaluate.sr_table(rows, "copy")
+    table = eval_sr.sr_table(rows, "copy")
     assert table_cells(table, "**mean**")[1:4] == table_cells(table, "**mean**")[4:7]
 
 
@@ -76,14 +76,14 @@ def test_an_upscaler_with_a_checkerboard_scores_a_high_grid_and_bicubic_a_low_on
         up = np.asarray(image.resize((image.width * 4, image.height * 4), Image.BICUBIC)) / 255.0
         return up + np.tile(pattern, (image.height, image.width))[..., None]
 
-    rows = evaluate.evaluate_sr(bicubic_with_a_checkerboard, evaluate.image_paths([hr_dir]), scale=4)
+    rows = eval_sr.evaluate_sr(bicubic_with_a_checkerboard, evaluate.image_paths([hr_dir]), scale=4)
     for row in rows:
         assert row["model_grid"] > 2 and row["bicubic_grid"] < 0.5
 
 
 def test_a_net_with_the_wrong_scale_is_rejected(hr_dir):
     with pytest.raises(ValueError, match="expected"):
-        evaluate.evaluate_sr(SRNet(scale=2, channels=4, blocks=1), evaluate.image_paths([hr_dir]), scale=4)
+        eval_sr.evaluate_sr(SRNet(scale=2, channels=4, blocks=1), evaluate.image_paths([hr_dir]), scale=4)
 
 
 def test_eval_sr_cli_writes_table_and_grid_for_a_tiny_model(hr_dir, tmp_path):
@@ -97,8 +97,8 @@ def test_eval_sr_cli_writes_table_and_grid_for_a_tiny_model(hr_dir, tmp_path):
     assert status == 0
     table = (out / "sr_x2_tiny_sr.md").read_text()
     # The table's figures are the metrics of the net's own output (run here directly, not via the Engine).
-    rows = evaluate.evaluate_sr(net, evaluate.image_paths([hr_dir]), scale=2)
-    for row in rows + [evaluate.mean_row(rows)]:
+    rows = eval_sr.evaluate_sr(net, evaluate.image_paths([hr_dir]), scale=2)
+    for row in rows + [eval_sr.mean_row(rows)]:
         cells = table_cells(table, "**mean**" if row["image"] == "mean" else row["image"])
         assert float(cells[1]) == pytest.approx(row["bicubic_psnr"], abs=0.006)
         assert float(cells[4]) == pytest.approx(row["model_psnr"], abs=0.02)
@@ -106,8 +106,8 @@ def test_eval_sr_cli_writes_table_and_grid_for_a_tiny_model(hr_dir, tmp_path):
         assert float(cells[6]) == pytest.approx(row["model_grid"], rel=0.05, abs=0.01)
     assert row["model_psnr"] < row["bicubic_psnr"]          # an untrained net is worse than bicubic
     grid = Image.open(out / f"sr_x2_tiny_sr_{hr_dir.name}.png")
-    cell = evaluate.GRID_CROP * evaluate.GRID_ZOOM
-    assert grid.size == (5 * cell, 2 * (cell + evaluate.GRID_LABEL_HEIGHT))   # overview + LR, bicubic, model, HR
+    cell = eval_sr.GRID_CROP * eval_sr.GRID_ZOOM
+    assert grid.size == (5 * cell, 2 * (cell + eval_sr.GRID_LABEL_HEIGHT))   # overview + LR, bicubic, model, HR
     assert len(np.unique(np.asarray(grid)[:cell, cell:].reshape(-1, 3), axis=0)) > 100   # crops, not blank
 
 
@@ -145,13 +145,13 @@ def test_evaluate_style_measures_net_content_and_lbfgs(content_dir):
     style = data.load_image(STYLE_IMAGE, max_side=32)
     objective = build_objective(style, "caffe", VGG_WEIGHTS, LossWeights.defaults("caffe", "style"))
     net = StyleNet(channels=4, blocks=1)
-    rows = evaluate.evaluate_style(net, objective, evaluate.image_paths([content_dir]), sizes=[32],
+    rows = eval_style.evaluate_style(net, objective, evaluate.image_paths([content_dir]), sizes=[32],
                                    iterations=[4, 2])
     (row,) = rows
     assert list(row["lbfgs"]) == [2, 4] and len(row["history"]) == 5
     assert row["lbfgs"] == {2: row["history"][2], 4: row["history"][4]}
     assert row["lbfgs"][4] < row["history"][0]
-    content = evaluate.square_content(content_dir / "chi.png", 32)
+    content = eval_style.square_content(content_dir / "chi.png", 32)
     assert content.shape == (1, 3, 32, 32)
     with torch.no_grad():
         total, parts = objective(content, content)
@@ -201,7 +201,7 @@ def test_stored_baselines_are_read_back_and_only_for_the_same_objective(content_
     paths = evaluate.image_paths([content_dir])
 
     def evaluate_with(store, objective=objective, seed=0):
-        return evaluate.evaluate_style(None, objective, paths, sizes=[32], iterations=[3], seed=seed,
+        return eval_style.evaluate_style(None, objective, paths, sizes=[32], iterations=[3], seed=seed,
                                        baselines=store, objective_id=objective_digest(style, objective))
 
     (first,) = evaluate_with(BaselineStore(tmp_path / "baselines.json"))

@@ -10,8 +10,10 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-from backend import model_store, protocol
-from backend.model_store import ModelStore, save_model, user_models_dir, validate_metadata
+from backend import model_files, model_store, protocol
+from backend.model_files import validate_metadata
+from backend.model_save import save_model
+from backend.model_store import ModelStore, user_models_dir
 from backend.nets import StyleNet, build_net, default_architecture
 from backend.protocol import BrushworkError
 from helpers import make_model
@@ -386,10 +388,10 @@ def test_a_hostile_model_file_is_one_problem_and_the_other_models_keep_working(t
 
 def test_a_weights_file_that_grows_past_its_architecture_is_refused_before_it_is_read(tmp_path):
     path = make_model(tmp_path, "grown")
-    net = model_store._empty_net(json.loads(path.read_text()))
-    limit = model_store.weights_limit(net)
+    net = model_files._empty_net(json.loads(path.read_text()))
+    limit = model_files.weights_limit(net)
     weights = path.with_suffix(".safetensors")
-    assert weights.stat().st_size <= limit < 2 * weights.stat().st_size + model_store.WEIGHTS_HEADER_SLACK
+    assert weights.stat().st_size <= limit < 2 * weights.stat().st_size + model_files.WEIGHTS_HEADER_SLACK
     with open(weights, "ab") as f:
         f.truncate(limit + 1)
     store = store_of(tmp_path)

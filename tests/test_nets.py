@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from backend.nets import SRNet, StyleNet, build_net, default_architecture, style_reach
+from backend.nets import SRNet, StyleNet, build_net, default_architecture, mirror_pad, style_reach
 
 
 def parameter_count(net):
@@ -83,6 +83,40 @@ def test_build_net_rejects_unknown_types():
         build_net({"type": "gan"})
 
 
+@pytest.mark.parametrize("arch", [{"type": "style", "channels": 16, "blocks": 3},
+                                  {"type": "style", "channels": 8, "blocks": 2, "border": 24},
+                                  {"type": "sr", "scale": 2, "channels": 8, "blocks": 1, "residual": True}])
+def test_a_net_says_the_architecture_it_was_built_from(arch):
+    assert build_net(arch).architecture() == arch
+
+
+def test_style_net_stages_are_its_layers_in_order_at_the_resolutions_they_name():
+    torch.manual_seed(4)
+    net = StyleNet(channels=8, blocks=2, border=8).eval()
+    stages = net.stages()
+    assert [stage.name for stage in stages] == ["to_half", "to_quarter", "middle", "up_to_half", "to_output"]
+    assert [type(stage.layers[0]).__name__ for stage in stages] == ["ConvLayer", "InstanceNorm2d", "InstanceNorm2d",
+                                                                    "UpsampleConv", "InstanceNorm2d"]
+    x = torch.rand(1, 3, 48, 40)
+    with torch.no_grad():
+        y = mirror_pad(x, 8)
+        for stage in stages:
+            assert y.shape[-2:] == (64 // stage.reduction_in, 56 // stage.reduction_in)
+            for layer in stage.layers:
+                y = layer(y)
+            assert y.shape[-2:] == (64 // stage.reduction_out, 56 // stage.reduction_out)
+        torch.testing.assert_close(y[..., 8:-8, 8:-8], net(x), atol=0, rtol=0)
+
+
+def test_mirror_pad_mirrors_each_side_by_its_own_amount_and_repeats_what_is_too_small():
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    padded = mirror_pad(x, (1, 2, 0, 1))   # left, right, top, bottom
+    assert padded.shape == (1, 1, 4, 7)
+    assert padded[0, 0, 0].tolist() == [1, 0, 1, 2, 3, 2, 1]
+    assert padded[0, 0, 3].tolist() == padded[0, 0, 1].tolist()
+    assert mirror_pad(x, 3)[0, 0, 0].tolist() == [0.0] * 4 + [1, 2] + [3.0] * 4   # 3 rows: repeated, not mirrored
+
+
 def test_build_net_honours_width_and_depth():
     net = build_net({"type": "style", "channels": 16, "blocks": 3})
     assert len(net.residuals) == 3
@@ -103,17 +137,32 @@ def test_subpixel_rewrite_computes_the_same_function(kind, scale):
         torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("strip_bytes", [1, 1 << 25])   # one row per strip, or the whole input at once
+@pytest.mark.parametrize("kind,scale", [("style", 1), ("sr", 2)])
+def test_strip_convolutions_compute_the_same_function(kind, scale, strip_bytes, monkeypatch):
+    import copy
+
+    from backend import fastnet
+    monkeypatch.setattr(fastnet, "_STRIP_BYTES", strip_bytes)
+    torch.manual_seed(5)
+    net = build_net({**default_architecture(kind, scale), "channels": 8, "blocks": 2}).eval()
+    strips = fastnet.with_strip_convolutions(copy.deepcopy(net))
+    assert any(isinstance(m, fastnet.StripConv) for m in strips.modules())
+    x = torch.rand(1, 3, 37, 29)   # odd sides: the stride-2 convolutions' last rows are strips of their own
+    with torch.no_grad():
+        torch.testing.assert_close(strips(x), net(x), atol=1e-5, rtol=0)
+
+
 def test_bilinear_sr_net_round_trips_its_architecture_and_keeps_its_stages_in_the_fast_rewrite():
     import copy
 
     from backend.fastnet import with_subpixel_upsampling
-    from backend.model_store import architecture_of
     arch = {"type": "sr", "scale": 4, "channels": 8, "blocks": 1, "upsample": "bilinear"}
     torch.manual_seed(3)
     net = build_net(arch).eval()
-    assert architecture_of(net) == arch
-    assert architecture_of(build_net({**arch, "upsample": "nearest"})) == {k: v for k, v in arch.items()
-                                                                           if k != "upsample"}
+    assert net.architecture() == arch
+    assert build_net({**arch, "upsample": "nearest"}).architecture() == {k: v for k, v in arch.items()
+                                                                         if k != "upsample"}
     x = torch.rand(1, 3, 14, 10)
     with torch.no_grad():
         nearest = build_net({**arch, "upsample": "nearest"}).eval()

@@ -22,7 +22,7 @@ from helpers import shared_dir
 from trainer.checkpoint import latest_checkpoint, load_checkpoint
 from trainer.cli import build_parser
 from trainer.data import CropSampler, degrade, find_images, gaussian_blur, split_holdout
-from trainer.loop import copy_and_deepen, deeper_by
+from trainer.init_weights import copy_and_deepen, deeper_by
 from trainer import train_sr, train_style
 
 REPO = Path(__file__).resolve().parents[1]

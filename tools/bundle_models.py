@@ -23,7 +23,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.model_store import ModelStore, save_model  # noqa: E402
+from backend.model_save import save_model  # noqa: E402
+from backend.model_store import ModelStore  # noqa: E402
 
 CONTENT = ROOT.parent / "shared" / "data" / "content"
 SHARED_PATH = re.compile(r"^/.*?/shared/")

@@ -7,7 +7,7 @@ Writes ``styles.jpg`` (every style on the three shared content photos), ``sr_x4.
 ``sr_x4_stretched.png`` (the same methods on smooth areas, contrast stretched four times, where
 a checkerboard would show), ``sr_flat_amber.png`` (amber's flat areas upscaled x4 and x8 at 100 %
 and 200 %: where ``sr_x4_feat`` paints its crosshatch, measured by ``benchmarks/bench_sr_flat.py``)
-and ``tiles_2048.jpg`` (a 2048-pixel stylisation, forced into 1024-pixel tiles, with 1:1 crops
+and ``tiles_2048.jpg`` (a 2048-pixel stylisation, forced into tiles, with 1:1 crops
 where tiles meet).
 """
 
@@ -22,9 +22,9 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.engine import Engine  # noqa: E402
+from backend.engine import Engine, style_tile  # noqa: E402
 from backend.model_store import ModelStore  # noqa: E402
-from trainer.evaluate import crop_to_multiple, degrade, detail_box  # noqa: E402
+from trainer.eval_sr import crop_to_multiple, degrade, detail_box  # noqa: E402
 
 SHARED = Path(os.environ.get("BRUSHWORK_SHARED") or ROOT.parent / "shared") / "data"
 STYLES = ["starry_night", "wave", "the_scream", "composition_vii", "udnie"]
@@ -152,7 +152,7 @@ def tiles_grid(engine, model="starry_night", size=2048, crop=256):
     corner = (result.width // 2 - crop, result.height // 2 - crop)
     # the tiles start in the mirrored margin, so their boundaries lie near, not on, the centre
     crops = [("1:1 at the centre", result.crop((*centre, centre[0] + crop, centre[1] + crop))),
-             (f"1:1 above-left of it ({engine.tile_size}-px tile boundaries cross it)",
+             (f"1:1 above-left of it ({style_tile(engine.tile_size)}-px tile boundaries cross it)",
               result.crop((*corner, corner[0] + crop, corner[1] + crop)))]
     return labelled_grid([[(f"{model}, {result.width}x{result.height}", overview)] + crops],
                          overview.width, overview.height)

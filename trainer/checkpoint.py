@@ -1,4 +1,4 @@
-"""Training checkpoints: written atomically, read without executing code.
+"""A training run's folder and its checkpoints: written atomically, read without executing code.
 
 A checkpoint is a dict of tensors and plain Python values (``torch.load(weights_only=True)``
 can read it): model and optimizer state, iteration, loss history, the run's options and the
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.model_store import write_atomic
+from backend.model_save import write_atomic
+from backend.model_store import user_models_dir
 
 FORMAT = 1
 KEEP_CHECKPOINTS = 3   # the newest checkpoints a run keeps (each holds the net and Adam's state)
@@ -99,3 +100,8 @@ def load_checkpoint(path):
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise ValueError(f"{path} is not a brushwork checkpoint (format {FORMAT})")
     return checkpoint
+
+
+def default_run_dir(name):
+    """The run folder of run ``name`` when ``--run-dir`` does not say: beside the user's models."""
+    return user_models_dir().parent / "runs" / name

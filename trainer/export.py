@@ -1,10 +1,12 @@
-"""Turning a trained net into a model the daemon serves (backend.model_store.save_model)."""
+"""Turning a trained net into a model the daemon serves (backend.model_save.save_model)."""
 
 import hashlib
 import re
 from pathlib import Path
 
-from backend.model_store import NAME_PATTERN, save_model, user_models_dir
+from backend.model_files import NAME_PATTERN
+from backend.model_save import save_model
+from backend.model_store import user_models_dir
 
 
 def model_name(text):

@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from backend.model_store import architecture_of
 from backend.nets import build_net
 from trainer.data import CropSampler, degrade, find_images, preview_crops, split_holdout, to_image
 from trainer.export import check_model_name, export_model
@@ -70,7 +69,7 @@ class SRTask:
         self.loss = PerceptualLoss(loss_net, self.weights, grid_period=args.scale)
         self.net = build_net({**architecture(args, "sr", args.scale), "residual": args.residual,
                               "upsample": args.upsample})
-        self.arch = architecture_of(self.net)   # the form save_model records, defaults left out
+        self.arch = self.net.architecture()   # the form save_model records, defaults left out
         self.preview_hr = preview_crops(self.held_out or self.paths, args.size, resize=False)
         self.config = {"kind": "sr", "scale": args.scale, "loss": args.loss, "size": args.size, "blur": args.blur,
                        "weights": self.weights.as_dict(), "vgg": args.vgg if loss_net else None,

@@ -28,8 +28,8 @@ def add_engine_arguments(p, note=""):
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="compute precision (default: auto)" + note)
     p.add_argument("--tile-size", type=int, metavar="PX",
-                   help="tile size in pixels; style images of up to PX*PX pixels run whole (default: 2048 on a "
-                        "machine with at least 8 GiB of memory, else 1024)" + note)
+                   help="tile size in pixels; style images of up to PX*PX pixels run whole, larger ones in tiles "
+                        "of PX/2 (default: 2048 on a machine with at least 8 GiB of memory, else 1024)" + note)
 
 
 def add_daemon_arguments(p, timeout=60.0):

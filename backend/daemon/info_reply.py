@@ -9,7 +9,7 @@ import base64
 import os
 
 from backend import __version__, protocol
-from backend.model_store import MAX_THUMBNAIL_BYTES, read_regular_file
+from backend.model_files import MAX_THUMBNAIL_BYTES, read_regular_file
 from backend.protocol import BrushworkError
 
 MAX_INFO_PROBLEMS = 200   # problems listed in one `info` reply
