@@ -28,7 +28,13 @@ DEFAULT_QUEUE = 16                        # jobs waiting for the worker, all cli
 MAX_HEADER_BYTES = 64 * 1024              # request headers (the daemon's limit)
 MAX_REPLY_HEADER_BYTES = 16 * 1024 * 1024  # reply headers a client accepts: `info` with thumbnails can be large
 MAX_INFO_BYTES = 8 * 1024 * 1024          # what the daemon puts in one `info` reply (it leaves out the rest)
+MAX_QUOTE = 200                           # characters of an error message that quotes a request's value
 HEARTBEAT_S = 2.0                         # the daemon re-sends each waiting job's progress this often
+
+# Exit statuses of the `brushwork` command and the trainer's (`python -m trainer`, which the daemon runs).
+EXIT_ERROR = 1        # failed; the reason is on stderr
+EXIT_USAGE = 2        # no command given
+EXIT_CANCELLED = 130  # interrupted or cancelled (128 + SIGINT, as shells report it)
 
 DTYPE_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 CHANNEL_ORDERS = ("RGBA", "BGRA", "RGB", "BGR")
@@ -106,6 +112,15 @@ class IOFailure(BrushworkError):
     code = "io_error"
 
 
+class InternalError(BrushworkError):
+    """A bug on the daemon's side: it logged the traceback and tells the client only where to look."""
+
+    code = "internal"
+
+    def __init__(self, message="internal error in the daemon; see its log"):
+        super().__init__(message)
+
+
 class Unavailable(BrushworkError):
     """No daemon answered (code ``unavailable``) or it went silent mid-job (``timeout``)."""
 
@@ -117,7 +132,8 @@ class TimedOut(Unavailable):
 
 
 _ERROR_CLASSES = {cls.code: cls for cls in (BadRequest, UnknownKind, UnknownModel, BadPixels, TooLarge, Busy,
-                                            Cancelled, ModelError, OutOfMemory, IOFailure, Unavailable, TimedOut)}
+                                            Cancelled, ModelError, OutOfMemory, IOFailure, InternalError,
+                                            Unavailable, TimedOut)}
 
 
 def error_from_code(code, message):
@@ -170,7 +186,7 @@ def validate_format(fmt):
     transfer = fmt.get("transfer", "srgb")
     for key, value in (("dtype", dtype), ("channels", channels), ("transfer", transfer)):
         if not isinstance(value, str):
-            raise BrushworkError(f"format {key} must be a string, got {value!r}"[:200], "bad_request")
+            raise BrushworkError(f"format {key} must be a string, got {value!r}"[:MAX_QUOTE], "bad_request")
     if dtype not in DTYPE_SIZES:
         raise BrushworkError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_SIZES)}", "bad_request")
     if channels not in CHANNEL_ORDERS:
@@ -236,8 +252,16 @@ def check_strength(value, field="'strength'"):
     naming ``field`` (the daemon's header field, or a command-line flag)."""
     low, high = STRENGTH_RANGE
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise BadRequest(f"{field} must be a number from {low:g} to {high:g}, got {value!r}"[:200])
+        raise BadRequest(f"{field} must be a number from {low:g} to {high:g}, got {value!r}"[:MAX_QUOTE])
     return float(value)
+
+
+def check_switch(name, value):
+    """``value`` if it is a switch's value, a JSON boolean (a string such as "no" is not false);
+    raises BadRequest naming ``name``."""
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name!r} must be true or false, got {value!r}"[:MAX_QUOTE])
+    return value
 
 
 @dataclass(frozen=True)
@@ -278,13 +302,11 @@ class TrainOption:
     def check(self, value):
         """``value`` if a request may set the option to it; raises BadRequest saying what it takes."""
         if self.kind is bool:
-            if not isinstance(value, bool):
-                raise BadRequest(f"{self.name!r} must be true or false, got {value!r}"[:200])
-            return value
+            return check_switch(self.name, value)
         if not self.takes_type(value) or (self.kind is int and not isinstance(value, int)) \
                 or not math.isfinite(value) or not self.low <= value <= self.high:
             raise BadRequest(f"{self.name!r} must be {'an integer' if self.kind is int else 'a number'} "
-                             f"from {self.low} to {self.high}, got {value!r}"[:200])
+                             f"from {self.low} to {self.high}, got {value!r}"[:MAX_QUOTE])
         if self.multiple_of > 1 and value % self.multiple_of:
             raise BadRequest(f"{self.name!r} must be a multiple of {self.multiple_of}, got {value}")
         return value

@@ -11,10 +11,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from backend.protocol import EXIT_CANCELLED, EXIT_ERROR, BadRequest, IOFailure
 from trainer import options
-
-EXIT_ERROR = 1
-EXIT_CANCELLED = 130
 
 
 def _train_command(module_name):
@@ -30,7 +28,7 @@ def _train_command(module_name):
         except (ValueError, OSError) as exc:
             print(f"brushwork train: error: {exc}", file=sys.stderr)
             if getattr(args, "progress_json", False):   # the daemon passes the code on to its client
-                code = "io_error" if isinstance(exc, OSError) else "bad_request"
+                code = IOFailure.code if isinstance(exc, OSError) else BadRequest.code
                 print(json.dumps({"event": "error", "code": code, "message": str(exc)}), flush=True)
             return EXIT_ERROR
         except KeyboardInterrupt as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from backend.protocol import BrushworkError, Cancelled
+from backend.protocol import BadRequest, Cancelled
 from trainer import data
 from trainer.losses import LossWeights, PerceptualLoss
 from trainer.options import LBFGS_INITS, LBFGS_ITERATIONS
@@ -103,11 +103,11 @@ def run(args):
 
     inputs = list(args.inputs)
     if len(inputs) != 1:
-        raise BrushworkError(f"--optimize takes one input image, not {len(inputs)}", "bad_request")
+        raise BadRequest(f"--optimize takes one input image, not {len(inputs)}")
     if not args.style_image:
-        raise BrushworkError("--optimize needs --style-image S", "bad_request")
+        raise BadRequest("--optimize needs --style-image S")
     if args.iterations < 1 or args.size < 16 or args.style_size < 16:
-        raise BrushworkError("--iterations must be >= 1 and --size / --style-size >= 16", "bad_request")
+        raise BadRequest("--iterations must be >= 1 and --size / --style-size >= 16")
     source = Path(inputs[0])
     output = Path(args.output) if args.output else \
         Path(args.out_dir or source.parent) / f"{source.stem}-gatys.png"
@@ -124,7 +124,7 @@ def run(args):
         output.parent.mkdir(parents=True, exist_ok=True)
         data.to_image(image[0]).save(output)
     except (OSError, ValueError, FloatingPointError) as exc:
-        raise BrushworkError(str(exc), "bad_request") from None
+        raise BadRequest(str(exc)) from None
     print(f"objective {history[0]:.4g} -> {history[-1]:.4g} after {args.iterations} L-BFGS iterations; "
           f"wrote {output}")
     return 0

@@ -15,9 +15,7 @@ import sys
 from backend import __version__, protocol
 from backend.cli import images, keys, models, plugins, serve
 from backend.cli.shared import trainer_cli
-from backend.protocol import BrushworkError
-
-EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
+from backend.protocol import EXIT_CANCELLED, EXIT_ERROR, EXIT_USAGE, BrushworkError
 
 
 def build_parser():

@@ -65,8 +65,7 @@ def check_image_request(header, frames, max_pixels, allow_mask=True):
 def _check_switches(header, *keys):
     """Options that are switches must be JSON booleans (a string such as "no" is not false)."""
     for key in keys:
-        if not isinstance(header.get(key, False), bool):
-            raise protocol.BadRequest(f"{key!r} must be true or false, got {header[key]!r}"[:200])
+        protocol.check_switch(key, header.get(key, False))
 
 
 def check_stylize(header, frames, limits, store):

@@ -268,8 +268,7 @@ class Daemon:
                 self._send_error(identity, request_id, exc)
             except Exception:
                 log.exception("internal error handling request %s", request_id)
-                self._send_error(identity, request_id,
-                                 BrushworkError("internal error in the daemon; see its log"))
+                self._send_error(identity, request_id, protocol.InternalError())
 
     def _handle(self, identity, header, frames):
         request_id, kind = check_header(header)

@@ -26,6 +26,7 @@ import sys
 import threading
 from pathlib import Path
 
+from backend import protocol
 from backend.protocol import TRAIN_OPTIONS, BrushworkError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +100,8 @@ class TrainerProcess:
                 self.on_progress(event["iteration"], event["total"], message)
             elif event.get("event") == "done":
                 done = {"name": event["model"], "path": event["path"]}
-            elif event.get("event") == "error" and event.get("code") in ("io_error", "bad_request"):
+            elif event.get("event") == "error" and event.get("code") in (protocol.IOFailure.code,
+                                                                          protocol.BadRequest.code):
                 failure = BrushworkError(f"training failed: {event.get('message')}", event["code"])
             elif event.get("event") == "estimate" and "--estimate" in self.command:
                 done = {"estimate": {k: v for k, v in event.items() if k != "event"}}
@@ -115,10 +117,10 @@ class TrainerProcess:
                 self.on_done(done)
         elif self.on_error:
             if self._cancelled:
-                error = BrushworkError("training was cancelled", "cancelled")
+                error = protocol.Cancelled("training was cancelled")
             else:
-                error = failure or BrushworkError(f"training failed (exit status {returncode}): "
-                                                  f"{self.error_text()}", "internal")
+                error = failure or protocol.InternalError(f"training failed (exit status {returncode}): "
+                                                          f"{self.error_text()}")
             self.on_error(error)
 
     def error_text(self, lines=5):

@@ -25,6 +25,7 @@ from PIL import Image
 
 from backend import pixels, protocol
 from backend.daemon.trainer_process import TrainerProcess
+from backend.model_store import MAX_TEXT
 from backend.nets import default_architecture, edge_hiding_border
 from backend.protocol import TRAIN_OPTIONS, BrushworkError
 
@@ -67,8 +68,9 @@ def training_options(header):
     except ValueError as exc:
         raise protocol.BadRequest(str(exc)) from None
     display = (display or "").strip() or (text.strip() if text.strip() != name else None)
-    if display is not None and (len(display) > 200 or display.startswith("-")):
-        raise protocol.BadRequest(f"the display name {display[:40]!r} must have at most 200 characters "
+    longest = MAX_TEXT["display_name"]   # what the model store accepts in a model's metadata
+    if display is not None and (len(display) > longest or display.startswith("-")):
+        raise protocol.BadRequest(f"the display name {display[:40]!r} must have at most {longest} characters "
                                   "and not start with '-'")
     options = {"name": name, "display_name": display}
     options.update((key, protocol.check_train_option(key, header[key]))
@@ -136,10 +138,10 @@ class TrainingJobs:
         self.content_dir = Path(content_dir).expanduser().resolve() if content_dir else None
         self.out_dir = Path(out_dir or user_models_dir()).expanduser().resolve()
         if self.content_dir and self.out_dir not in [Path(d).resolve() for d in store.dirs]:
-            raise BrushworkError(f"the training output dir {self.out_dir} is not one of the model dirs "
-                                 f"the daemon serves ({', '.join(map(str, store.dirs))})", "bad_request")
+            raise protocol.BadRequest(f"the training output dir {self.out_dir} is not one of the model dirs "
+                                      f"the daemon serves ({', '.join(map(str, store.dirs))})")
         if int(limit) < 1:
-            raise BrushworkError(f"the training job limit must be at least 1, got {limit}", "bad_request")
+            raise protocol.BadRequest(f"the training job limit must be at least 1, got {limit}")
         self.limit = int(limit)
         self.device = device
         self.client_content = bool(client_content)
@@ -344,10 +346,10 @@ class TrainingJobs:
         except BrushworkError as exc:
             self._fail(run, exc)
         except OSError as exc:   # a full disk, say: the client hears which file
-            self._fail(run, BrushworkError(f"cannot write the training's files: {exc}", "io_error"))
+            self._fail(run, protocol.IOFailure(f"cannot write the training's files: {exc}"))
         except Exception:
             log.exception("internal error starting train_style %s", run.id)
-            self._fail(run, BrushworkError("internal error in the daemon; see its log", "internal"))
+            self._fail(run, protocol.InternalError())
 
     def _on_progress(self, run, done, total, message):
         with self._lock:
@@ -370,10 +372,10 @@ class TrainingJobs:
         try:
             model = self.store.get(info["name"])
             if model.json_path.resolve() != Path(info["path"]).resolve():
-                raise BrushworkError(f"the trained model was saved to {info['path']}, but the model "
-                                     f"{model.json_path} of the same name takes precedence", "model_error")
+                raise protocol.ModelError(f"the trained model was saved to {info['path']}, but the model "
+                                          f"{model.json_path} of the same name takes precedence")
         except BrushworkError as exc:
-            self._fail(run, BrushworkError(f"the trained model cannot be served: {exc.message}", "model_error"))
+            self._fail(run, protocol.ModelError(f"the trained model cannot be served: {exc.message}"))
             return
         log.info("train_style %s: model %s saved to %s", run.id, model.name, model.json_path)
         self._finish(run, {"kind": "result", "model": model.summary()})

@@ -85,6 +85,6 @@ def _run(engine, job, replies):
                                         "other programs"))
     except Exception:
         log.exception("internal error in %s job %s", job.kind, job.id)
-        send_error(BrushworkError("internal error in the daemon; see its log"))
+        send_error(protocol.InternalError())
     finally:
         job.frames = None  # release the request's buffers
