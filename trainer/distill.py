@@ -13,6 +13,7 @@ The shared loop (:func:`trainer.loop.run_training`) does Adam, checkpoints, ``--
 progress, previews and the loss curve.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,8 @@ class DistillTask:
         from backend.engine import Engine
         from backend.model_store import ModelStore
 
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("train distill runs in one process: its ranks would all make the same targets")
         if getattr(args, "estimate", False):
             raise ValueError("train distill has no --estimate: its first step makes the teacher's targets")
         if args.pool < args.batch:
