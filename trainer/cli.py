@@ -1,4 +1,4 @@
-"""The trainer's command line: ``train style``, ``train sr``, ``eval ...`` and the hooks for
+"""The trainer's command line: ``train style``, ``train sr``, ``train distill``, ``eval ...`` and the hooks for
 ``brushwork stylize --optimize``. ``backend/cli/__init__.py`` calls :func:`register`;
 ``python -m trainer`` runs :func:`main` on its own (the editor training job uses that).
 """
@@ -87,12 +87,12 @@ def _eval_command(function_name):
 
 
 def register(subparsers):
-    """Add ``train`` (style, sr) and ``eval`` (sr, style) to ``subparsers``. Nothing heavy is
+    """Add ``train`` (style, sr, distill) and ``eval`` (sr, style) to ``subparsers``. Nothing heavy is
     imported here: each command imports its module when it runs."""
     train = subparsers.add_parser("train", help="train a style or super-resolution model",
                                   description="Train feed-forward nets with perceptual losses "
                                               "(see docs/training.md).")
-    kinds = train.add_subparsers(dest="train_kind", metavar="{style,sr}", required=True)
+    kinds = train.add_subparsers(dest="train_kind", metavar="{style,sr,distill}", required=True)
     style = kinds.add_parser("style", help="train a style transfer model from one style image",
                              description="Train a feed-forward style transfer net (Johnson et al., Sec. 4.1): "
                                          "feature loss to the content crop, style loss to one style image, "
@@ -104,6 +104,13 @@ def register(subparsers):
                                       "on HR patches degraded on the fly, with the feature or the pixel loss.")
     options.add_train_sr_arguments(sr)
     sr.set_defaults(func=_train_command("train_sr"))
+
+    distill = kinds.add_parser("distill", help="train a smaller, faster copy of a style model (a lite net)",
+                               description="Distil a style model: a smaller net learns to reproduce what the "
+                                           "teacher makes of cached, augmented crops (L1 plus a grid term against "
+                                           "4-px patterns; no VGG, so it fits on a CPU). See docs/models.md.")
+    options.add_train_distill_arguments(distill)
+    distill.set_defaults(func=_train_command("distill"))
 
     evaluations = subparsers.add_parser("eval", help="evaluate models (PSNR/SSIM, style comparisons)")
     kinds = evaluations.add_subparsers(dest="eval_kind", required=True)

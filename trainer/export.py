@@ -33,10 +33,11 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def export_model(net, name, display_name, loss, vgg, recipe, data, thumbnail, out_dir=None):
+def export_model(net, name, display_name, loss, vgg, recipe, data, thumbnail, out_dir=None, extra=None):
     """Save ``net`` (any device, any memory format) as model ``name`` into ``out_dir``
-    (default: the user models dir); return the JSON path."""
+    (default: the user models dir); return the JSON path. ``extra``: more top-level metadata
+    keys (a lite net's ``teacher``)."""
     directory = Path(out_dir) if out_dir is not None else user_models_dir()
     metadata = {"display_name": display_name or name.replace("_", " ").title(), "loss": loss, "vgg": vgg,
-                "recipe": recipe, "data": data}
+                "recipe": recipe, "data": data, **(extra or {})}
     return save_model(directory, name, net, metadata, thumbnail=thumbnail)

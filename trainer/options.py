@@ -1,4 +1,4 @@
-"""The trainer's command-line options: ``train style``, ``train sr``, ``eval sr``, ``eval style``
+"""The trainer's command-line options: ``train style``, ``train sr``, ``train distill``, ``eval sr``, ``eval style``
 and ``brushwork stylize --optimize``.
 
 The training options the editors can set too (``--iterations``, ``--size``, ``--zoom``, ...) are
@@ -134,6 +134,31 @@ def add_train_sr_arguments(parser):
                              "(default 0; not in the paper)")
     add_vgg_arguments(parser)
     add_loop_arguments(parser, iterations=200000, batch=4)
+
+
+def add_train_distill_arguments(parser):
+    """Options of ``train distill``."""
+    parser.add_argument("--teacher", required=True, metavar="MODEL", help="the style model to reproduce")
+    parser.add_argument("--content", type=Path, required=True, metavar="DIR",
+                        help="folder of content photos (searched recursively; jpg/jpeg/png/webp); those the "
+                             "teacher's metadata lists as held out are left out too")
+    parser.add_argument("--name", help="model name (default: the teacher's name + '_lite')")
+    parser.add_argument("--display-name", help="name shown in the editors (default: the teacher's + ' (lite)')")
+    parser.add_argument("--models", action="append", metavar="DIR",
+                        help="extra model directory to find the teacher in (repeatable)")
+    parser.add_argument("--size", type=int, default=256, help="training crop size (default 256)")
+    parser.add_argument("--pool", type=int, default=2000, metavar="N",
+                        help="crops the teacher stylises once, cached in the run dir (default 2000)")
+    parser.add_argument("--zoom", type=float, default=2.0, metavar="Z",
+                        help="crops of random side, from the whole photo (shorter side = --size) to Z times "
+                             "closer (default 2; 1: off)")
+    parser.add_argument("--no-flip", action="store_true", help="do not mirror half the crops left to right")
+    parser.add_argument("--l1-weight", type=float, default=1.0, help="weight of the L1 loss to the teacher (default 1)")
+    parser.add_argument("--grid-weight", type=float, default=10.0,
+                        help="weight of the grid loss: the student's error pattern repeating every 4 pixels "
+                             "(default 10)")
+    add_holdout_arguments(parser)
+    add_loop_arguments(parser, iterations=20000, batch=4)
 
 
 def add_eval_sr_arguments(parser):

@@ -1,0 +1,104 @@
+"""``brushwork train distill``: teacher targets cached once, resume, export of a lite net the
+engine runs, the grid term, and clear errors (a tiny random teacher keeps it fast)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from backend.engine import Engine
+from backend.model_store import ModelStore
+from helpers import make_model, random_image, training_photos
+from trainer.cli import main
+from trainer.distill import DistillLoss
+from trainer.distill_targets import phase_pattern
+
+TINY = ["--size", "32", "--pool", "4", "--batch", "2", "--channels", "4", "--blocks", "1",
+        "--precision", "fp32", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A folder of three photos and one of a tiny teacher (8 channels, 1 block) and an SR model."""
+    root = tmp_path_factory.mktemp("distill")
+    teachers = root / "teachers"
+    make_model(teachers, "tiny_style", architecture={"channels": 8, "blocks": 1}, seed=3,
+               data={"held_out": []})
+    make_model(teachers, "tiny_sr", kind="sr", scale=2, architecture={"channels": 8, "blocks": 1})
+    return root, training_photos(root / "photos"), teachers
+
+
+def distill(setup, run, *extra):
+    root, photos, teachers = setup
+    return main(["train", "distill", "--teacher", "tiny_style", "--content", str(photos), "--models", str(teachers),
+                 "--run-dir", str(root / run), "--out", str(root / run / "models"), *TINY, *extra])
+
+
+def test_distill_caches_the_teachers_targets_and_exports_a_lite_net_the_engine_runs(setup):
+    root, _, teachers = setup
+    assert distill(setup, "run", "--iterations", "2", "--checkpoint-every", "1") == 0
+    record = json.loads((root / "run" / "targets" / "targets.json").read_text())
+    assert record["done"] == 4 and record["identity"]["teacher"] == "tiny_style"
+    pairs = np.load(root / "run" / "targets" / "targets.npy")
+    assert pairs.shape == (4, 2, 3, 32, 32) and pairs.dtype == np.uint8
+    # a target is the teacher as the engine runs it (mirrored edges, own statistics), to 8 bits
+    photo = pairs[1, 0].transpose(1, 2, 0).astype(np.float32) / 255
+    teacher = Engine(ModelStore(teachers, include_bundled=False, include_user=False), "cpu", "fp32")
+    expected = teacher.stylize(photo, None, "tiny_style")[0]
+    assert np.abs(pairs[1, 1].transpose(1, 2, 0) / 255 - expected).max() <= 1 / 255 + 1e-6
+
+    store = ModelStore(root / "run" / "models", include_bundled=False, include_user=False)
+    info = store.get("tiny_style_lite")
+    meta = info.metadata
+    assert meta["teacher"] == "tiny_style" and meta["recipe"]["teacher"] == "tiny_style"
+    assert meta["architecture"] == {"type": "style", "channels": 4, "blocks": 1}
+    assert meta["recipe"]["iterations"] == 2 and meta["recipe"]["pool"] == 4
+    assert set(meta["recipe"]["final_losses"]) == {"total", "l1", "grid"}
+    out, _ = Engine(store, "cpu", "fp32").stylize(random_image(40, 36), None, "tiny_style_lite")
+    assert out.shape == (40, 36, 3) and np.isfinite(out).all()
+    assert (root / "run" / "preview.png").is_file() and (root / "run" / "loss.png").is_file()
+
+
+def test_distill_resumes_without_making_the_targets_again(setup):
+    root = setup[0]
+    assert distill(setup, "resume", "--iterations", "2", "--checkpoint-every", "1") == 0
+    cache = root / "resume" / "targets" / "targets.npy"
+    made = cache.stat().st_mtime_ns
+    assert distill(setup, "resume", "--iterations", "3", "--resume") == 0
+    assert cache.stat().st_mtime_ns == made
+    meta = json.loads((root / "resume" / "models" / "tiny_style_lite.json").read_text())
+    assert meta["recipe"]["iterations"] == 3 and " && " in meta["recipe"]["command"]   # both runs
+    # other crop settings do not mix with the cached targets
+    assert distill(setup, "resume", "--iterations", "4", "--resume", "--pool", "6") == 1
+
+
+@pytest.mark.parametrize("teacher, says", [("no_such_style", "there is no model of that name"),
+                                           ("tiny_sr", "it is an sr model")])
+def test_distill_refuses_a_teacher_that_is_not_a_style_model(setup, capsys, teacher, says):
+    root, photos, teachers = setup
+    status = main(["train", "distill", "--teacher", teacher, "--content", str(photos), "--models", str(teachers),
+                   "--run-dir", str(root / "bad"), "--out", str(root / "bad" / "models"), *TINY])
+    error = capsys.readouterr().err
+    assert status == 1 and says in error and "tiny_style" in error
+    assert not (root / "bad").exists()
+
+
+def test_the_grid_term_charges_a_pattern_fixed_to_the_4_px_grid():
+    target = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    pattern = torch.zeros(3, 4, 4)
+    pattern[:, ::2, ::2] = 0.04          # a screen door: a brighter pixel in every 2 x 2
+    loss = DistillLoss(l1=0, grid=1)
+    clean, _ = loss(target, target)
+    spotted, parts = loss(target + pattern.repeat(1, 8, 8), target)
+    shifted, _ = loss(target + 0.04, target)     # a uniform shift is not a pattern
+    assert float(clean) == 0 and float(spotted) > 0.01 and float(shifted) < 1e-6 and set(parts) == {"grid"}
+
+
+def test_phase_pattern_finds_a_pattern_added_to_random_images():
+    rng = np.random.default_rng(1)
+    images = rng.random((128, 3, 32, 32))
+    pattern = rng.normal(0, 0.05, (3, 4, 4))
+    pattern -= pattern.mean(axis=(1, 2), keepdims=True)
+    found = phase_pattern(images + np.tile(pattern, (8, 8)))
+    assert np.abs(found - pattern).max() < 0.015 < np.abs(pattern).max()

@@ -1,0 +1,124 @@
+"""How close a lite net (``brushwork train distill``) comes to its teacher, and a side-by-side sheet.
+
+    python tools/lite_report.py --student starry_night_lite --models runs/starry_night_lite/models \\
+        [--sizes 256 512] [--sheet runs/starry_night_lite/side_by_side.png]
+
+On the held-out photos (trainer/recipes/sun_hays80_holdout.txt; shorter side scaled to each
+size, centre square, as ``brushwork eval style``), both nets run as the engine runs them
+(mirrored edges, fp32), and the table gives per size the mean Eq. 5 objective (the teacher's
+VGG, loss weights and style image) of the teacher, of the student and their ratio; the RMS of
+the fixed period-4 pattern (:func:`trainer.distill_targets.phase_pattern`, 8-bit luma levels) of
+the photos, the teacher and the student; and their edge ratio (:func:`trainer.metrics.edge_ratio`).
+The sheet shows one photo's teacher output, student output and 4x their absolute difference.
+Shared data: $BRUSHWORK_SHARED or ../shared beside the checkout.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.engine import Engine  # noqa: E402
+from backend.model_store import ModelStore  # noqa: E402
+from trainer.data import load_image  # noqa: E402
+from trainer.distill_targets import pattern_rms_levels, phase_pattern  # noqa: E402
+from trainer.eval_style import square_content  # noqa: E402
+from trainer.gatys import build_objective  # noqa: E402
+from trainer.losses import LossWeights  # noqa: E402
+from trainer.metrics import edge_ratio  # noqa: E402
+
+SHARED = Path(os.environ.get("BRUSHWORK_SHARED") or ROOT.parent / "shared") / "data"
+HOLDOUT = ROOT / "trainer" / "recipes" / "sun_hays80_holdout.txt"
+
+
+def held_out_photos():
+    names = [line.split("#", 1)[0].strip() for line in HOLDOUT.read_text().splitlines()]
+    return [SHARED / "train" / "sun_hays80" / name for name in names if name]
+
+
+def teacher_objective(meta):
+    """The Eq. 5 objective the teacher (metadata ``meta``) was trained on."""
+    recipe, sources = meta["recipe"], meta["data"]
+    style_path = Path(sources["style_image"])
+    if not style_path.is_file():
+        style_path = SHARED / "styles" / style_path.name
+    weights = LossWeights(**recipe["loss_weights"]) if "loss_weights" in recipe else None
+    style = load_image(style_path, max_side=recipe.get("style_size", 256))
+    return build_objective(style, meta.get("vgg") or "caffe", recipe.get("vgg_weights"), weights)
+
+
+def as_tensor(image):
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+
+
+def measure(engine, objective, teacher, student, sizes):
+    """Rows of the table: one per size, means over the held-out photos."""
+    rows = []
+    for size in sizes:
+        sums = {}
+        photos = held_out_photos()
+        for path in photos:
+            content = square_content(path, size)
+            photo = content[0].permute(1, 2, 0).numpy()
+            outputs = {"photo": photo, "teacher": engine.stylize(photo, None, teacher)[0],
+                       "student": engine.stylize(photo, None, student)[0]}
+            for label, image in outputs.items():
+                pattern = phase_pattern(image.transpose(2, 0, 1)[None])
+                sums[f"{label} pattern"] = sums.get(f"{label} pattern", 0) + pattern_rms_levels(pattern)
+                sums[f"{label} edges"] = sums.get(f"{label} edges", 0) + edge_ratio(image * 255)
+                if label != "photo":
+                    value = float(objective(as_tensor(image), content)[0])
+                    sums[f"{label} objective"] = sums.get(f"{label} objective", 0) + value
+        rows.append({"size": size, **{key: value / len(photos) for key, value in sums.items()}})
+    return rows
+
+
+def table(rows):
+    lines = ["| size | teacher Eq. 5 | student Eq. 5 | student / teacher | period-4 RMS photo / teacher / "
+             "student (levels) | edge ratio teacher / student |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['teacher objective']:.4g} | {r['student objective']:.4g} | "
+                     f"{r['student objective'] / r['teacher objective']:.3f} | {r['photo pattern']:.2f} / "
+                     f"{r['teacher pattern']:.2f} / {r['student pattern']:.2f} | {r['teacher edges']:.2f} / "
+                     f"{r['student edges']:.2f} |")
+    return "\n".join(lines)
+
+
+def sheet(engine, teacher, student, path, size, out):
+    """Teacher | student | 4 x |difference| for one photo, written to ``out``."""
+    photo = square_content(path, size)[0].permute(1, 2, 0).numpy()
+    a, b = engine.stylize(photo, None, teacher)[0], engine.stylize(photo, None, student)[0]
+    panels = [a, b, np.clip(4 * np.abs(a - b), 0, 1)]
+    row = np.concatenate([np.pad(p, ((0, 0), (0, 4), (0, 0)), constant_values=1) for p in panels], axis=1)[:, :-4]
+    Image.fromarray(np.round(row * 255).astype(np.uint8)).save(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--student", required=True, help="the lite model")
+    parser.add_argument("--models", action="append", default=[], help="extra model directory (repeatable)")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--sheet", type=Path, default=None, metavar="PNG", help="write the side-by-side sheet here")
+    parser.add_argument("--sheet-size", type=int, default=512)
+    args = parser.parse_args(argv)
+    store = ModelStore(args.models)
+    info = store.get(args.student)
+    teacher = info.metadata.get("teacher")
+    if not teacher:
+        parser.error(f"{args.student} names no teacher: it is not a lite net")
+    engine = Engine(store, device="cpu", precision="fp32")
+    if args.sheet:
+        sheet(engine, teacher, info.name, held_out_photos()[0], args.sheet_size, args.sheet)
+        print(f"wrote {args.sheet}", flush=True)
+    print(table(measure(engine, teacher_objective(store.get(teacher).metadata), teacher, info.name, args.sizes)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""``brushwork train distill``: a smaller, faster style net trained to reproduce a style model.
+
+The *teacher* (a bundled or user style model) stylises a pool of augmented training crops once,
+the way the engine runs it for users (line-free: see :mod:`trainer.distill_targets`); the
+*student*, a :class:`backend.nets.StyleNet` of less width and depth, learns to reproduce those
+images. No VGG pass and no gradient through the teacher: each step costs only the student's
+forward and backward, which is what makes distilling fit on a CPU. See docs/models.md,
+"Lite nets".
+
+Loss (:class:`DistillLoss`): L1 to the teacher's output, cleaned of the teacher's fixed
+period-4 pattern, plus a grid term on the pattern the student's own error repeats every 4 px.
+The shared loop (:func:`trainer.loop.run_training`) does Adam, checkpoints, ``--resume``,
+progress, previews and the loss curve.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.nets import build_net
+from backend.protocol import BrushworkError
+from trainer.data import CropSampler, find_images, preview_crops, split_holdout, to_image
+from trainer.distill_targets import PERIOD, build_targets, pattern_rms_levels
+from trainer.export import check_model_name, export_model
+from trainer.checkpoint import default_run_dir
+from trainer.loop import run_training
+from trainer.losses import grid_loss
+from trainer.plots import image_grid
+
+STUDENT = {"channels": 16, "blocks": 3}     # chosen by timing at 1024**2: docs/models.md, "Lite nets"
+LITE_SUFFIX = "_lite"
+
+
+def find_teacher(store, name):
+    """The ModelInfo of style model ``name`` in ``store``; ValueError naming the style models if there is none."""
+    try:
+        info = store.get(name)
+    except BrushworkError:
+        info = None
+    if info is None or info.kind != "style":
+        styles = ", ".join(m.name for m in store.list() if m.kind == "style") or "none installed"
+        what = "there is no model of that name" if info is None else f"it is an {info.kind} model"
+        raise ValueError(f"--teacher {name!r}: {what}; a teacher is a style model ({styles})")
+    return info
+
+
+def student_architecture(args):
+    """The student's architecture: :data:`STUDENT`, or ``--channels`` / ``--blocks``. No mirrored
+    border of its own: the engine runs it mirrored past its reach, as it runs the bundled nets."""
+    return {"type": "style", "channels": args.channels or STUDENT["channels"],
+            "blocks": args.blocks or STUDENT["blocks"]}
+
+
+class DistillLoss(torch.nn.Module):
+    """``l1`` x mean absolute difference to the target + ``grid`` x :func:`trainer.losses.grid_loss`
+    at period 4: the error pattern fixed to the stride grid. Returns ``(total, parts)`` as the
+    loop expects; no loss network."""
+
+    loss_net = None
+
+    def __init__(self, l1=1.0, grid=10.0):
+        super().__init__()
+        if l1 < 0 or grid < 0 or not (l1 or grid):
+            raise ValueError("--l1-weight and --grid-weight must not be negative, and not both 0")
+        self.weights = {"l1": l1, "grid": grid}
+
+    def forward(self, output, target):
+        output, target = output.float(), target.float()
+        parts = {}
+        if self.weights["l1"]:
+            parts["l1"] = self.weights["l1"] * F.l1_loss(output, target)
+        if self.weights["grid"]:
+            parts["grid"] = self.weights["grid"] * grid_loss(output, target, PERIOD)
+        return sum(parts.values()), {name: value.detach() for name, value in parts.items()}
+
+
+class DistillTask:
+    """What distillation adds to the shared loop: the teacher's targets, the student, the loss,
+    previews (photo / teacher / student) and the export as a lite net of the teacher."""
+
+    kind = "style"
+
+    def __init__(self, args, device):
+        from backend.engine import Engine
+        from backend.model_store import ModelStore
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("train distill runs in one process: its ranks would all make the same targets")
+        if getattr(args, "estimate", False):
+            raise ValueError("train distill has no --estimate: its first step makes the teacher's targets")
+        if args.pool < args.batch:
+            raise ValueError(f"--pool must be at least --batch ({args.batch})")
+        if args.size < 32 or args.size % PERIOD:
+            raise ValueError(f"--size must be a multiple of {PERIOD} and at least 32")
+        self.args = args
+        store = ModelStore(args.models or ())
+        self.teacher = find_teacher(store, args.teacher)
+        self.name = check_model_name(args.name or f"{self.teacher.name}{LITE_SUFFIX}")
+        if self.name == self.teacher.name:
+            raise ValueError(f"--name {self.name!r} is the teacher's: the student would replace it")
+        engine = Engine(store, device=str(device))
+
+        def stylise(image):
+            return engine.stylize(image, None, self.teacher.name)[0]
+
+        teacher_held_out = self.teacher.metadata.get("data", {}).get("held_out", [])
+        photos, self.held_out = split_holdout(find_images(args.content), args.holdout, args.holdout_list, args.seed)
+        self.paths = [p for p in photos if p.name not in teacher_held_out]   # the teacher never saw those either
+        self.held_out += [p for p in photos if p.name in teacher_held_out]
+        if not self.paths:
+            raise ValueError("every content photo is held out (by the options or by the teacher's metadata)")
+        self.augment = {"zoom": args.zoom, "flip": not args.no_flip}
+        sampler = CropSampler(self.paths, args.size, seed=args.seed, resize=True, **self.augment)
+        identity = {"teacher": self.teacher.name, "teacher_sha256": self.teacher.metadata["sha256"],
+                    "size": args.size, "count": args.pool, "seed": args.seed, **self.augment,
+                    "photos": [p.name for p in self.paths]}
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(self.name)
+        self.pool, self.targets_seconds = build_targets(run_dir / "targets", identity, sampler, stylise, args.pool)
+        self._order = (None, None)     # (epoch, its permutation of the pool)
+        self.loss = DistillLoss(args.l1_weight, args.grid_weight)
+        self.arch = student_architecture(args)
+        self.net = build_net(self.arch)
+        self.preview_inputs = preview_crops(self.paths, args.size)
+        self.preview_teacher = torch.stack([torch.from_numpy(stylise(x.permute(1, 2, 0).numpy().copy()))
+                                            .permute(2, 0, 1) for x in self.preview_inputs])
+        self.config = {"kind": "distill", "teacher": self.teacher.name,
+                       "teacher_sha256": self.teacher.metadata["sha256"], "size": args.size, "pool": args.pool,
+                       **self.augment, "weights": self.loss.weights, "architecture": self.arch,
+                       "content": str(Path(args.content).resolve()), "held_out": [str(p) for p in self.held_out]}
+
+    def batch(self, first, count):
+        """Pool crops for samples ``first`` ... ``first + count - 1``: each epoch a seeded permutation of the pool."""
+        indices = []
+        for number in range(first, first + count):
+            epoch, position = divmod(number, self.pool.count)
+            if self._order[0] != epoch:
+                self._order = (epoch, np.random.default_rng([self.args.seed, epoch]).permutation(self.pool.count))
+            indices.append(int(self._order[1][position]))
+        return self.pool.pairs(indices)
+
+    @torch.no_grad()
+    def stylise_previews(self, net):
+        device = next(net.parameters()).device
+        net.eval()
+        try:
+            return net(self.preview_inputs.to(device)).float().cpu()
+        finally:
+            net.train()
+
+    def preview(self, net):
+        """Rows: the photos, the teacher's output, the student's."""
+        return image_grid([list(self.preview_inputs), list(self.preview_teacher), list(self.stylise_previews(net))])
+
+    def export(self, net, recipe, out_dir):
+        """Save the student as a style model marked ``"teacher": <name>``. Its recipe carries the
+        teacher's loss weights, VGG and style image, so ``brushwork eval style`` measures it on
+        the teacher's objective (Eq. 5)."""
+        args, teacher = self.args, self.teacher.metadata
+        taught = teacher.get("recipe", {})
+        recipe = {**recipe, "teacher": self.teacher.name, "teacher_sha256": teacher["sha256"],
+                  "teacher_architecture": teacher["architecture"], "size": args.size, "pool": args.pool,
+                  **self.augment, "distill_weights": self.loss.weights,
+                  "targets_wall_time_s": round(self.targets_seconds, 1),
+                  "teacher_fixed_pattern_rms_levels": round(pattern_rms_levels(self.pool.pattern.double().numpy()), 2),
+                  **{key: taught[key] for key in ("loss_weights", "style_size", "vgg", "vgg_weights") if key in taught}}
+        sources = teacher.get("data", {})
+        data = {"content": str(Path(args.content).resolve()), "content_images": len(self.paths),
+                "held_out": [p.name for p in self.held_out],
+                **{key: sources[key] for key in ("style_image", "style_sha256") if key in sources}}
+        display = args.display_name or f"{self.teacher.display_name} (lite)"
+        thumbnail = to_image(self.stylise_previews(net)[0])
+        return export_model(net, self.name, display, "style", teacher.get("vgg"), recipe, data, thumbnail, out_dir,
+                            extra={"teacher": self.teacher.name})
+
+
+def run(args):
+    """Distil and export a lite style model; return its JSON path (None on DDP ranks > 0)."""
+    return run_training(args, DistillTask)

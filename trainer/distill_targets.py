@@ -1,0 +1,129 @@
+"""The teacher's outputs for ``brushwork train distill``: computed once, cached on disk.
+
+A *pool* of ``count`` training crops (content photos cut by a :class:`trainer.data.CropSampler`
+with its zoom and flip augmentation: squares of random side, from the whole photo to ``zoom``
+times closer, resized to the crop size) and what the teacher makes of each. The teacher runs
+through :meth:`backend.engine.Engine.stylize`, the way users get it: mirrored out past the net's
+reach with the crop's own instance-norm statistics, so the targets have no lines along the edges.
+
+On disk, in the cache folder: ``targets.npy``, one uint8 array ``count x 2 x 3 x size x size``
+(input crop, teacher output), and ``targets.json``, what made it and how many crops are done. It
+is filled in chunks, so an interrupted build continues where it stopped; a cache made with other
+settings is refused rather than mixed. Training then costs only the student's steps.
+
+The teacher's *fixed pattern* (:func:`phase_pattern`): its mean output at each of the
+``period x period`` positions of the net's stride grid, minus their mean. Over thousands of
+randomly placed crops a photo's own pattern averages out, so what remains is the teacher's
+artefact (``starry_night``'s 4-px "screen door"); the student's targets are cleaned of it.
+"""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+CHUNK = 16          # crops made between two saves of the progress record
+PERIOD = 4          # a StyleNet's stride grid: two stride-2 convolutions
+
+
+def phase_pattern(images, period=PERIOD):
+    """The mean of ``images`` (N x C x H x W, any dtype) at each position of a ``period`` x
+    ``period`` grid anchored at the top-left, minus the mean over positions: C x period x period
+    float64. Sides that are not multiples of ``period`` lose their last rows/columns."""
+    n, c, height, width = images.shape
+    height, width = height - height % period, width - width % period
+    total = np.zeros((c, period, period))
+    for first in range(0, n, 64):
+        block = np.asarray(images[first:first + 64, :, :height, :width], dtype=np.float64)
+        total += block.reshape(len(block), c, height // period, period, width // period, period).sum(axis=(0, 2, 4))
+    mean = total / (n * (height // period) * (width // period))
+    return mean - mean.mean(axis=(1, 2), keepdims=True)
+
+
+def pattern_rms_levels(pattern):
+    """Root mean square of a :func:`phase_pattern` of [0, 1] images in 8-bit luma levels (BT.601 weights)."""
+    luma = 0.299 * pattern[0] + 0.587 * pattern[1] + 0.114 * pattern[2]
+    return float(np.sqrt(np.mean(luma ** 2)) * 255)
+
+
+class TargetPool:
+    """The cached (input, target) pairs of a finished build, read from the memory-mapped array."""
+
+    def __init__(self, array, pattern):
+        self.array = array
+        self.pattern = torch.from_numpy(pattern.astype(np.float32))   # C x period x period, [0, 1] units
+        self.count = len(array)
+
+    def pairs(self, indices):
+        """Inputs and targets of the crops ``indices`` as float tensors in [0, 1] (N x 3 x S x S);
+        the targets cleaned of the teacher's fixed pattern."""
+        pairs = torch.from_numpy(np.stack([self.array[i] for i in indices])).float().div_(255)
+        inputs, targets = pairs[:, 0], pairs[:, 1]
+        size = targets.shape[-1]
+        repeats = -(-size // PERIOD)
+        tiled = self.pattern.repeat(1, repeats, repeats)[:, :size, :size]
+        return inputs.contiguous(), (targets - tiled).clamp_(0, 1)
+
+
+def _read_record(path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_record(path, record):
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build_targets(directory, identity, sampler, teacher, count, show_progress=True):
+    """Fill (or continue) the cache in ``directory`` with ``count`` crops drawn from ``sampler``
+    (crop ``i`` is ``sampler.sample(i)``) and ``teacher``'s output for each (``teacher``: a
+    function HxWx3 float32 array -> array); return (:class:`TargetPool`, seconds spent here).
+
+    ``identity`` (a JSON-able dict: teacher, its weights hash, crop settings, photos...) is stored
+    with the cache; a cache with another identity raises ValueError.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    record_path, array_path = directory / "targets.json", directory / "targets.npy"
+    record = _read_record(record_path)
+    if record is not None and record.get("identity") != identity:
+        changed = sorted(k for k in {**identity, **record.get("identity", {})}
+                         if identity.get(k) != record.get("identity", {}).get(k))
+        raise ValueError(f"the teacher targets cached in {directory} were made with other settings "
+                         f"({', '.join(changed)}); delete that folder to make them again, or choose another --run-dir")
+    if record is None or not array_path.is_file():
+        record = {"identity": identity, "done": 0, "seconds": 0.0}
+        array = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8,
+                                          shape=(count, 2, 3, sampler.size, sampler.size))
+        _write_record(record_path, record)
+    else:
+        array = np.load(array_path, mmap_mode="r+")
+    started, before = time.monotonic(), record["seconds"]
+    if record["done"] < count:
+        with tqdm(total=count, initial=record["done"], desc="teacher targets", unit="crop", file=sys.stderr,
+                  disable=not show_progress, dynamic_ncols=True) as bar:
+            for first in range(record["done"], count, CHUNK):
+                last = min(first + CHUNK, count)
+                for i in range(first, last):
+                    crop = sampler.sample(i)
+                    image = crop.permute(1, 2, 0).numpy()
+                    array[i, 0] = np.round(image * 255).astype(np.uint8).transpose(2, 0, 1)
+                    out = np.clip(teacher(image), 0, 1)
+                    array[i, 1] = np.round(out * 255).astype(np.uint8).transpose(2, 0, 1)
+                    bar.update(1)
+                array.flush()
+                record.update(done=last, seconds=round(before + time.monotonic() - started, 1))
+                _write_record(record_path, record)
+    if "pattern" not in record:
+        record["pattern"] = (phase_pattern(array[:, 1]) / 255).tolist()   # a view: read 64 crops at a time
+        _write_record(record_path, record)
+    read_only = np.load(array_path, mmap_mode="r")
+    return TargetPool(read_only, np.asarray(record["pattern"])), record["seconds"]
+
