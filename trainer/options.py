@@ -146,7 +146,7 @@ def add_train_distill_arguments(parser):
     parser.add_argument("--display-name", help="name shown in the editors (default: the teacher's + ' (lite)')")
     parser.add_argument("--models", action="append", metavar="DIR",
                         help="extra model directory to find the teacher in (repeatable)")
-    parser.add_argument("--size", type=int, default=256, help="training crop size (default 256)")
+    add_train_option(parser, "size")
     parser.add_argument("--pool", type=int, default=2000, metavar="N",
                         help="crops the teacher stylises once, cached in the run dir (default 2000)")
     parser.add_argument("--zoom", type=float, default=2.0, metavar="Z",
