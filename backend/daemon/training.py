@@ -25,7 +25,7 @@ from PIL import Image
 
 from backend import pixels, protocol
 from backend.daemon.trainer_process import TrainerProcess
-from backend.model_store import MAX_TEXT
+from backend.model_files import MAX_TEXT
 from backend.nets import default_architecture, edge_hiding_border
 from backend.protocol import TRAIN_OPTIONS, BrushworkError
 
