@@ -25,7 +25,7 @@ import safetensors.torch
 import torch
 
 from backend.nets import UPSAMPLE_MODES, build_net
-from backend.protocol import MAX_BORDER, ModelError
+from backend.protocol import MAX_BORDER, SR_SCALES, ModelError
 
 log = logging.getLogger("brushwork.models")
 
@@ -55,7 +55,6 @@ _METADATA_TYPES = {
     "data": (dict,),
     "created": (str,),
 }
-_SR_SCALES = (2, 4, 8)
 
 
 def read_regular_file(path, limit):
@@ -157,8 +156,8 @@ def validate_metadata(meta):
         raise ModelError(f"architecture type {arch.get('type')!r} does not match kind {kind!r}")
     if kind == "style" and scale != 1:
         raise ModelError(f"a style model must have scale 1, not {scale}")
-    if kind == "sr" and (scale not in _SR_SCALES or arch.get("scale") != scale):
-        raise ModelError(f"SR scale {scale} must be one of {_SR_SCALES} and equal architecture scale "
+    if kind == "sr" and (scale not in SR_SCALES or arch.get("scale") != scale):
+        raise ModelError(f"SR scale {scale} must be one of {SR_SCALES} and equal architecture scale "
                          f"{arch.get('scale')!r}")
     allowed = {"type", "channels", "blocks"} | ({"scale", "residual", "upsample"} if kind == "sr" else {"border"})
     if set(arch) - allowed:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
 DEFAULT_TCP_PORT = 5557
+SR_SCALES = (2, 4, 8)                   # the upscale factors models, requests and editors know
 
 # Message kinds. Requests go client -> daemon, replies daemon -> client.
 REQUEST_KINDS = ("ping", "info", "stylize", "upscale", "echo", "cancel", "train_style")

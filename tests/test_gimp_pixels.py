@@ -11,10 +11,11 @@ import pytest
 
 from backend import protocol
 from installed_plugins import gimp_module
-from plugin_gimp.brushwork import gimp_pixels, model_list
+from plugin_gimp.brushwork import model_list
 from plugin_gimp.installer import install, plugin_dirs
 
-settings = gimp_module("settings")   # it imports the vendored protocol
+settings = gimp_module("settings")   # these import the vendored protocol
+gimp_pixels = gimp_module("gimp_pixels")
 
 COMPONENTS = ["U8", "U16", "U32", "HALF", "FLOAT", "DOUBLE"]
 TRANSFERS = ["LINEAR", "NON_LINEAR", "PERCEPTUAL"]

@@ -3,11 +3,12 @@
 
 import pytest
 
-from installed_plugins import krita_module
+from installed_plugins import gimp_module, krita_module
 
 from backend import protocol
 from backend.client import Result
-from plugin_gimp.brushwork import gimp_pixels
+
+gimp_pixels = gimp_module("gimp_pixels")   # it imports the vendored protocol
 
 RGBA16 = {"dtype": "u16", "channels": "RGBA", "transfer": "srgb"}
 HALF = {"dtype": "f16", "channels": "RGBA", "transfer": "srgb"}   # same byte count as u16: only the format tells

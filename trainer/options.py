@@ -10,7 +10,7 @@ commands import their modules only when they run (see :mod:`trainer.cli`).
 
 from pathlib import Path
 
-from backend.protocol import TRAIN_OPTIONS
+from backend.protocol import SR_SCALES, TRAIN_OPTIONS
 
 VGG_FLAVOURS = ("caffe", "torchvision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -107,7 +107,7 @@ def add_train_style_arguments(parser):
 
 def add_train_sr_arguments(parser):
     """Options of ``train sr``."""
-    parser.add_argument("--scale", type=int, choices=(2, 4, 8), required=True, help="upscaling factor")
+    parser.add_argument("--scale", type=int, choices=SR_SCALES, required=True, help="upscaling factor")
     parser.add_argument("--loss", choices=("feat", "pixel"), default="feat",
                         help="feat: feature loss at relu2_2 (sharper); pixel: per-pixel loss (higher PSNR)")
     parser.add_argument("--data", type=Path, required=True, metavar="DIR",

@@ -38,7 +38,7 @@ def register(sub):
     p = sub.add_parser("upscale", help="super-resolve image files",
                        description="Upscale image files with a super-resolution model.")
     _add_file_arguments(p)
-    p.add_argument("--scale", type=int, choices=(2, 4, 8),
+    p.add_argument("--scale", type=int, choices=protocol.SR_SCALES,
                    help="upscaling factor (default: the --model's, else 4); a --model of another scale is refused")
     p.add_argument("--model", metavar="NAME",
                    help="SR model (default: the first pixel-loss model for the scale, else the first by name; "

@@ -12,6 +12,8 @@ component type, so nothing is silently reduced to 8 bits:
 LINEAR precisions travel as linear light, NON_LINEAR and PERCEPTUAL ones as sRGB-encoded.
 """
 
+import protocol   # the vendored copy beside this file
+
 # component part of the precision name -> (babl type name, wire dtype)
 _COMPONENTS = {
     "U8": ("u8", "u8"),
@@ -28,7 +30,7 @@ _TRANSFERS = {
     "PERCEPTUAL": ("gamma", "srgb"),
 }
 
-SCALES = (2, 4, 8)
+SCALES = protocol.SR_SCALES
 
 
 def split_precision(precision):

@@ -15,7 +15,7 @@ from .brushwork_client import protocol
 
 OUTPUT_MODES = ("new_layer", "replace")
 UPSCALE_LAYERS = ("all", "active")
-UPSCALE_FACTORS = (2, 4, 8)
+UPSCALE_FACTORS = protocol.SR_SCALES
 # train_style options the plug-in forwards from ``train_options`` (docs/protocol.md, "Training a style"):
 # all but those the Train dialog asks for (iterations) or leaves to the daemon (time_limit)
 TRAIN_OPTIONS = tuple(name for name in protocol.TRAIN_OPTIONS if name not in ("iterations", "time_limit"))
