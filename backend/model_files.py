@@ -30,7 +30,8 @@ from backend.protocol import MAX_BORDER, SR_SCALES, ModelError
 log = logging.getLogger("brushwork.models")
 
 FORMAT_VERSION = 1
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+MAX_NAME_LENGTH = 64
+NAME_PATTERN = re.compile(rf"^[a-z0-9][a-z0-9_.-]{{0,{MAX_NAME_LENGTH - 1}}}$")
 MAX_METADATA_BYTES = 1 << 20      # a model's JSON file
 MAX_THUMBNAIL_BYTES = 1 << 20     # larger thumbnails are ignored (they travel in `info` replies)
 MAX_METADATA_DEPTH = 32           # nested lists/objects in a model's JSON (recipe and data included)

@@ -179,22 +179,21 @@ def decode_header(data, limit=MAX_HEADER_BYTES):
 
 
 def validate_format(fmt):
-    """Check a pixel-format dict and return it normalised; raise BrushworkError('bad_request')."""
+    """Check a pixel-format dict and return it normalised; raise BadRequest if it is not one."""
     if not isinstance(fmt, dict):
-        raise BrushworkError("format must be an object with dtype, channels and transfer", "bad_request")
+        raise BadRequest("format must be an object with dtype, channels and transfer")
     dtype = fmt.get("dtype")
     channels = fmt.get("channels", "RGBA")
     transfer = fmt.get("transfer", "srgb")
     for key, value in (("dtype", dtype), ("channels", channels), ("transfer", transfer)):
         if not isinstance(value, str):
-            raise BrushworkError(f"format {key} must be a string, got {value!r}"[:MAX_QUOTE], "bad_request")
+            raise BadRequest(f"format {key} must be a string, got {value!r}"[:MAX_QUOTE])
     if dtype not in DTYPE_SIZES:
-        raise BrushworkError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_SIZES)}", "bad_request")
+        raise BadRequest(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_SIZES)}")
     if channels not in CHANNEL_ORDERS:
-        raise BrushworkError(f"unknown channel order {channels!r}; expected one of {list(CHANNEL_ORDERS)}",
-                             "bad_request")
+        raise BadRequest(f"unknown channel order {channels!r}; expected one of {list(CHANNEL_ORDERS)}")
     if transfer not in TRANSFERS:
-        raise BrushworkError(f"unknown transfer {transfer!r}; expected one of {list(TRANSFERS)}", "bad_request")
+        raise BadRequest(f"unknown transfer {transfer!r}; expected one of {list(TRANSFERS)}")
     return {"dtype": dtype, "channels": channels, "transfer": transfer}
 
 

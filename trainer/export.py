@@ -4,14 +4,14 @@ import hashlib
 import re
 from pathlib import Path
 
-from backend.model_files import NAME_PATTERN
+from backend.model_files import MAX_NAME_LENGTH, NAME_PATTERN
 from backend.model_save import save_model
 from backend.model_store import user_models_dir
 
 
 def model_name(text):
     """A valid model name from free text ('The Starry Night.jpg' -> 'the_starry_night')."""
-    name = re.sub(r"[^a-z0-9_.-]+", "_", str(text).lower()).strip("_.-")[:64] or "model"
+    name = re.sub(r"[^a-z0-9_.-]+", "_", str(text).lower()).strip("_.-")[:MAX_NAME_LENGTH] or "model"
     if not NAME_PATTERN.match(name):
         raise ValueError(f"cannot make a model name from {text!r}")
     return name
@@ -21,7 +21,7 @@ def check_model_name(name):
     """Raise ValueError unless ``name`` is a valid model name."""
     if not NAME_PATTERN.match(name):
         raise ValueError(f"invalid model name {name!r}: use lower-case letters, digits, '_', '.', '-' "
-                         "(at most 64, starting with a letter or digit)")
+                         f"(at most {MAX_NAME_LENGTH}, starting with a letter or digit)")
     return name
 
 
