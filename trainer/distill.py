@@ -28,7 +28,7 @@ from trainer.export import check_model_name, export_model
 from trainer.checkpoint import default_run_dir
 from trainer.loop import run_training
 from trainer.losses import grid_loss
-from trainer.plots import image_grid
+from trainer.plots import image_grid, run_for_preview
 
 STUDENT = {"channels": 16, "blocks": 3}     # chosen by timing at 1024**2: docs/models.md, "Lite nets"
 LITE_SUFFIX = "_lite"
@@ -141,14 +141,8 @@ class DistillTask:
             indices.append(int(self._order[1][position]))
         return self.pool.pairs(indices)
 
-    @torch.no_grad()
     def stylise_previews(self, net):
-        device = next(net.parameters()).device
-        net.eval()
-        try:
-            return net(self.preview_inputs.to(device)).float().cpu()
-        finally:
-            net.train()
+        return run_for_preview(net, self.preview_inputs)
 
     def preview(self, net):
         """Rows: the photos, the teacher's output, the student's."""

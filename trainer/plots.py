@@ -11,6 +11,17 @@ from PIL import Image
 from trainer.data import to_image
 
 
+@torch.no_grad()
+def run_for_preview(net, inputs):
+    """``net`` on the batch ``inputs`` in eval mode (then back to training), as float32 on the CPU."""
+    device = next(net.parameters()).device
+    net.eval()
+    try:
+        return net(inputs.to(device)).float().cpu()
+    finally:
+        net.train()
+
+
 def _save_atomic(path, save):
     """Call ``save(file_object)`` on a temp file next to ``path``, then rename it over ``path``."""
     path = Path(path)

@@ -9,7 +9,6 @@ evaluation images out of training.
 
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 
 from backend.nets import build_net
@@ -17,7 +16,7 @@ from trainer.data import CropSampler, degrade, find_images, preview_crops, split
 from trainer.export import check_model_name, export_model
 from trainer.losses import LossWeights, PerceptualLoss
 from trainer.loop import run_training
-from trainer.plots import image_grid
+from trainer.plots import image_grid, run_for_preview
 from trainer.train_style import architecture
 from trainer.vgg import LossNetwork
 
@@ -80,14 +79,8 @@ class SRTask:
         hr = self.sampler.batch(first, count)
         return degrade(hr, self.args.scale, self.args.blur), hr
 
-    @torch.no_grad()
     def upscale_previews(self, net):
-        device = next(net.parameters()).device
-        net.eval()
-        try:
-            return net(degrade(self.preview_hr, self.args.scale, self.args.blur).to(device)).float().cpu()
-        finally:
-            net.train()
+        return run_for_preview(net, degrade(self.preview_hr, self.args.scale, self.args.blur))
 
     def preview(self, net):
         """Rows: bicubic upscaling of the LR input, the net's output, the HR original."""

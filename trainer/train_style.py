@@ -7,14 +7,13 @@ The net learns to minimise feature loss (relu2_2) to the content crop plus style
 import warnings
 from pathlib import Path
 
-import torch
 
 from backend.nets import build_net, default_architecture, edge_hiding_border, style_reach
 from trainer.data import CropSampler, find_images, load_image, preview_crops, split_holdout, to_image
 from trainer.export import check_model_name, export_model, model_name, sha256_of
 from trainer.losses import LossWeights, PerceptualLoss
 from trainer.loop import run_training
-from trainer.plots import image_grid
+from trainer.plots import image_grid, run_for_preview
 from trainer.vgg import LossNetwork
 
 
@@ -81,14 +80,8 @@ class StyleTask:
         crops = self.sampler.batch(first, count)
         return crops, crops
 
-    @torch.no_grad()
     def stylise_previews(self, net):
-        device = next(net.parameters()).device
-        net.eval()
-        try:
-            return net(self.preview_inputs.to(device)).float().cpu()
-        finally:
-            net.train()
+        return run_for_preview(net, self.preview_inputs)
 
     def preview(self, net):
         return image_grid([list(self.preview_inputs), list(self.stylise_previews(net))])
