@@ -12,9 +12,9 @@ import os
 import protocol
 from client import Client
 from managed_daemon import ManagedDaemon, find_executable, read_recorded_executable
+from model_list import INSTALL_RECORD
 
 PING_TIMEOUT_S = 3.0     # how long a dead daemon may keep the user waiting
-INSTALL_RECORD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "installed.json")
 LOG_NAME = "brushwork-daemon.log"
 SETTINGS_PLACE = "Filters > brushwork > Settings"
 
