@@ -21,6 +21,7 @@ from torch import nn
 from backend.nets import ConvLayer, SRNet, StyleNet, UpsampleConv
 
 _STRIP_BYTES = 1 << 25   # input rows :class:`StripConv` copies at a time (32 MiB)
+_WHOLE_BYTES = 1 << 27   # inputs up to this size (128 MiB) are padded whole, without strips
 
 
 class SubpixelUpsampleConv(nn.Module):
@@ -79,7 +80,10 @@ class StripConv(nn.Module):
     """Drop-in, exact replacement of a :class:`backend.nets.ConvLayer` (reflection pad, then
     convolution) that computes the output in strips of rows. Each strip reads its rows of the
     input, reflected where they leave it, so the padded copy of the whole input is never made:
-    on a whole image or a whole tensor that copy is as large as the input itself."""
+    on a whole image or a whole tensor that copy is as large as the input itself. Inputs of up to
+    ``_WHOLE_BYTES`` are padded whole all the same: there the copy is affordable, and the strips'
+    extra copies cost more than the convolution of a narrow layer (half the time of a 16-channel
+    net at 1024**2 on a 2-core CPU; docs/models.md, "Lite nets")."""
 
     def __init__(self, layer):
         super().__init__()
@@ -92,6 +96,8 @@ class StripConv(nn.Module):
         rows_out = (height + 2 * pad - kernel) // stride + 1
         cols_out = (width + 2 * pad - kernel) // stride + 1
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        if x.numel() * x.element_size() <= _WHOLE_BYTES:
+            return conv(F.pad(x, (pad, pad, pad, pad), mode="reflect").contiguous(memory_format=layout))
         out = torch.empty((x.shape[0], conv.out_channels, rows_out, cols_out), dtype=x.dtype, device=x.device,
                           memory_format=layout)
         step = max(1, _STRIP_BYTES // max(1, x[0, :, :1].numel() * x.element_size() * stride))

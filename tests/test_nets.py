@@ -137,13 +137,15 @@ def test_subpixel_rewrite_computes_the_same_function(kind, scale):
         torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("strip_bytes", [1, 1 << 25])   # one row per strip, or the whole input at once
+@pytest.mark.parametrize("strip_bytes,whole_bytes", [(1, 0), (1 << 25, 0), (1, 1 << 27)])
 @pytest.mark.parametrize("kind,scale", [("style", 1), ("sr", 2)])
-def test_strip_convolutions_compute_the_same_function(kind, scale, strip_bytes, monkeypatch):
+def test_strip_convolutions_compute_the_same_function(kind, scale, strip_bytes, whole_bytes, monkeypatch):
+    """One row per strip, the whole input in one strip, and the input padded whole (small inputs)."""
     import copy
 
     from backend import fastnet
     monkeypatch.setattr(fastnet, "_STRIP_BYTES", strip_bytes)
+    monkeypatch.setattr(fastnet, "_WHOLE_BYTES", whole_bytes)
     torch.manual_seed(5)
     net = build_net({**default_architecture(kind, scale), "channels": 8, "blocks": 2}).eval()
     strips = fastnet.with_strip_convolutions(copy.deepcopy(net))
