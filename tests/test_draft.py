@@ -155,3 +155,38 @@ def test_draft_model_by_info(daemon):
     assert protocol.draft_model(models, "no_such_style") == "no_such_style"   # the daemon refuses it by name
     with pytest.raises(protocol.BadRequest, match="train distill --teacher starry_night"):
         protocol.draft_model(models, "starry_night")
+
+
+def test_krita_gallery_lists_each_style_once_and_the_draft_switch_follows_the_chosen_style(daemon, tmp_path):
+    from installed_plugins import krita_module
+    gallery = krita_module("styles")
+    with Client(daemon) as client:
+        models = client.info()["models"]
+    shown = [m["name"] for m in gallery.gallery_styles(models)]
+    assert "udnie" in shown and "udnie_lite" not in shown and "wave" in shown and "sr_x4_pixel" not in shown
+    assert gallery.draft_switch(models, "udnie")[0] and gallery.draft_model(models, "udnie") == "udnie_lite"
+    enabled, tooltip = gallery.draft_switch(models, "wave")
+    assert not enabled and "`brushwork train distill --teacher wave`" in tooltip
+    assert gallery.draft_model(models, "wave") is None                    # the full net runs
+    # without its teacher the lite net is a style of its own
+    alone = [m for m in models if m["name"] != "udnie"]
+    assert "udnie_lite" in [m["name"] for m in gallery.gallery_styles(alone)]
+
+
+def test_krita_layer_names_say_draft_and_lose_it_when_stylised_again():
+    from installed_plugins import krita_module
+    name = krita_module("styles").result_layer_name
+    assert name("Photo", "Udnie", ["Udnie", "Wave"], draft=True) == "Photo (Udnie) (draft)"
+    assert name("Photo (Udnie) (draft)", "Wave", ["Udnie", "Wave"]) == "Photo (Wave)"
+
+
+def test_gimp_style_choices_leave_out_lite_nets_of_listed_styles(daemon, tmp_path):
+    from installed_plugins import gimp_module
+    model_list = gimp_module("model_list")
+    with Client(daemon) as client:
+        model_list.remember(tmp_path, client.info()["models"])
+    models = model_list.last_known(tmp_path)                              # what the dialogs see, remembered
+    names = [name for name, _ in model_list.choices(models, "style")]
+    assert "udnie" in names and "udnie_lite" not in names
+    assert "udnie_lite" in model_list.draft_note(models, "udnie")
+    assert "`brushwork train distill --teacher wave`" in model_list.draft_note(models, "wave")
