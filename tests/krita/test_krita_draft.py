@@ -36,9 +36,9 @@ def test_draft_switch_runs_the_styles_lite_net(krita_home, draft_daemon, tmp_pat
     assert drafted["error"] == "" and drafted["draft"]["checked"]
     assert [layer["name"] for layer in drafted["layers"]] == ["Photo", "Photo (Udnie (Picabia)) (draft)"]
     assert "its lite net udnie_lite" in drafted["status"]
-    client = Client(draft_daemon)
-    lite = client.stylize(pixels, width, height, U8_FORMAT, "udnie_lite").pixels
-    teacher = client.stylize(pixels, width, height, U8_FORMAT, "udnie").pixels
+    with Client(draft_daemon) as client:
+        lite, teacher, wave_full = (bytes(client.stylize(pixels, width, height, U8_FORMAT, name).pixels)
+                                    for name in ("udnie_lite", "udnie", "wave"))
     layer = layer_pixels(drafted["layers"][1])
     assert_close(layer, bytes(lite), "u8")                                # the lite net's result ...
     difference = np.abs(np.frombuffer(layer, np.uint8).astype(int) - np.frombuffer(teacher, np.uint8).astype(int))
@@ -51,5 +51,4 @@ def test_draft_switch_runs_the_styles_lite_net(krita_home, draft_daemon, tmp_pat
     names = [layer["name"] for layer in full["layers"]]
     assert names[1] == "Photo (The Great Wave (Hokusai))" and "(draft)" not in names[1]
     assert "no draft" in full["status"] and "`brushwork train distill --teacher wave`" in full["status"]
-    assert_close(layer_pixels(full["layers"][1]), bytes(client.stylize(pixels, width, height, U8_FORMAT,
-                                                                       "wave").pixels), "u8")
+    assert_close(layer_pixels(full["layers"][1]), bytes(wave_full), "u8")
