@@ -102,8 +102,10 @@ def run(argv, capsys):
     return code, out, err
 
 
-def test_models_marks_lite_nets_and_the_styles_that_have_one(lite_models_dir, capsys):
-    code, out, _ = run(["models", "--models", lite_models_dir], capsys)
+@pytest.mark.parametrize("where", ["daemon", "local"])
+def test_models_marks_lite_nets_and_the_styles_that_have_one(daemon, lite_models_dir, capsys, where):
+    code, out, _ = run(["models", *(["--endpoint", daemon] if where == "daemon" else ["--models", lite_models_dir])],
+                       capsys)
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert code == 0 and "LITE" in rows["NAME"]
     assert "lite version of udnie" in rows["udnie_lite"] and "draft: udnie_lite" in rows["udnie"]
