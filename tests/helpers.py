@@ -53,7 +53,8 @@ def distill_lite_model(out_dir, run_dir, teacher="udnie", models_dir=None):
     (``out_dir/TEACHER_lite.json``)."""
     from trainer.cli import main
     extra = ["--models", str(models_dir)] if models_dir is not None else []
-    status = main(["train", "distill", "--teacher", teacher, "--content", str(training_photos(Path(run_dir) / "photos")),
+    photos = training_photos(Path(run_dir) / "photos")
+    status = main(["train", "distill", "--teacher", teacher, "--content", str(photos),
                    "--size", "32", "--pool", "4", "--batch", "2", "--iterations", "2", "--device", "cpu",
                    "--precision", "fp32", "--out", str(out_dir), "--run-dir", str(Path(run_dir) / "run"), *extra])
     assert status == 0, f"train distill --teacher {teacher} failed"

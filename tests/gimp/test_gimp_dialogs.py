@@ -127,7 +127,8 @@ def test_upscale_dialog_shows_the_resulting_size(dialogs, name, before, after):
     assert f"Result: {after} pixels" in seen["labels_at_scale_8"], seen["labels_at_scale_8"]
 
 
-@pytest.mark.parametrize("name", ["stylize_up", "stylize_draft", "upscale_image", "upscale_selection", "train_style", "settings"])
+@pytest.mark.parametrize("name", ["stylize_up", "stylize_draft", "upscale_image", "upscale_selection", "train_style",
+                                  "settings"])
 def test_dialog_mnemonics_are_unique(dialogs, name):
     seen = record(dialogs, name)
     keys = {}
