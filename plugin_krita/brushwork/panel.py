@@ -90,9 +90,13 @@ class Panel(QWidget):
         self.strength_label = QLabel(f"{self.strength.value()} %")
         # every change of the visible value (drag, click on the track, wheel, keys) is what the next job uses
         self.strength.valueChanged.connect(self._strength_changed)
+        self.draft = QCheckBox("Draft (fast lite net)")
+        self.draft.setChecked(s.draft)
+        self.draft.toggled.connect(lambda on: controller.update_settings(draft=on))
         row = QHBoxLayout()
         row.addWidget(self.strength, 1)
         row.addWidget(self.strength_label)
+        row.addWidget(self.draft)
         options.addRow("Strength", row)
         self.preserve = QCheckBox("Preserve colours")
         self.preserve.setChecked(s.preserve_colors)
@@ -103,10 +107,6 @@ class Panel(QWidget):
         row.addWidget(self.output, 1)
         row.addWidget(self.preserve)
         options.addRow("Result", row)
-        self.draft = QCheckBox("Draft (fast lite net)")
-        self.draft.setChecked(s.draft)
-        self.draft.toggled.connect(lambda on: controller.update_settings(draft=on))
-        options.addRow("Speed", self.draft)
         self.factor = self._combo([(f"x{f}", f) for f in UPSCALE_FACTORS], s.upscale_factor,
                                   lambda v: controller.update_settings(upscale_factor=v))
         self.layers = self._combo([("all paint layers", "all"), ("active layer", "active")], s.upscale_layers,
