@@ -126,8 +126,9 @@ def validate_metadata(meta):
 
     Checks required keys and their types, string lengths (no control characters), the name
     pattern, kind/scale/architecture consistency and ranges, nesting depth, the optional ``mirror_edges`` (a
-    style model's, true or false: see :func:`backend.engine.edge_margin`), and that ``weights``
-    is a plain file name (no directories).
+    style model's, true or false: see :func:`backend.engine.edge_margin`), the optional ``teacher`` (a
+    lite net's: the name of the style model it was distilled from), and that ``weights`` is a plain
+    file name (no directories).
     """
     if not isinstance(meta, dict):
         raise ModelError("metadata must be a JSON object")
@@ -174,6 +175,10 @@ def validate_metadata(meta):
     if not isinstance(meta.get("mirror_edges", True), bool) or (kind == "sr" and "mirror_edges" in meta):
         raise ModelError(f"mirror_edges is for style models and must be true or false, not "
                          f"{meta['mirror_edges']!r}")
+    teacher = meta.get("teacher")
+    if teacher is not None and (kind != "style" or not isinstance(teacher, str) or not NAME_PATTERN.match(teacher)
+                                or teacher == meta["name"]):
+        raise ModelError(f"teacher is for style models and must be another model's name, not {teacher!r}"[:300])
     for key in ("channels", "blocks"):
         low, high = ARCHITECTURE_RANGES[key]
         value = arch.get(key)
@@ -201,13 +206,21 @@ class ModelInfo:
     thumbnail_path: Path | None = None
     weights_stat: tuple = field(default=(), repr=False)  # (mtime_ns, size) when validated
 
-    def summary(self):
-        """A JSON-friendly description (what the daemon's ``info`` reply lists)."""
+    @property
+    def teacher(self):
+        """The style model a lite net was distilled from (its metadata's ``teacher``), else None."""
+        return self.metadata.get("teacher")
+
+    def summary(self, lite=None):
+        """A JSON-friendly description (what the daemon's ``info`` reply lists): with ``teacher`` for a
+        lite net, and ``lite`` (the name of this style's installed lite net) when given."""
         return {"name": self.name, "display_name": self.display_name, "kind": self.kind, "scale": self.scale,
                 "architecture": self.metadata["architecture"], "loss": self.metadata["loss"],
                 "vgg": self.metadata["vgg"], "created": self.metadata["created"],
                 "recipe": self.metadata["recipe"], "data": self.metadata["data"],
-                "path": str(self.json_path), **training_record(self.metadata["recipe"])}
+                "path": str(self.json_path), **training_record(self.metadata["recipe"]),
+                **({"teacher": self.teacher} if self.teacher is not None else {}),
+                **({"lite": lite} if lite is not None else {})}
 
 
 def _count(value):

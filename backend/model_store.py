@@ -21,6 +21,7 @@ log = logging.getLogger("brushwork.models")
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "models"
 MAX_PROBLEM_CHARS = 500           # one entry of ``store.problems``
+LITE_SUFFIX = "_lite"             # `brushwork train distill --teacher NAME` names its lite net NAME_lite
 
 
 def user_models_dir():
@@ -37,6 +38,18 @@ def user_models_dir():
 
 def _sort_key(info):
     return (info.kind != "style", info.scale, info.name)
+
+
+def lite_versions(models):
+    """``{style name: the name of its lite net}`` for each style model among ``models`` (ModelInfos)
+    that has a lite net among them (one whose ``teacher`` it is): ``NAME_lite`` if that is one,
+    else the first by name."""
+    styles = {info.name for info in models if info.kind == "style"}
+    lites = {}
+    for info in sorted(models, key=lambda m: (m.name != f"{m.teacher}{LITE_SUFFIX}", m.name)):
+        if info.teacher in styles:
+            lites.setdefault(info.teacher, info.name)
+    return lites
 
 
 class ModelStore:
@@ -126,6 +139,13 @@ class ModelStore:
         if refresh:
             self.refresh()
         return sorted(self._models.values(), key=_sort_key)   # the table is replaced, never changed
+
+    def summaries(self, refresh=True):
+        """``(ModelInfo, its summary)`` for each of :meth:`list`'s models: the summary as ``info``
+        describes it, a style's with ``lite`` when it has a lite net (:func:`lite_versions`)."""
+        models = self.list(refresh)
+        lites = lite_versions(models)
+        return [(info, info.summary(lite=lites.get(info.name))) for info in models]
 
     def get(self, name, refresh=True):
         """The ModelInfo called ``name``; UnknownModel if there is none."""

@@ -241,6 +241,19 @@ def describe_duration(seconds):
     return f"{days} days {hours} h" if hours else f"{days} days"
 
 
+def draft_model(models, style):
+    """The model a draft of ``style`` runs, by an ``info`` reply's ``models``: the style's lite net (its
+    ``lite``), or ``style`` itself when it is a lite net or is not listed (the daemon then refuses the
+    name, listing its models). BadRequest naming the command that makes one when it has no lite net."""
+    for model in models:
+        if model.get("name") == style:
+            if model.get("teacher") or model.get("lite"):
+                return model.get("lite") or style
+            raise BadRequest(f"the style {style!r} has no lite (draft) version: make one with "
+                             f"`brushwork train distill --teacher {style}`"[:2 * MAX_QUOTE])
+    return style
+
+
 # ---- request options ------------------------------------------------------------------------
 
 STRENGTH_RANGE = (0.0, 1.0)   # stylize: 0 = the original, 1 = the full style

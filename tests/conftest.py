@@ -8,7 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))          # `import helpers`
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # `import backend`, `trainer`
 
-from helpers import make_model  # noqa: E402
+from helpers import distill_lite_model, make_model  # noqa: E402
 
 STYLE_MODELS = ("mosaic", "starry_night")
 SR_SCALES = (2, 4, 8)
@@ -33,3 +33,12 @@ def models_dir(tmp_path_factory):
         make_model(directory, f"sr_x{scale}", "sr", scale, seed=10 + scale)
     return directory
 
+
+
+@pytest.fixture(scope="session")
+def lite_models_dir(tmp_path_factory):
+    """A tmp dir holding ``udnie_lite``: a real lite net of the bundled ``udnie``, distilled by the
+    real trainer (2 iterations on 32-px crops: its output differs from udnie's)."""
+    root = tmp_path_factory.mktemp("lite")
+    distill_lite_model(root / "models", root / "distill")
+    return root / "models"

@@ -47,6 +47,19 @@ def make_model(directory, name, kind="style", scale=1, seed=0, thumbnail=None, a
     return save_model(directory, name, net.eval(), meta, thumbnail=thumbnail)
 
 
+def distill_lite_model(out_dir, run_dir, teacher="udnie"):
+    """Make a real lite net of the bundled style ``teacher`` with the real trainer,
+    at a size that takes seconds: ``train distill`` on three shared photos; return its JSON path
+    (``out_dir/TEACHER_lite.json``)."""
+    from trainer.cli import main
+    photos = training_photos(Path(run_dir) / "photos")
+    status = main(["train", "distill", "--teacher", teacher, "--content", str(photos),
+                   "--size", "32", "--pool", "4", "--batch", "2", "--iterations", "2", "--device", "cpu",
+                   "--precision", "fp32", "--out", str(out_dir), "--run-dir", str(Path(run_dir) / "run")])
+    assert status == 0, f"train distill --teacher {teacher} failed"
+    return Path(out_dir) / f"{teacher}_lite.json"
+
+
 def random_image(height, width, seed=0):
     """A smooth-ish random float32 HxWx3 image in [0, 1] (noise plus gradients, like a photo)."""
     rng = np.random.default_rng(seed)

@@ -27,7 +27,7 @@ def cmd_models(args):
             info = client.info()
         print(f"daemon at {client.endpoint}: brushwork {info.get('version')}, device {info.get('device')}, "
               f"precision {info.get('precision')}")
-        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], _trained(m),
+        rows = [(m["name"], m["kind"], f"x{m['scale']}", m["display_name"], _trained(m), _lite(m),
                  os.path.dirname(m["path"]) or "(remote)") for m in info.get("models", [])]
         if info.get("left_out"):
             print(f"the daemon left out {info['left_out']}")
@@ -36,8 +36,8 @@ def cmd_models(args):
         print(f"brushwork: no daemon answers at {protocol.default_endpoint()}; listing the installed models",
               file=sys.stderr)
     store = make_store(args)
-    rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, _trained(m.summary()), str(m.json_path.parent))
-            for m in store.list()]
+    rows = [(m.name, m.kind, f"x{m.scale}", m.display_name, _trained(summary), _lite(summary), str(m.json_path.parent))
+            for m, summary in store.summaries()]
     return _print_models(rows, store.problems, "no models installed; searched: " + ", ".join(map(str, store.dirs)))
 
 
@@ -51,9 +51,20 @@ def _trained(summary):
     return text
 
 
+def _lite(summary):
+    """The LITE column: which style a lite net is the lite version of, or a style's lite net
+    (what `brushwork stylize --draft` runs)."""
+    notes = []
+    if summary.get("teacher"):
+        notes.append(f"lite version of {summary['teacher']}")
+    if summary.get("lite"):
+        notes.append(f"draft: {summary['lite']}")
+    return "; ".join(notes) or "-"
+
+
 def _print_models(rows, problems, empty_message):
     if rows:
-        titles = ("NAME", "KIND", "SCALE", "DISPLAY NAME", "TRAINED", "DIRECTORY")
+        titles = ("NAME", "KIND", "SCALE", "DISPLAY NAME", "TRAINED", "LITE", "DIRECTORY")
         widths = [max(len(r[i]) for r in [titles, *rows]) for i in range(len(titles))]
         for row in [titles, *rows]:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

@@ -1,4 +1,5 @@
-"""The ``info`` reply: the daemon's models (with thumbnails if asked), problems, limits and training.
+"""The ``info`` reply: the daemon's models (with thumbnails if asked; lite nets and the styles they are
+the lite versions of name each other), problems, limits and training.
 
 It fits in ``protocol.MAX_INFO_BYTES``: what does not fit is left out (thumbnails first, then recipes
 and data, then models) and ``left_out`` says so. Server paths go only to clients on this machine's
@@ -19,8 +20,7 @@ def info_reply(request_id, engine, store, limits, training, local, thumbnails=Fa
     """The ``info`` reply to request ``request_id``, from the model store's last scan. ``training``
     is the training jobs' description; ``local``: the client is on this machine's IPC socket."""
     models = []
-    for model in store.list(refresh=False):
-        entry = model.summary()
+    for model, entry in store.summaries(refresh=False):
         if not local:
             entry["path"] = model.json_path.name
         if thumbnails and model.thumbnail_path is not None:

@@ -1,4 +1,4 @@
-"""The procedures' dialogs (GimpUi): model drop-downs, the daemon's state, the upscaled size; and
+"""The procedures' dialogs (GimpUi): model drop-downs, the daemon's state, what Draft runs, the upscaled size; and
 Train Style's question before it starts and its "Stop and Keep" window.
 
 A dialog opens at once: it asks the daemon for its models for at most a second and never
@@ -84,15 +84,27 @@ def _result_size_label(config, width, height):
     return label
 
 
+def _draft_note_label(config, models):
+    """A label saying what Draft does for the chosen style (its lite net, or how to make one), following it."""
+    label = Gtk.Label(xalign=0.0, wrap=True, max_width_chars=60)
+
+    def update(*_):
+        label.set_text(model_list.draft_note(models, config.get_property("style")))
+    config.connect("notify::style", update)
+    update()
+    return label
+
+
 def run(procedure, config, title, fields, settings, config_dir, source_size=None):
     """Show the procedure's dialog; True when the user pressed OK.
 
     ``fields`` are the arguments to show; ``style``/``model`` become drop-downs of the daemon's
-    (or the last known) models. ``source_size`` (width, height) adds the upscaled size.
+    (or the last known) models, and ``draft`` a note saying what it runs for the chosen style.
+    ``source_size`` (width, height) adds the upscaled size.
     """
     GimpUi.init("brushwork")
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title=title)
-    rows = []
+    rows, notes = [], []
     if "style" in fields or "model" in fields:
         models, problem = daemon_models(settings, config_dir)
         if problem:
@@ -101,6 +113,8 @@ def run(procedure, config, title, fields, settings, config_dir, source_size=None
         if "style" in fields and model_list.choices(models, "style"):
             rows.append(_model_combo(config, "style", "St_yle", model_list.choices(models, "style")))
             fields = [f for f in fields if f != "style"]
+            if "draft" in fields:
+                notes.append(_draft_note_label(config, models))
         elif "model" in fields and model_list.choices(models, "sr"):
             choices = [("", "Automatic (by scale)"), *model_list.choices(models, "sr")]
             rows.append(_model_combo(config, "model", "_Model", choices))
@@ -111,9 +125,10 @@ def run(procedure, config, title, fields, settings, config_dir, source_size=None
         dialog.get_widget("strength", GimpUi.SpinScale.__gtype__)
     dialog.fill(fields)
     if source_size is not None:
-        size = _result_size_label(config, *source_size)
-        size.show()
-        dialog.get_content_area().pack_start(size, False, False, 6)
+        notes.append(_result_size_label(config, *source_size))
+    for note in notes:
+        note.show()
+        dialog.get_content_area().pack_start(note, False, False, 6)
     accepted = dialog.run()
     dialog.destroy()
     return accepted

@@ -12,7 +12,8 @@ import os
 
 CACHE_NAME = "brushwork-models.json"
 INSTALL_RECORD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "installed.json")
-FIELDS = ("name", "display_name", "kind", "scale", "iterations", "partly_trained", "planned_iterations")
+FIELDS = ("name", "display_name", "kind", "scale", "iterations", "partly_trained", "planned_iterations", "teacher",
+          "lite")
 
 
 def _summary(models):
@@ -45,9 +46,19 @@ def last_known(config_dir):
 
 
 def choices(models, kind):
-    """``[(name, display name and training note)]`` of the models of ``kind`` ("style" or "sr")."""
+    """``[(name, display name and training note)]`` of the models of ``kind`` ("style" or "sr"). A lite
+    net whose teacher is listed is left out: Stylize's Draft switch runs it for that style."""
+    names = {m["name"] for m in models if m.get("kind") == kind}
     return [(m["name"], (m.get("display_name") or m["name"]) + training_note(m)) for m in models
-            if m.get("kind") == kind]
+            if m.get("kind") == kind and m.get("teacher") not in names]
+
+
+def draft_note(models, style):
+    """What the Draft switch does for ``style``: which lite net it runs, or how to make one."""
+    for m in models:
+        if m["name"] == style and (m.get("lite") or m.get("teacher")):
+            return f"Draft runs {m.get('lite') or style}, a lite net: several times faster, a little less faithful."
+    return f"{style} has no lite net for drafts: make one with `brushwork train distill --teacher {style}`."
 
 
 def training_note(model):

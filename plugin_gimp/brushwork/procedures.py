@@ -32,13 +32,18 @@ def _connect():
     return connection.connect(load_settings(), host.config_dir(), waiting=host.progress_pulse)
 
 
+def _models(client):
+    """The daemon's models (remembered for the dialogs)."""
+    models = client.info().get("models", [])
+    model_list.remember(host.config_dir(), models)
+    return models
+
+
 def _model_name(client, text, kind):
     """The daemon's name for the model ``text`` names (its name or display name); "" stays ""."""
     if not text.strip():
         return ""
-    models = client.info().get("models", [])
-    model_list.remember(host.config_dir(), models)
-    return model_list.resolve(text, models, kind)
+    return model_list.resolve(text, _models(client), kind)
 
 
 def _progress(label, step, steps):
@@ -107,7 +112,8 @@ def upscale_selection(args, image, drawables, interactive):
 
 
 def stylize(args, image, drawables, interactive):
-    """Stylize each chosen drawable inside the selection (all of it without one)."""
+    """Stylize each chosen drawable inside the selection (all of it without one); with ``draft``,
+    through the style's lite net."""
     style = args["style"].strip()
     if not style:
         raise Failure("choose a style model (the 'style' argument is empty)")
@@ -115,7 +121,10 @@ def stylize(args, image, drawables, interactive):
     if not jobs:
         raise Failure("the selection does not touch the chosen layer" if drawables else "no layer chosen")
     client = _connect()
-    style = _model_name(client, style, "style")
+    models = _models(client)
+    style = model_list.resolve(style, models, "style")
+    if args["draft"]:
+        style = protocol.draft_model(models, style)   # its lite net; BadRequest naming how to make one
     results = []
     for i, (drawable, rect) in enumerate(jobs):
         source = host.read(drawable, rect)

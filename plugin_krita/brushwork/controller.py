@@ -7,7 +7,6 @@ docker shows them (never a traceback). Messages belong to the document their job
 the docker shows the active document's latest one, and a later success replaces an error.
 """
 
-import base64
 import dataclasses
 import os
 import threading
@@ -19,6 +18,7 @@ from .brushwork_client.managed_daemon import read_recorded_executable
 from .connection import Connection
 from .jobs import JobRunner
 from .pixels import UnsupportedImage, check_result, mask_as_alpha
+from .styles import draft_model, lite_command, result_layer_name, training_note
 
 DAEMON_WATCH_MS = 1000   # how often an idle docker checks that the daemon it started still runs
 
@@ -139,7 +139,8 @@ class Controller(QObject):
     # ---- actions ----------------------------------------------------------------------------
 
     def stylize(self):
-        """Stylize the active layer (inside the selection, if any) with the chosen style."""
+        """Stylize the active layer (inside the selection, if any) with the chosen style: with Draft on,
+        through its lite net when it has one."""
         s = self.settings
         if not s.style:
             self._report_error("choose a style in the brushwork docker first")
@@ -153,26 +154,33 @@ class Controller(QObject):
 
         def work(progress, should_cancel):
             client = self._client(progress, should_cancel)
-            result = client.stylize(snapshot.pixels, region.width, region.height, snapshot.format, s.style,
+            model = draft_model(client.info()["models"], s.style) if s.draft else None
+            result = client.stylize(snapshot.pixels, region.width, region.height, snapshot.format, model or s.style,
                                     strength=s.strength, preserve_colors=s.preserve_colors,
                                     mask=None if mask_as_layer_alpha else snapshot.mask,
                                     progress=progress, should_cancel=should_cancel)
             check_result(result.pixels, result.width, result.height, snapshot.format, region.width, region.height,
                          returned_format=result.format)
             if mask_as_layer_alpha:
-                return mask_as_alpha(result.pixels, snapshot.format, snapshot.mask)
-            return result.pixels
+                return model, mask_as_alpha(result.pixels, snapshot.format, snapshot.mask)
+            return model, result.pixels
 
-        def apply(pixels):
+        def apply(outcome):
+            model, pixels = outcome
             label = self._model_label(s.style)
             source = snapshot.node.name()
             if s.output == "replace":
                 self.host.replace_layer_pixels(snapshot, pixels)
                 where = f"layer {source!r}"
             else:
-                name = result_layer_name(source, label, [self._model_label(m["name"]) for m in self.models])
+                name = result_layer_name(source, label, [self._model_label(m["name"]) for m in self.models],
+                                         draft=model is not None)
                 self.host.add_layer_above(snapshot, pixels, name)
                 where = f"the new layer {name!r}; {source!r} stays the active layer"
+            if model is not None:
+                label += f" (draft: its lite net {model})" if model != s.style else " (a lite net)"
+            elif s.draft:
+                label += f" (no draft: it has no lite net; make one with {lite_command(s.style)})"
             return f"stylized {region.width}x{region.height} px of {source!r} with {label} into {where}"
         self._run_job(work, apply, snapshot.document)
 
@@ -330,49 +338,3 @@ class Controller(QObject):
             if model.get("name") == name:
                 return model.get("display_name") or name
         return name
-
-
-def result_layer_name(source, style_label, style_labels):
-    """``"SOURCE (STYLE)"``, where a SOURCE that is itself a result loses its ``" (STYLE)"`` first,
-    so stylising a stylised layer gives ``"Photo (Mosaic)"``, not ``"Photo (Udnie) (Mosaic)"``."""
-    base = source
-    stripped = True
-    while stripped:
-        stripped = False
-        for label in style_labels:
-            suffix = f" ({label})"
-            if base.endswith(suffix) and len(base) > len(suffix):
-                base, stripped = base[:-len(suffix)], True
-    return f"{base} ({style_label})"
-
-
-def training_note(model):
-    """' (partly trained: 300 of 2,000 iterations)' for a model stopped early, else ''."""
-    if not model.get("partly_trained"):
-        return ""
-    own, planned = model.get("recipe", {}).get("iterations"), model.get("planned_iterations")
-    if isinstance(own, int) and isinstance(planned, int):
-        return f" (partly trained: {own:,} of {planned:,} iterations)"
-    return " (partly trained)"
-
-
-def gallery_label(model):
-    """A style's name in the gallery, marked when it is partly trained."""
-    return (model.get("display_name") or model["name"]) + training_note(model)
-
-
-def gallery_tooltip(model):
-    """The model name and how long it trained."""
-    iterations = model.get("iterations")
-    return model["name"] + (f": {iterations:,} iterations" if isinstance(iterations, int) else "")
-
-
-def thumbnail_bytes(model):
-    """The PNG bytes of a model's thumbnail from ``info(thumbnails=True)``, or None."""
-    data = model.get("thumbnail_png")
-    if not data:
-        return None
-    try:
-        return base64.b64decode(data)
-    except ValueError:
-        return None

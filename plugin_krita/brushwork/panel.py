@@ -5,7 +5,7 @@ the connection line is one line, and the status area has a fixed height, so the 
 buttons never move when a message appears.
 """
 
-from .controller import gallery_label, gallery_tooltip, thumbnail_bytes
+from .styles import draft_switch, gallery_label, gallery_styles, gallery_tooltip, thumbnail_bytes
 from .qt import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame, QHBoxLayout, QIcon, QLabel,
                  QLineEdit, QListView, QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QScrollArea,
                  QSize, QSizePolicy, QSlider, Qt, QVBoxLayout, QWidget)
@@ -90,9 +90,13 @@ class Panel(QWidget):
         self.strength_label = QLabel(f"{self.strength.value()} %")
         # every change of the visible value (drag, click on the track, wheel, keys) is what the next job uses
         self.strength.valueChanged.connect(self._strength_changed)
+        self.draft = QCheckBox("Draft (fast lite net)")
+        self.draft.setChecked(s.draft)
+        self.draft.toggled.connect(lambda on: controller.update_settings(draft=on))
         row = QHBoxLayout()
         row.addWidget(self.strength, 1)
         row.addWidget(self.strength_label)
+        row.addWidget(self.draft)
         options.addRow("Strength", row)
         self.preserve = QCheckBox("Preserve colours")
         self.preserve.setChecked(s.preserve_colors)
@@ -184,14 +188,19 @@ class Panel(QWidget):
     def _style_chosen(self, item, _previous):
         if item is not None:
             self.controller.update_settings(style=item.data(Qt.ItemDataRole.UserRole))
+        self._show_draft_switch()
+
+    def _show_draft_switch(self):
+        """The Draft switch works for the chosen style only when it has a lite net; the tooltip says why not."""
+        enabled, tooltip = draft_switch(self.controller.models, self.controller.settings.style)
+        self.draft.setEnabled(enabled)
+        self.draft.setToolTip(tooltip)
 
     def _show_models(self, models):
         chosen = self.controller.settings.style
         self.gallery.blockSignals(True)
         self.gallery.clear()
-        for model in models:
-            if model.get("kind") != "style":
-                continue
+        for model in gallery_styles(models):
             item = QListWidgetItem(gallery_label(model))
             item.setData(Qt.ItemDataRole.UserRole, model["name"])
             item.setToolTip(gallery_tooltip(model))
@@ -203,6 +212,7 @@ class Panel(QWidget):
             if model["name"] == chosen:
                 self.gallery.setCurrentItem(item)
         self.gallery.blockSignals(False)
+        self._show_draft_switch()
 
     def _show_connection(self, connected, text):
         self.connection_label.setText(("● " if connected else "○ ") + text)

@@ -33,6 +33,7 @@ class Settings:
     style: str = ""                     # selected style model name
     strength: float = 1.0               # 0 = original, 1 = full style
     preserve_colors: bool = False
+    draft: bool = False                 # stylize with the style's lite net (when it has one): fast drafts
     upscale_factor: int = 4
     output: str = "new_layer"           # "new_layer" above the active one, or "replace" its pixels
     upscale_layers: str = "all"         # "all" paint layers or only the "active" one

@@ -55,9 +55,10 @@ def serve(models_dir, directory, *extra):
 
 
 @pytest.fixture(scope="session")
-def gimp_daemon(models_dir, tmp_path_factory):
-    """A daemon serving the test models, without training content; yields its endpoint."""
-    yield from serve(models_dir, tmp_path_factory.mktemp("daemon"))
+def gimp_daemon(models_dir, lite_models_dir, tmp_path_factory):
+    """A daemon serving the test models and ``udnie_lite`` (a real lite net of the bundled udnie),
+    without training content; yields its endpoint."""
+    yield from serve(models_dir, tmp_path_factory.mktemp("daemon"), "--models", str(lite_models_dir))
 
 
 @pytest.fixture(scope="session")

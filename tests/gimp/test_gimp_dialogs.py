@@ -35,6 +35,7 @@ def dialog_cases(endpoint, daemon_program):
         case("stylize_down_managed", "stylize", down_managed),
         case("stylize_up", "stylize", up),
         case("stylize_down_later", "stylize", down),
+        case("stylize_draft", "stylize", up, {"style": "udnie", "draft": True}),
         case("upscale_image", "upscale-image", up, {"scale": "4"}),
         case("upscale_selection", "upscale-selection", up, {"scale": "2"}, selection=(3, 2, 12, 10)),
         case("train_style", "train-style", up),
@@ -62,8 +63,12 @@ def dialogs(gimp_chroot, gimp_daemon, gimp_job_dir):
             for c in cases if (probe / f"{c.name}.json").exists()}
     print("\ndialog on screen after (s, from the plug-in's start): "
           + ", ".join(f"{name} {record['opened_after_s']:.2f}" for name, record in seen.items()))
-    daemon_styles = [[m["name"], m["display_name"]] for m in Client(gimp_daemon).info()["models"]
-                     if m["kind"] == "style"]
+    with Client(gimp_daemon) as client:
+        models = client.info()["models"]
+    styles = {m["name"] for m in models if m["kind"] == "style"}
+    # a lite net whose teacher is listed is that style's Draft switch, not an entry of its own
+    daemon_styles = [[m["name"], m["display_name"]] for m in models
+                     if m["kind"] == "style" and m.get("teacher") not in styles]
     return seen, results, host, daemon_styles
 
 
@@ -105,6 +110,15 @@ def test_stylize_dialog_lists_the_daemons_styles(dialogs):
     assert not any("No brushwork daemon" in label for label in seen["labels"])
 
 
+def test_stylize_dialog_has_the_draft_switch_and_says_what_it_runs(dialogs):
+    seen = record(dialogs, "stylize_draft")
+    assert "_Draft (fast lite net)" in seen["labels"], seen["labels"]
+    assert "udnie_lite" not in str(style_combo(seen)["rows"])
+    assert any(label.startswith("Draft runs udnie_lite, a lite net") for label in seen["labels"]), seen["labels"]
+    others = record(dialogs, "stylize_up")   # its first style, composition_vii, has no lite net
+    assert any("`brushwork train distill --teacher" in label for label in others["labels"]), others["labels"]
+
+
 @pytest.mark.parametrize("name, before, after", [("upscale_image", "80 × 64", "160 × 128"),
                                                  ("upscale_selection", "24 × 20", "96 × 80")])
 def test_upscale_dialog_shows_the_resulting_size(dialogs, name, before, after):
@@ -113,7 +127,8 @@ def test_upscale_dialog_shows_the_resulting_size(dialogs, name, before, after):
     assert f"Result: {after} pixels" in seen["labels_at_scale_8"], seen["labels_at_scale_8"]
 
 
-@pytest.mark.parametrize("name", ["stylize_up", "upscale_image", "upscale_selection", "train_style", "settings"])
+@pytest.mark.parametrize("name", ["stylize_up", "stylize_draft", "upscale_image", "upscale_selection", "train_style",
+                                  "settings"])
 def test_dialog_mnemonics_are_unique(dialogs, name):
     seen = record(dialogs, name)
     keys = {}

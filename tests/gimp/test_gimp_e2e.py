@@ -49,6 +49,10 @@ def build_cases(training_endpoint, local_endpoint, photos):
         # a display name, as a user types it (the test model starry_night is "Starry Night")
         Case("stylize_display_name", u8, "stylize", {"style": "starry night"}, [(24, 20, True, (0, 0))], (24, 20)),
         Case("unknown_style", u8, "stylize", {"style": "no_such_style"}, [(16, 16, True, (0, 0))], (16, 16)),
+        # Draft runs the style's lite net (the daemon serves udnie_lite, a real one); wave has none
+        Case("stylize_draft", u8, "stylize", {"style": "udnie", "draft": True}, [(28, 24, True, (0, 0))], (28, 24)),
+        Case("draft_without_lite", u8, "stylize", {"style": "wave", "draft": True}, [(16, 16, True, (0, 0))],
+             (16, 16)),
         # the test daemon has no --content: it refuses to train
         Case("train_refused", u8, "train-style", {"name": "refused_style", "iterations": 2},
              [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION),
@@ -219,7 +223,20 @@ def test_upscale_selection_into_new_layer(gimp_run):
     assert result["returned"] == [result["image"]["id"], top["id"]], "PDB return values (image, layer)"
 
 
+def test_stylize_draft_runs_the_styles_lite_net(gimp_run):
+    case, result, host, client = outcome(gimp_run, "stylize_draft")
+    pixels = case.layers[0][0]
+    height, width = pixels.shape[:2]
+    fmt = wire_format(case.precision, True)
+    got = read_layer(host, case.precision, result["image"]["layers"][0])
+    assert_close(got, from_daemon(client.stylize(pixels.tobytes(), width, height, fmt, "udnie_lite"), np.uint8), 1)
+    full = from_daemon(client.stylize(pixels.tobytes(), width, height, fmt, "udnie"), np.uint8)
+    assert np.abs(got.astype(int) - full.astype(int)).mean() > 5, "the full net's result, not the lite net's"
+
+
 @pytest.mark.parametrize("name, message", [("unknown_style", "no_such_style"),
+                                           ("draft_without_lite", "make one with `brushwork train distill "
+                                                                  "--teacher wave`"),
                                            ("daemon_down", "No brushwork daemon answers")])
 def test_errors_leave_the_image_unchanged(gimp_run, name, message):
     cases, results, host, _ = gimp_run

@@ -57,3 +57,13 @@ def training_daemon(tmp_path_factory, models_dir):
                            "--train-out", str(directory / "trained"))
     yield endpoint
     stop_daemon(process)
+
+
+@pytest.fixture(scope="session")
+def draft_daemon(tmp_path_factory, models_dir, lite_models_dir):
+    """A daemon that also serves ``udnie_lite``, a real lite net of the bundled udnie (wave has none)."""
+    directory = tmp_path_factory.mktemp("draft-daemon")
+    endpoint = f"ipc://{directory}/daemon.sock"
+    process = start_daemon(directory, endpoint, models_dir, "--models", str(lite_models_dir))
+    yield endpoint
+    stop_daemon(process)

@@ -112,6 +112,8 @@ def dump(tag, document=None):
              "docker_minimum_height": docker.parentWidget().minimumSizeHint().height() if docker else None,
              "gallery_labels": [docker.gallery.item(i).text() for i in range(docker.gallery.count())]
              if docker else None,
+             "draft": {"checked": docker.draft.isChecked(), "enabled": docker.draft.isEnabled(),
+                       "tooltip": docker.draft.toolTip()} if docker else None,
              "train": train_state, "events": events}
     with open(os.path.join(out, f"{tag}.json"), "w") as f:
         json.dump(state, f)
@@ -169,6 +171,17 @@ def step_click(step, then):
         docker = panel()
         events[step["mark"]] = {"worker_progress": progress_before, "status": docker.status.text(),
                                 "cancel_enabled": docker.cancel_button.isEnabled()}
+    then()
+
+
+def step_choose_style(step, then):
+    """A left click on the gallery's entry of the style model ``name``."""
+    gallery = panel().gallery
+    item = next(gallery.item(i) for i in range(gallery.count())
+                if gallery.item(i).data(Qt.ItemDataRole.UserRole) == step["name"])
+    gallery.scrollToItem(item)
+    QTest.mouseClick(gallery.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     gallery.visualItemRect(item).center())
     then()
 
 
