@@ -122,7 +122,7 @@ def _define_train_style(procedure):
     procedure.add_double_argument("time-limit", "Stop _after (minutes)", "Stop training after this long and keep "
                                   "what it has learnt (a partly trained style); 0: no limit",
                                   0.0, protocol.TRAIN_OPTIONS["time_limit"].high / 60, 0.0, RW)
-    procedure.add_boolean_argument("lite", "Also make a _lite (fast) version",
+    procedure.add_boolean_argument("lite", "Also make a lite (fast) _version",
                                    "Afterwards, distil a smaller net that copies the new style and stylises "
                                    "several times faster (named NAME_lite; its training stops after "
                                    f"{protocol.DISTILL_OPTIONS['time_limit'].editor_default / 60:.0f} min at most)",
