@@ -110,6 +110,31 @@ def test_cancel_during_the_lite_version_keeps_the_style(daemon, client, content_
     wait_until(lambda: not trainer_pids(str(content_dir)), timeout=30, what="the trainer to exit")
 
 
+def test_stop_and_keep_during_the_style_saves_it_and_makes_no_lite_version(daemon, client):
+    progress, outcome, stop = [], {}, threading.Event()
+    image = style_request_image()
+
+    def train():
+        with Client(daemon.endpoint, timeout=30) as own:
+            outcome["result"] = own.train_style_and_lite(
+                image, image.shape[1], image.shape[0], FMT, "Stopped Style", iterations=100_000,
+                lite={"iterations": 2, **LITE_TINY}, progress=lambda *p: progress.append(p),
+                should_stop=stop.is_set, **TINY)
+    thread = threading.Thread(target=train, daemon=True)
+    thread.start()
+    wait_until(lambda: any(m.startswith("style: loss") and d >= 2 for d, _, m in progress) or not thread.is_alive(),
+               timeout=240, what="two of the style's iterations")
+    stop.set()
+    thread.join(120)
+    assert not thread.is_alive() and "result" in outcome, outcome
+
+    style, lite, error = outcome["result"]
+    assert style["name"] == "stopped_style" and style["partly_trained"] is True and lite is None
+    assert isinstance(error, protocol.Cancelled) and "stopped early" in str(error)
+    assert not any(m.startswith("lite version") for _, _, m in progress)
+    assert "stopped_style_lite" not in listed(client)
+
+
 @pytest.mark.parametrize("teacher, fields, words", [
     ("no_such_style", {}, "teacher 'no_such_style': there is no model of that name; a teacher is a style model"),
     ("sr_x2", {}, "it is an sr model"),
