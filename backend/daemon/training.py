@@ -361,14 +361,15 @@ class TrainingJobs:
         log.info("training %s: model %s saved to %s", run.id, model.name, model.json_path)
         if run.lite is not None and run.style is None:
             run.style = model.summary()
-            self._start_lite(run)
+            self._start_lite(run, model.json_path.parent)
         elif run.style is not None:
             self._finish(run, {"kind": "result", "model": self._latest(run.style), "lite_model": model.summary()})
         else:
             self._finish(run, {"kind": "result", "model": model.summary()})
 
-    def _start_lite(self, run):
-        """The style is saved: distil its lite version, unless the request was stopped or cancelled meanwhile."""
+    def _start_lite(self, run, style_dir):
+        """The style is saved in ``style_dir``: distil its lite version, unless the request was stopped
+        or cancelled meanwhile."""
         with self._lock:
             if run.cancelled or run.stopping:
                 why = "stopped early" if run.stopping else "cancelled"
@@ -380,7 +381,7 @@ class TrainingJobs:
         if error is not None:
             self._fail(run, error)
         else:
-            self._start_distillation(run, run.style["name"], Path(run.style["path"]).parent, run.lite)
+            self._start_distillation(run, run.style["name"], style_dir, run.lite)
 
     def _latest(self, summary):
         """The store's summary of the model ``summary`` describes, read again (it may list its lite version now)."""
