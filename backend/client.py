@@ -186,6 +186,35 @@ class Client:
             raise protocol.BrushworkError("the daemon's train_style result has no model", "internal")
         return model
 
+    def train_style_and_lite(self, pixels, width, height, fmt, name, display_name=None, progress=None,
+                             should_cancel=None, should_stop=None, lite=True, **options):
+        """:meth:`train_style`, then a lite version of the new style distilled from it (``lite``:
+        true, or a dict of ``protocol.DISTILL_OPTIONS``), in one request: progress messages name the
+        phase. Returns ``(style, lite_model, lite_error)``: the style's summary, then the lite net's
+        summary or None, and when it is None the BrushworkError that stopped the lite version
+        (cancelled, say): a style already saved is kept."""
+        reply = self._train_call(pixels, width, height, fmt, name, display_name, progress, should_cancel,
+                                 should_stop, dict(options, lite=lite))
+        model, lite_model, failure = reply.get("model"), reply.get("lite_model"), reply.get("lite_error")
+        if not isinstance(model, dict) or not (isinstance(lite_model, dict) or isinstance(failure, dict)):
+            raise protocol.BrushworkError("the daemon's train_style result has no model and lite version", "internal")
+        error = None if lite_model else protocol.error_from_code(failure.get("code"), str(failure.get("message")))
+        return model, lite_model if isinstance(lite_model, dict) else None, error
+
+    def distill(self, teacher, name=None, display_name=None, progress=None, should_cancel=None, should_stop=None,
+                **options):
+        """Make a lite (smaller, faster) version of the installed style model ``teacher`` on the
+        daemon, named ``name`` (default: the teacher's + '_lite'); returns its summary. ``options``:
+        content (a folder on the daemon's machine) and ``protocol.DISTILL_OPTIONS`` (None = the
+        daemon's default). Progress, cancel and stop as for :meth:`train_style`."""
+        header = {"kind": "distill", "teacher": teacher, "name": name, "display_name": display_name, **options}
+        reply, _ = self._call({k: v for k, v in header.items() if v is not None}, [], progress, should_cancel,
+                              should_stop)
+        model = reply.get("model")
+        if not isinstance(model, dict):
+            raise protocol.BrushworkError("the daemon's distill result has no model", "internal")
+        return model
+
     def estimate_training(self, pixels, width, height, fmt, name, progress=None, should_cancel=None, **options):
         """How long :meth:`train_style` with the same arguments would take on the daemon's device,
         measured there (seconds the first time, then remembered): a dict with ``s_per_iteration``,
@@ -306,7 +335,7 @@ class Client:
                     continue
                 if kind == "error":
                     raise protocol.error_from_code(reply.get("code"), reply.get("message", "unknown error"))
-                if cancel_sent:
+                if cancel_sent and "lite_error" not in reply:   # (a style saved before its lite version is kept)
                     raise protocol.Cancelled("cancelled")
                 return reply, [frame.buffer for frame in message[1:]]
             silence = time.monotonic() - last_heard

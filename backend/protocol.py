@@ -1,25 +1,25 @@
 """brushwork wire protocol: constants, error codes, pixel-format arithmetic and the request options
-(``strength``, the training options of ``train_style``).
+(``strength``, the training options of ``train_style``, the distillation options of ``distill``).
 
 Pure standard library on purpose: the editor plug-ins vendor this file next to
 ``client.py`` and run it inside Krita's or GIMP's own Python (3.10-3.13).
 See docs/protocol.md for the message layout.
 """
 
+import dataclasses
 import json
 import math
 import os
 import sys
 import tempfile
 import uuid
-from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
 DEFAULT_TCP_PORT = 5557
 SR_SCALES = (2, 4, 8)                   # the upscale factors models, requests and editors know
 
 # Message kinds. Requests go client -> daemon, replies daemon -> client.
-REQUEST_KINDS = ("ping", "info", "stylize", "upscale", "echo", "cancel", "train_style")
+REQUEST_KINDS = ("ping", "info", "stylize", "upscale", "echo", "cancel", "train_style", "distill")
 REPLY_KINDS = ("pong", "info", "progress", "result", "error", "ok")
 
 # Default daemon limits (configurable with `brushwork serve --max-pixels/--max-bytes/--queue`).
@@ -277,9 +277,10 @@ def check_switch(name, value):
     return value
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TrainOption:
-    """One training option of ``train_style`` requests and of ``brushwork train style``.
+    """One training option of ``train_style`` (or ``distill``) requests and of ``brushwork train style``
+    (``train distill``).
 
     ``kind`` is int, float or bool; a request's value must lie in ``low``..``high`` (bounds that
     protect the daemon's machine; the trainer's own command line takes any value) and be a
@@ -368,4 +369,30 @@ def check_train_option(name, value):
     option = TRAIN_OPTIONS.get(name)
     if option is None:
         raise BadRequest(f"unknown training option {name!r}; the training options are {sorted(TRAIN_OPTIONS)}")
+    return option.check(value)
+
+
+# The options a distill request (and the lite version a train_style request asks for) may set:
+# `brushwork train distill`'s, with the editors' defaults. Those make a lite net in about 20
+# minutes on a laptop CPU: 256 crops of 128 px for the teacher to stylise once (a minute or two),
+# then the student's training, stopped after 15 minutes if its iterations take longer.
+# docs/protocol.md, "Distilling a lite net"; the recipe itself: docs/models.md, "Lite nets".
+DISTILL_OPTIONS = {option.name: option for option in (
+    dataclasses.replace(TRAIN_OPTIONS["iterations"], editor_default=3000),
+    dataclasses.replace(TRAIN_OPTIONS["size"], low=32, editor_default=128),
+    TrainOption("pool", int, 1, 20_000, 2000, "crops the teacher stylises once, cached in the run dir "
+                "(default %(default)s)", editor_default=256, metavar="N"),
+    *(TRAIN_OPTIONS[name] for name in ("batch", "lr", "seed", "checkpoint_every", "channels", "blocks")),
+    dataclasses.replace(TRAIN_OPTIONS["time_limit"], editor_default=900.0),
+)}
+LITE_SUFFIX = "_lite"                       # a lite net's name: its teacher's + this, unless named
+MAX_DISTILL_TARGETS_BYTES = 4 * 1024 ** 3   # a request's teacher targets on disk: pool x 2 x 3 x size x size
+
+
+def check_distill_option(name, value):
+    """``value`` if a distill request may set option ``name`` to it; raises BadRequest."""
+    option = DISTILL_OPTIONS.get(name)
+    if option is None:
+        raise BadRequest(f"unknown distillation option {name!r}; the distillation options are "
+                         f"{sorted(DISTILL_OPTIONS)}")
     return option.check(value)

@@ -57,3 +57,10 @@ def test_krita_options_of_the_wrong_kind_are_dropped_whatever_their_range():
     """The plug-in checks kinds; ranges are the daemon's to check (it says which and why)."""
     loaded = krita_settings.from_dict({"train_options": {"size": 30, "blocks": 99.5, "flip": "yes", "border": True}})
     assert loaded.train_options == {"size": 30, "blocks": 99.5}
+
+
+def test_krita_lite_settings_keep_known_distillation_options_and_drop_the_rest():
+    loaded = krita_settings.from_dict({"train_lite": True, "lite_options": {"pool": 64, "size": 96, "zoom": 2.0,
+                                                                            "iterations": "9", "blocks": True}})
+    assert loaded.train_lite is True and loaded.lite_options == {"pool": 64, "size": 96}
+    assert krita_settings.Settings().lite_options == {} and krita_settings.Settings().train_lite is False

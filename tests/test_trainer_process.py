@@ -9,7 +9,7 @@ from PIL import Image
 
 from backend.daemon.trainer_process import DAEMON_SETTINGS, TrainerProcess, trainer_arguments
 from backend.model_store import ModelStore
-from backend.protocol import TRAIN_OPTIONS
+from backend.protocol import DISTILL_OPTIONS, TRAIN_OPTIONS
 from helpers import shared_dir
 from trainer.checkpoint import latest_checkpoint
 from trainer.cli import build_parser
@@ -25,12 +25,21 @@ def test_every_option_reaches_the_trainer_under_its_own_name():
     that the trainer parses back to the same value; a switch that is off is left out."""
     options = {name: option.high if option.kind is not bool else True for name, option in TRAIN_OPTIONS.items()}
     options.update(name="job_style", display_name="Job Style", device="cpu", precision="fp32",
-                   vgg_weights=str(WEIGHTS), estimate=True)
-    assert set(options) == {*TRAIN_OPTIONS, *DAEMON_SETTINGS}
-    args = build_parser().parse_args(["train", "style", "--style", "s.png", "--content", "photos",
-                                      *trainer_arguments(options)])
+                   vgg_weights=str(WEIGHTS), estimate=True, style="s.png", content="photos")
+    assert set(options) == {*TRAIN_OPTIONS, *DAEMON_SETTINGS} - {"teacher", "models"}
+    args = build_parser().parse_args(["train", "style", *trainer_arguments(options)])
     parsed = {name: getattr(args, name) for name in options}
-    assert {**parsed, "vgg_weights": str(parsed["vgg_weights"])} == options
+    paths = ("vgg_weights", "style", "content")
+    assert {**parsed, **{name: str(parsed[name]) for name in paths}} == options
+
+
+def test_every_distillation_option_reaches_the_trainer_under_its_own_name():
+    options = {name: option.high for name, option in DISTILL_OPTIONS.items()}
+    options.update(name="job_lite", teacher="job_style", models="/models", content="photos", device="cpu")
+    args = build_parser().parse_args(["train", "distill", *trainer_arguments(options)])
+    assert {name: getattr(args, name) for name in DISTILL_OPTIONS} == \
+        {name: option.high for name, option in DISTILL_OPTIONS.items()}
+    assert args.teacher == "job_style" and args.models == ["/models"] and str(args.content) == "photos"
     assert trainer_arguments({"flip": False, "blocks": None}) == []
     with pytest.raises(ValueError, match="unknown training option 'run_folder'"):
         trainer_arguments({"run_folder": "/tmp"})
@@ -45,9 +54,10 @@ def test_the_trainers_defaults_are_the_described_ones():
 def start_job(tmp_path, iterations, style=STYLE, **callbacks):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    options = {"name": "job_style", "iterations": iterations, "size": 48, "style_size": 64, "batch": 1,
-               "channels": 8, "blocks": 1, "precision": "fp32", "vgg_weights": str(WEIGHTS), "checkpoint_every": 1000}
-    return TrainerProcess(style, CONTENT, run_dir, options, tmp_path / "models", **callbacks).start()
+    options = {"style": style, "content": CONTENT, "name": "job_style", "iterations": iterations, "size": 48,
+               "style_size": 64, "batch": 1, "channels": 8, "blocks": 1, "precision": "fp32",
+               "vgg_weights": str(WEIGHTS), "checkpoint_every": 1000}
+    return TrainerProcess("style", run_dir, options, tmp_path / "models", **callbacks).start()
 
 
 def test_job_trains_in_a_subprocess_and_reports_the_model(tmp_path):

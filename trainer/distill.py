@@ -13,6 +13,7 @@ The shared loop (:func:`trainer.loop.run_training`) does Adam, checkpoints, ``--
 progress, previews and the loss curve.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.nets import build_net
-from backend.protocol import BrushworkError
+from backend.protocol import LITE_SUFFIX, BrushworkError
 from trainer.data import CropSampler, find_images, preview_crops, split_holdout, to_image
 from trainer.distill_targets import PERIOD, build_targets, pattern_rms_levels
 from trainer.export import check_model_name, export_model
@@ -31,7 +32,6 @@ from trainer.losses import grid_loss
 from trainer.plots import image_grid, run_for_preview
 
 STUDENT = {"channels": 16, "blocks": 3}     # chosen by timing at 1024**2: docs/models.md, "Lite nets"
-LITE_SUFFIX = "_lite"
 
 
 def find_teacher(store, name):
@@ -52,6 +52,21 @@ def student_architecture(args):
     border of its own: the engine runs it mirrored past its reach, as it runs the bundled nets."""
     return {"type": "style", "channels": args.channels or STUDENT["channels"],
             "blocks": args.blocks or STUDENT["blocks"]}
+
+
+def counting_targets(stylise, count):
+    """``stylise`` that also prints a ``{"event": "targets", "done", "total"}`` JSON line per crop
+    (``--progress-json``: the daemon shows how far the teacher's targets are; ``done`` counts the
+    crops made by this process)."""
+    made = 0
+
+    def stylise_counted(image):
+        nonlocal made
+        output = stylise(image)
+        made += 1
+        print(json.dumps({"event": "targets", "done": made, "total": count}), flush=True)
+        return output
+    return stylise_counted
 
 
 class DistillLoss(torch.nn.Module):
@@ -118,7 +133,8 @@ class DistillTask:
                     "size": args.size, "count": args.pool, "seed": args.seed, **self.augment,
                     "photos": [p.name for p in self.paths]}
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(self.name)
-        self.pool, self.targets_seconds = build_targets(run_dir / "targets", identity, sampler, stylise, args.pool)
+        making = counting_targets(stylise, args.pool) if args.progress_json else stylise
+        self.pool, self.targets_seconds = build_targets(run_dir / "targets", identity, sampler, making, args.pool)
         self._order = (None, None)     # (epoch, its permutation of the pool)
         self.loss = DistillLoss(args.l1_weight, args.grid_weight)
         self.arch = student_architecture(args)

@@ -10,7 +10,7 @@ commands import their modules only when they run (see :mod:`trainer.cli`).
 
 from pathlib import Path
 
-from backend.protocol import SR_SCALES, TRAIN_OPTIONS
+from backend.protocol import DISTILL_OPTIONS, SR_SCALES, TRAIN_OPTIONS
 
 VGG_FLAVOURS = ("caffe", "torchvision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -21,9 +21,10 @@ STYLE_SIZE = TRAIN_OPTIONS["style_size"].default   # longer side of the style im
 
 
 def add_train_option(parser, name, **changes):
-    """Add training option ``name`` (flag, type, default and help from ``protocol.TRAIN_OPTIONS``)
-    to ``parser``; ``changes`` set another default or help where a command means a little else."""
-    option = TRAIN_OPTIONS[name]
+    """Add training option ``name`` (flag, type, default and help from ``protocol.TRAIN_OPTIONS``, or
+    ``protocol.DISTILL_OPTIONS`` for distillation's own) to ``parser``; ``changes`` set another
+    default or help where a command means a little else."""
+    option = TRAIN_OPTIONS.get(name) or DISTILL_OPTIONS[name]
     if option.kind is bool:
         return parser.add_argument(option.flag, action="store_true", help=changes.get("help", option.help))
     arguments = {"type": option.kind, "default": option.default, "help": option.help}
@@ -147,8 +148,7 @@ def add_train_distill_arguments(parser):
     parser.add_argument("--models", action="append", metavar="DIR",
                         help="extra model directory to find the teacher in (repeatable)")
     add_train_option(parser, "size")
-    parser.add_argument("--pool", type=int, default=2000, metavar="N",
-                        help="crops the teacher stylises once, cached in the run dir (default 2000)")
+    add_train_option(parser, "pool")
     parser.add_argument("--zoom", type=float, default=2.0, metavar="Z",
                         help="crops of random side, from the whole photo (shorter side = --size) to Z times "
                              "closer (default 2; 1: off)")

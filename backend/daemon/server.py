@@ -5,8 +5,8 @@ The loop owns every socket. It checks each request (backend/daemon/request_check
 thread re-scans the folders), and puts image jobs (backend/daemon/jobs.py) into a bounded queue
 that is fair across clients (backend/daemon/fair_queue.py). One worker thread runs the jobs one
 at a time (backend/daemon/worker.py) and hands its replies back to the loop over an inproc
-PUSH/PULL pair, because ZeroMQ sockets must not be shared between threads. ``train_style``
-requests bypass the queue: each trains in a process of its own (backend/daemon/training.py),
+PUSH/PULL pair, because ZeroMQ sockets must not be shared between threads. ``train_style`` and
+``distill`` requests bypass the queue: each trains in a process of its own (backend/daemon/training.py),
 whose messages reach the loop through a thread-safe outbox.
 
 Clients that go away lose their jobs: the ROUTER socket is "mandatory", so a message to
@@ -285,9 +285,13 @@ class Daemon:
         elif kind == "train_style":
             check_image_request(header, frames, self.limits["max_pixels"], allow_mask=False)
             self.trainings.start(identity, header, frames)
+        elif kind == "distill":
+            if frames:
+                raise protocol.BadRequest(f"a distill request has no pixel frames, got {len(frames)}")
+            self.trainings.distill(identity, header)
         else:
-            raise protocol.UnknownKind(f"unknown message kind {kind!r}; this daemon handles "
-                                       f"{', '.join(['ping', 'info', 'echo', 'cancel', *JOB_KINDS, 'train_style'])}")
+            known = ["ping", "info", "echo", "cancel", *JOB_KINDS, "train_style", "distill"]
+            raise protocol.UnknownKind(f"unknown message kind {kind!r}; this daemon handles {', '.join(known)}")
 
     def _ping(self, identity, header, frames):
         self._send(identity, {"kind": "pong", "id": header["id"], "version": __version__,

@@ -1,21 +1,23 @@
-"""One style training in its own process: ``python -m trainer train style --progress-json``,
+"""One training in its own process: ``python -m trainer train style|distill --progress-json``,
 so the daemon keeps serving, its JSON progress lines turned into callbacks.
 
-    job = TrainerProcess(run_dir / "style.png", content_dir, run_dir, {"name": "my_style", "iterations": 2000},
-                         models_dir, on_progress, on_done, on_error)
+    job = TrainerProcess("style", run_dir, {"style": run_dir / "style.png", "content": content_dir,
+                         "name": "my_style", "iterations": 2000}, models_dir, on_progress, on_done, on_error)
     job.start()
     ...
     job.cancel()        # terminates the trainer and its children
 
-The caller makes ``run_dir`` and the style image in it (:mod:`backend.daemon.training`); the
-trainer writes its checkpoints and its log (``trainer.log``) there too, so nothing is left in
-/tmp when the daemon dies, and what a resumed run needs stays together. ``options`` are
-training options (``protocol.TRAIN_OPTIONS``, checked by the caller) and the settings the daemon
-chooses itself (DAEMON_SETTINGS). ``on_progress(done, total, message)``, ``on_done(info)`` with
-info ``{"name", "path"}`` (with option ``estimate``: ``{"estimate": {"s_per_iteration",
-"hardware", ...}}``, and no model), ``on_error(BrushworkError)`` (code ``cancelled`` after
-:meth:`cancel`) are called from the job's reader thread. :meth:`stop` ends the training early
-and still exports the model.
+``command`` is ``style`` (options ``style`` and ``content``: the inputs) or ``distill`` (options
+``teacher``, ``models``, the teacher's folder, and ``content``). The caller makes ``run_dir``
+(and the style image; :mod:`backend.daemon.training`); the trainer writes its checkpoints and
+its log (``trainer.log``) there too, so nothing is left in /tmp when the daemon dies, and what
+a resumed run needs stays together. ``options`` are training options (``protocol.TRAIN_OPTIONS``
+or ``protocol.DISTILL_OPTIONS``, checked by the caller) and the settings the daemon chooses
+itself (DAEMON_SETTINGS). ``on_progress(done, total, message)`` (for a distillation first the
+teacher's targets made, then the iterations), ``on_done(info)`` with info ``{"name", "path"}``
+(with option ``estimate``: ``{"estimate": {"s_per_iteration", "hardware", ...}}``, and no
+model), ``on_error(BrushworkError)`` (code ``cancelled`` after :meth:`cancel`) are called from
+the job's reader thread. :meth:`stop` ends the training early and still exports the model.
 """
 
 import json
@@ -27,25 +29,26 @@ import threading
 from pathlib import Path
 
 from backend import protocol
-from backend.protocol import TRAIN_OPTIONS, BrushworkError
+from backend.protocol import DISTILL_OPTIONS, TRAIN_OPTIONS, BrushworkError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
+COMMANDS = ("style", "distill")   # the trainer's `train` commands a daemon runs
 # trainer flags the daemon (or a test) sets itself, besides the training options a request sets
 DAEMON_SETTINGS = {"name": "--name", "display_name": "--display-name", "device": "--device",
-                   "precision": "--precision", "vgg_weights": "--vgg-weights", "estimate": "--estimate"}
+                   "precision": "--precision", "vgg_weights": "--vgg-weights", "estimate": "--estimate",
+                   "style": "--style", "content": "--content", "teacher": "--teacher", "models": "--models"}
+FLAGS = {**{name: option.flag for name, option in {**TRAIN_OPTIONS, **DISTILL_OPTIONS}.items()}, **DAEMON_SETTINGS}
 
 
 def trainer_arguments(options):
-    """``options`` as ``train style`` arguments: a switch is present or not, None is left out."""
+    """``options`` as ``train style`` / ``train distill`` arguments: a switch is present or not,
+    None is left out."""
     arguments = []
     for key, value in options.items():
-        if key in TRAIN_OPTIONS:
-            flag = TRAIN_OPTIONS[key].flag
-        elif key in DAEMON_SETTINGS:
-            flag = DAEMON_SETTINGS[key]
-        else:
-            raise ValueError(f"unknown training option {key!r}; known: {sorted([*TRAIN_OPTIONS, *DAEMON_SETTINGS])}")
+        flag = FLAGS.get(key)
+        if flag is None:
+            raise ValueError(f"unknown training option {key!r}; known: {sorted(FLAGS)}")
         if isinstance(value, bool):
             arguments += [flag] if value else []
         elif value is not None:
@@ -54,15 +57,15 @@ def trainer_arguments(options):
 
 
 class TrainerProcess:
-    """One ``train style`` run in a child process (see the module docstring)."""
+    """One ``train style`` or ``train distill`` run in a child process (see the module docstring)."""
 
-    def __init__(self, style_path, content_dir, run_dir, options, models_dir=None, on_progress=None, on_done=None,
-                 on_error=None):
+    def __init__(self, command, run_dir, options, models_dir=None, on_progress=None, on_done=None, on_error=None):
+        if command not in COMMANDS:
+            raise ValueError(f"unknown trainer command {command!r}; known: {COMMANDS}")
         self.on_progress, self.on_done, self.on_error = on_progress, on_done, on_error
         self.run_dir = Path(run_dir)
-        self.command = [sys.executable, "-m", "trainer", "train", "style", "--style", str(style_path),
-                        "--content", str(content_dir), "--run-dir", str(run_dir), "--progress-json",
-                        *trainer_arguments(options)]
+        self.command = [sys.executable, "-m", "trainer", "train", command, "--run-dir", str(run_dir),
+                        "--progress-json", *trainer_arguments(options)]
         if models_dir is not None:
             self.command += ["--out", str(models_dir)]
         self.process = None
@@ -98,6 +101,9 @@ class TrainerProcess:
                 eta = event.get("eta_s")
                 message = f"loss {losses.get('total', 0):.4g}" + (f", {eta / 60:.0f} min left" if eta else "")
                 self.on_progress(event["iteration"], event["total"], message)
+            elif event.get("event") == "targets" and self.on_progress:
+                self.on_progress(event["done"], event["total"],
+                                 f"the teacher's examples: {event['done']:,} of {event['total']:,}")
             elif event.get("event") == "done":
                 done = {"name": event["model"], "path": event["path"]}
             elif event.get("event") == "error" and event.get("code") in (protocol.IOFailure.code,

@@ -1,14 +1,18 @@
-"""The daemon's ``train_style`` jobs: each trains in its own process
-(:class:`backend.daemon.trainer_process.TrainerProcess`), so training never occupies the compute
-worker and the daemon keeps serving meanwhile. What a request may set, and to what, is
-``protocol.TRAIN_OPTIONS``.
+"""The daemon's training jobs: ``train_style`` requests (a style from a style image, then, if
+asked, its lite version) and ``distill`` requests (a lite version of an installed style). Each
+phase trains in its own process (:class:`backend.daemon.trainer_process.TrainerProcess`), so
+training never occupies the compute worker and the daemon keeps serving meanwhile. What a
+request may set, and to what, is checked in :mod:`backend.daemon.training_requests`.
 
 A request may name its own folder of content photos (``content``) when the daemon serves only
-its own user (an IPC socket), and may ask for an ``estimate`` only: a few timed iterations on
-the daemon's device instead of a training. The daemon's loop thread calls
-:meth:`TrainingJobs.start`, :meth:`~TrainingJobs.cancel` and :meth:`~TrainingJobs.heartbeat`;
-every message for a client goes through ``send(identity, header)``, which must be thread-safe
-(the daemon queues them for its loop). See docs/protocol.md.
+its own user (an IPC socket), and a ``train_style`` request may ask for an ``estimate`` only: a
+few timed iterations on the daemon's device instead of a training. A style with ``lite`` is
+followed by its distillation, in the same request: its progress says which phase runs, cancel
+stops whichever does, and a style already saved stays when its lite version fails or is
+cancelled (the result then has ``lite_error``). The daemon's loop thread calls
+:meth:`TrainingJobs.start`, :meth:`~TrainingJobs.distill`, :meth:`~TrainingJobs.cancel` and
+:meth:`~TrainingJobs.heartbeat`; every message for a client goes through ``send(identity,
+header)``, which must be thread-safe (the daemon queues them for its loop). See docs/protocol.md.
 """
 
 import functools
@@ -20,79 +24,24 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from backend import pixels, protocol
+from backend import protocol
 from backend.daemon.trainer_process import TrainerProcess
-from backend.model_files import MAX_TEXT
+from backend.daemon.training_requests import (DISTILL_DEFAULTS, EDITOR_DEFAULTS, check_name_free, check_targets_size,
+                                              content_folder, count_photos, distill_request, lite_options, style_image,
+                                              training_options)
 from backend.nets import default_architecture, edge_hiding_border
 from backend.protocol import TRAIN_OPTIONS, BrushworkError
 
 log = logging.getLogger("brushwork.training")
 
-MIN_STYLE_SIDE = TRAIN_OPTIONS["style_size"].low   # the trainer's smallest style image
 CANCEL_GRACE_S = 10.0  # SIGTERM lets the trainer checkpoint; SIGKILL after this
 
 # The options that set how long one iteration takes: an estimate is measured once per combination.
 SPEED_OPTIONS = tuple(name for name, option in TRAIN_OPTIONS.items() if option.affects_speed)
 ESTIMATE_ITERATIONS = 100   # the measuring trainer's --iterations: it stops as soon as it has timed a few
-# What the editors' trainings use unless a request (or `brushwork serve`) says otherwise. Unless a
-# request sets ``border``, the net also runs on its input mirrored out by its reach
-# (edge_hiding_border: 60 pixels for 5 blocks), so that it cannot paint lines along the image's edge.
-EDITOR_DEFAULTS = {name: option.editor_default for name, option in TRAIN_OPTIONS.items()
-                   if option.editor_default is not None}
-HEADER_FIELDS = {"v", "id", "kind", "width", "height", "format", "mask", "name", "display_name", "content",
-                 "estimate"}
-
-
-def training_options(header):
-    """The trainer options of a ``train_style`` header, checked; raises BadRequest.
-
-    ``name`` may be free text: it becomes a model name ('Blue Period' -> 'blue_period')
-    and, unless ``display_name`` is given, the display name.
-    """
-    from trainer.export import model_name
-
-    unknown = sorted(set(header) - HEADER_FIELDS - set(TRAIN_OPTIONS))
-    if unknown:
-        raise protocol.BadRequest(f"unknown train_style field(s) {unknown}; the training options are "
-                                  f"{sorted(TRAIN_OPTIONS)}")
-    text, display = header.get("name"), header.get("display_name")
-    if not isinstance(text, str) or not text.strip():
-        raise protocol.BadRequest("'name' (the new model's name) must be a non-empty string")
-    if display is not None and not isinstance(display, str):
-        raise protocol.BadRequest("'display_name' must be a string")
-    try:
-        name = model_name(text)
-    except ValueError as exc:
-        raise protocol.BadRequest(str(exc)) from None
-    display = (display or "").strip() or (text.strip() if text.strip() != name else None)
-    longest = MAX_TEXT["display_name"]   # what the model store accepts in a model's metadata
-    if display is not None and (len(display) > longest or display.startswith("-")):
-        raise protocol.BadRequest(f"the display name {display[:40]!r} must have at most {longest} characters "
-                                  "and not start with '-'")
-    options = {"name": name, "display_name": display}
-    options.update((key, protocol.check_train_option(key, header[key]))
-                   for key in TRAIN_OPTIONS if header.get(key) is not None)
-    return {k: v for k, v in options.items() if v is not None}
-
-
-def style_image(buffer, width, height, fmt):
-    """The style pixels as an H x W x 3 uint8 sRGB array: cropped to the bounding box of the
-    pixels that are not fully transparent, partly transparent ones composited on white."""
-    rgb, alpha = pixels.decode(buffer, width, height, fmt)
-    if alpha is not None:
-        rows, cols = np.flatnonzero(alpha.max(axis=1) > 0), np.flatnonzero(alpha.max(axis=0) > 0)
-        if not rows.size:
-            raise protocol.BadPixels("the style image is fully transparent")
-        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-        a = alpha[box][..., None]
-        rgb = rgb[box] * a + (1.0 - a)
-    if min(rgb.shape[:2]) < MIN_STYLE_SIDE:
-        raise protocol.BadRequest(f"the style image (its non-transparent part) is {rgb.shape[1]}x{rgb.shape[0]} "
-                                  f"pixels; at least {MIN_STYLE_SIDE}x{MIN_STYLE_SIDE} are needed")
-    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+STYLE, LITE = "style", "lite version"   # the phases' names in the progress of a style with a lite version
 
 
 def new_run_dir(name):
@@ -110,17 +59,23 @@ def new_run_dir(name):
 
 
 class TrainingRun:
-    """One ``train_style`` request: who asked, its trainer process once started, its progress."""
+    """One training request: who asked, the models it makes, its trainer process once started
+    (the current phase's), its progress."""
 
-    def __init__(self, identity, request_id, name, estimate=False):
-        self.identity, self.id, self.name, self.estimate = identity, request_id, name, estimate
+    def __init__(self, identity, request_id, names, estimate=False, content=None, lite=None):
+        self.identity, self.id, self.names, self.estimate = identity, request_id, names, estimate
+        self.content = content   # the content folder it trains on
+        self.lite = lite         # the distillation options to run after the style, or None
+        self.style = None        # the style's summary, once saved (a style with a lite version)
+        self.phase = STYLE if lite is not None else None   # named in the progress messages
         self.done = self.total = 0
         self.message = "measuring the training speed" if estimate else "starting the trainer"
-        self.job = None          # its TrainerProcess, once started
+        self.job = None          # its current TrainerProcess, once started
         self.cancelled = False
         self.stopping = False    # asked to stop early and keep the model
         self.thread = None       # decodes the style image and starts the trainer
         self.scratch = None      # an estimate's temporary folder, removed when it ends
+        self.finished = threading.Event()   # its final reply is sent
 
 
 class TrainingJobs:
@@ -163,23 +118,24 @@ class TrainingJobs:
     def start(self, identity, header, frames):
         """Check a train_style request (its image already checked) and start it; raise the fitting error."""
         options = self._full_options(training_options(header))
+        lite = lite_options(header, options["name"])
         estimate = header.get("estimate", False)
         if not isinstance(estimate, bool):
             raise protocol.BadRequest(f"'estimate' must be true or false, got {estimate!r}")
-        content = self._content(header.get("content"), needed=not estimate)
+        if estimate:
+            lite = None
+        if lite is not None:
+            lite = {**DISTILL_DEFAULTS, **lite}
+            check_targets_size(lite)
+        content = content_folder(header.get("content"), not estimate, self.content_dir, self.client_content)
+        names = [options["name"]] + ([lite["name"]] if lite else [])
         if not estimate:
-            self._check_name_free(options["name"])
+            for name in names:
+                check_name_free(self.store, self.out_dir, name)
         with self._lock:
-            if self._closed:
-                raise protocol.Unavailable("the daemon is shutting down")
-            if not estimate and any(run.name == options["name"] and not run.estimate
-                                    for run in self._runs.values()):
-                raise protocol.Busy(f"the style {options['name']!r} is already being trained")
             measured = self._speeds.get(self._speed_key(options)) if estimate else None
-            if measured is None and len(self._runs) >= self.limit:
-                raise protocol.Busy(f"this daemon trains {self.limit} style(s) at a time and is busy; wait for "
-                                    "the running training to finish or cancel it (brushwork serve --train-jobs)")
-            run = TrainingRun(identity, header["id"], options["name"], estimate)
+            self._check_room(names, estimate, limited=measured is None)
+            run = TrainingRun(identity, header["id"], names, estimate, content, lite)
             if measured is None:
                 self._runs[identity, run.id] = run
                 self._progress(run)
@@ -187,9 +143,39 @@ class TrainingJobs:
             target, args = self._reply_estimate, (run, options, content, measured)
         else:
             target, args = self._run, (run, (frames[0].buffer, header["width"], header["height"], header["format"]),
-                                       options, content)
+                                       options)
         run.thread = threading.Thread(target=target, args=args, daemon=True, name=f"brushwork-train-{run.id}")
         run.thread.start()
+
+    def distill(self, identity, header):
+        """Check a distill request (it has no pixels) and start it; raise the fitting error."""
+        teacher, options = distill_request(header, self.store)
+        options = {**DISTILL_DEFAULTS, **options}
+        check_targets_size(options)
+        content = content_folder(header.get("content"), True, self.content_dir, self.client_content)
+        check_name_free(self.store, self.out_dir, options["name"])
+        with self._lock:
+            self._check_room([options["name"]], estimate=False, limited=True)
+            run = TrainingRun(identity, header["id"], [options["name"]], content=content)
+            run.phase = LITE
+            self._runs[identity, run.id] = run
+            self._progress(run)
+        run.thread = threading.Thread(target=self._start_distillation, args=(run, teacher.name,
+                                                                              teacher.json_path.parent, options),
+                                      daemon=True, name=f"brushwork-distill-{run.id}")
+        run.thread.start()
+
+    def _check_room(self, names, estimate, limited):
+        """Refuse a training while the daemon closes or makes one of ``names`` already, and one that
+        would start a trainer (``limited``) while the daemon trains as many as it may."""
+        if self._closed:
+            raise protocol.Unavailable("the daemon is shutting down")
+        for name in [] if estimate else names:
+            if any(name in run.names and not run.estimate for run in self._runs.values()):
+                raise protocol.Busy(f"the style {name!r} is already being trained")
+        if limited and len(self._runs) >= self.limit:
+            raise protocol.Busy(f"this daemon trains {self.limit} style(s) at a time and is busy; wait for "
+                                "the running training to finish or cancel it (brushwork serve --train-jobs)")
 
     def _full_options(self, options):
         """A request's options over the daemon's defaults over the editors' (EDITOR_DEFAULTS, border)."""
@@ -201,38 +187,11 @@ class TrainingJobs:
     def _speed_key(self, options):
         return tuple(options.get(key) for key in SPEED_OPTIONS)
 
-    def _content(self, folder, needed):
-        """(the content folder a request trains on, what to call it in errors); raises BadRequest."""
-        if folder is None:
-            if needed and self.content_dir is None:
-                raise protocol.BadRequest(
-                    "this daemon has no content photos to train on: choose a folder of your photos in the editor "
-                    "(when the daemon runs on this machine), or start the daemon with `brushwork serve --content "
-                    "DIR` (or set BRUSHWORK_CONTENT) naming a folder of photos, e.g. a few hundred landscapes "
-                    "and portraits")
-            return self.content_dir, "the folder given to `brushwork serve --content DIR`"
-        if not self.client_content:
-            raise protocol.BadRequest(
-                "this daemon does not read folders named by its clients (it listens on TCP, perhaps for other "
-                "machines): it trains on the photos given to `brushwork serve --content DIR` where it runs")
-        if not isinstance(folder, str) or not Path(folder).expanduser().is_absolute():
-            raise protocol.BadRequest(f"'content' must be the absolute path of a folder of photos, got {folder!r}")
-        return Path(folder).expanduser(), f"the chosen folder {folder}"
-
-    def _check_name_free(self, name):
-        """Refuse a name that a model outside ``out_dir`` already has (retraining one there replaces it)."""
-        try:
-            existing = self.store.get(name, refresh=False)   # the loop thread: never wait for a scan
-        except BrushworkError:
-            return
-        if existing.json_path.parent.resolve() != self.out_dir:
-            raise protocol.BadRequest(f"a model named {name!r} already exists in {existing.json_path.parent}; "
-                                      "choose another name")
-
     def cancel(self, identity, request_id, keep=False):
         """Stop the training ``request_id`` of ``identity``; True if there was one. With ``keep``
         a running trainer stops after its current iteration and exports what it has learnt (the
-        request then ends with its ``result``); without, or before it trains, nothing is kept."""
+        request then ends with its ``result``; a style's lite version is then not made); without,
+        or before it trains, nothing more is kept (a style saved before its lite version stays)."""
         with self._lock:
             run = self._runs.get((identity, request_id))
             if run is None:
@@ -263,15 +222,20 @@ class TrainingJobs:
                 run.cancelled = True
         for run in runs:
             run.thread.join()
-            if run.job is not None:
-                run.job.cancel(CANCEL_GRACE_S)
-                run.job.wait()
+            while not run.finished.is_set():   # the phase running now, whichever it is
+                job = run.job
+                if job is None:
+                    run.finished.wait(0.1)
+                    continue
+                job.cancel(CANCEL_GRACE_S)
+                job.wait(1.0)
 
     # -- starter and trainer reader threads
 
     def _progress(self, run):
+        message = f"{run.phase}: {run.message}" if run.phase else run.message
         self._send(run.identity, {"kind": "progress", "id": run.id, "done": run.done, "total": run.total,
-                                  "message": run.message})
+                                  "message": message})
 
     def _finish(self, run, header):
         with self._lock:
@@ -279,22 +243,16 @@ class TrainingJobs:
         if run.scratch is not None:
             shutil.rmtree(run.scratch, ignore_errors=True)
         self._send(run.identity, dict(header, id=run.id))
+        run.finished.set()
 
     def _fail(self, run, error):
-        log.info("train_style %s failed: %s: %s", run.id, error.code, error.message)
-        self._finish(run, {"kind": "error", "code": error.code, "message": error.message})
-
-    def _photos(self, content):
-        """How many photos ``content`` (folder, description) holds; raises BadRequest naming it."""
-        from trainer.data import find_images
-
-        folder, source = content
-        if folder is None:
-            return None
-        try:
-            return len(find_images(folder))
-        except (OSError, ValueError) as exc:
-            raise protocol.BadRequest(f"content image folder: {exc} ({source})") from None
+        """End the request with ``error``, or, once its style is saved, with the style and ``lite_error``."""
+        log.info("training %s failed: %s: %s", run.id, error.code, error.message)
+        if run.style is not None:
+            self._finish(run, {"kind": "result", "model": self._latest(run.style),
+                               "lite_error": {"code": error.code, "message": error.message}})
+        else:
+            self._finish(run, {"kind": "error", "code": error.code, "message": error.message})
 
     def _estimate(self, options, measured, photos):
         """The ``estimate`` of a result: the measured speed, times the request's iterations."""
@@ -309,16 +267,16 @@ class TrainingJobs:
         """Answer an estimate from an earlier measurement (after checking the content folder)."""
         try:
             self._send(run.identity, {"kind": "result", "id": run.id,
-                                      "estimate": self._estimate(options, measured, self._photos(content))})
+                                      "estimate": self._estimate(options, measured, count_photos(content))})
         except BrushworkError as exc:
             self._send(run.identity, {"kind": "error", "id": run.id, "code": exc.code, "message": exc.message})
 
-    def _run(self, run, image, options, content):
+    def _run(self, run, image, options):
         """Make the run's folder and style image, then start its trainer (the starter thread)."""
         try:
             style = style_image(*image)
             del image  # the request's frames are no longer needed
-            photos = self._photos(content)
+            photos = count_photos(run.content)
             if run.cancelled:
                 raise protocol.Cancelled("cancelled before training started")
             if run.estimate:   # time a few iterations on the style image itself: the speed needs no photos
@@ -328,27 +286,49 @@ class TrainingJobs:
                 options.pop("time_limit", None)
                 on_done = functools.partial(self._on_measured, run, requested=requested, photos=photos)
             else:   # the run dir keeps the style image and the trainer's log with its checkpoints
-                run_dir, content_dir = new_run_dir(run.name), content[0]
+                run_dir, content_dir = new_run_dir(run.names[0]), run.content[0]
                 on_done = functools.partial(self._on_done, run)
             style_path = run_dir / "style.png"
             Image.fromarray(style).save(style_path)
-            if self.device:
-                options = {**options, "device": self.device}
-            job = TrainerProcess(style_path, content_dir, run_dir, options, self.out_dir,
-                                 on_progress=functools.partial(self._on_progress, run),
-                                 on_done=on_done, on_error=functools.partial(self._fail, run))
-            with self._lock:
-                run.job = job.start()
-                cancelled = run.cancelled
-            log.info("train_style %s: training %r in process %d", run.id, run.name, job.process.pid)
-            if cancelled:
-                job.cancel(CANCEL_GRACE_S)
-        except BrushworkError as exc:
+            self._launch(run, "style", run_dir, {"style": style_path, "content": content_dir, **options}, on_done)
+        except Exception as exc:
+            self._failed_to_start(run, exc)
+
+    def _start_distillation(self, run, teacher, teacher_dir, options):
+        """Start the trainer distilling ``teacher`` (in ``teacher_dir``) into ``options["name"]``."""
+        try:
+            count_photos(run.content)
+            if run.cancelled:
+                raise protocol.Cancelled("cancelled before the distillation started")
+            run_dir = new_run_dir(options["name"])
+            self._launch(run, "distill", run_dir, {"teacher": teacher, "models": teacher_dir,
+                                                   "content": run.content[0], **options},
+                         functools.partial(self._on_done, run))
+        except Exception as exc:
+            self._failed_to_start(run, exc)
+
+    def _launch(self, run, command, run_dir, options, on_done):
+        if self.device:
+            options = {**options, "device": self.device}
+        job = TrainerProcess(command, run_dir, options, self.out_dir,
+                             on_progress=functools.partial(self._on_progress, run),
+                             on_done=on_done, on_error=functools.partial(self._fail, run))
+        with self._lock:
+            run.job = job.start()
+            cancelled, stopping = run.cancelled, run.stopping
+        log.info("training %s: %s %r in process %d", run.id, command, options["name"], job.process.pid)
+        if cancelled:
+            job.cancel(CANCEL_GRACE_S)
+        elif stopping:   # asked while the previous phase's trainer exported: it stops after its first step
+            job.stop()
+
+    def _failed_to_start(self, run, exc):
+        if isinstance(exc, BrushworkError):
             self._fail(run, exc)
-        except OSError as exc:   # a full disk, say: the client hears which file
+        elif isinstance(exc, OSError):   # a full disk, say: the client hears which file
             self._fail(run, protocol.IOFailure(f"cannot write the training's files: {exc}"))
-        except Exception:
-            log.exception("internal error starting train_style %s", run.id)
+        else:
+            log.exception("internal error starting training %s", run.id)
             self._fail(run, protocol.InternalError())
 
     def _on_progress(self, run, done, total, message):
@@ -368,7 +348,8 @@ class TrainingJobs:
         self._finish(run, {"kind": "result", "estimate": self._estimate(requested, measured, photos)})
 
     def _on_done(self, run, info):
-        """The trainer exported the model: reply with the store's summary of it."""
+        """A trainer exported its model: start the style's lite version, or reply with the store's
+        summary of the model (a style and its lite version: both)."""
         try:
             model = self.store.get(info["name"])
             if model.json_path.resolve() != Path(info["path"]).resolve():
@@ -377,5 +358,34 @@ class TrainingJobs:
         except BrushworkError as exc:
             self._fail(run, protocol.ModelError(f"the trained model cannot be served: {exc.message}"))
             return
-        log.info("train_style %s: model %s saved to %s", run.id, model.name, model.json_path)
-        self._finish(run, {"kind": "result", "model": model.summary()})
+        log.info("training %s: model %s saved to %s", run.id, model.name, model.json_path)
+        if run.lite is not None and run.style is None:
+            run.style = model.summary()
+            self._start_lite(run, model.json_path.parent)
+        elif run.style is not None:
+            self._finish(run, {"kind": "result", "model": self._latest(run.style), "lite_model": model.summary()})
+        else:
+            self._finish(run, {"kind": "result", "model": model.summary()})
+
+    def _start_lite(self, run, style_dir):
+        """The style is saved in ``style_dir``: distil its lite version, unless the request was stopped
+        or cancelled meanwhile."""
+        with self._lock:
+            if run.cancelled or run.stopping:
+                why = "stopped early" if run.stopping else "cancelled"
+                error = protocol.Cancelled(f"the lite version was not made: the training was {why}")
+            else:
+                error = None
+                run.phase, run.done, run.total, run.message = LITE, 0, 0, "starting the trainer"
+                self._progress(run)
+        if error is not None:
+            self._fail(run, error)
+        else:
+            self._start_distillation(run, run.style["name"], style_dir, run.lite)
+
+    def _latest(self, summary):
+        """The store's summary of the model ``summary`` describes, read again (it may list its lite version now)."""
+        try:
+            return self.store.get(summary["name"]).summary()
+        except BrushworkError:
+            return summary

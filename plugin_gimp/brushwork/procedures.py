@@ -138,8 +138,9 @@ def stylize(args, image, drawables, interactive):
 
 def train_style(args, image, drawables, interactive):
     """Ask the daemon to train a style model from the selected pixels, on the chosen folder of
-    photos (or the daemon's own). Interactively, the time it takes (measured on the daemon's
-    device) is shown first, and a window offers to stop early and keep the model."""
+    photos (or the daemon's own), and with ``lite`` then its lite version. Interactively, the
+    time the style takes (measured on the daemon's device) is shown first, and a window offers
+    to stop early and keep the model."""
     name = args["name"].strip()
     if not name:
         raise Failure("give the new style a name")
@@ -160,15 +161,24 @@ def train_style(args, image, drawables, interactive):
         if not dialogs.confirm_training(name, estimate):
             raise protocol.Cancelled("training not started")
         stop = dialogs.StopWindow(name)
+    arguments = (source.pixels, width, height, source.format, name)
+    keywords = dict(options, display_name=args["display-name"] or None, progress=_training_progress(name),
+                    should_stop=stop)
     try:
-        info = client.train_style(source.pixels, width, height, source.format, name,
-                                  display_name=args["display-name"] or None,
-                                  progress=_training_progress(name), should_stop=stop, **options)
+        if args["lite"]:   # then a lite version distilled from the new style, in the same request
+            info, lite, lite_error = client.train_style_and_lite(*arguments, **keywords)
+        else:
+            info, lite, lite_error = client.train_style(*arguments, **keywords), None, None
     finally:
         if stop is not None:
             stop.close()
-    host.message(f"brushwork: trained style {info.get('display_name') or info['name']}"
-                 f"{model_list.training_note(info)}; it is in the Stylize style list now")
+    text = f"brushwork: trained style {info.get('display_name') or info['name']}{model_list.training_note(info)}"
+    if lite is not None:
+        text += f" and its lite version {lite.get('display_name') or lite['name']}{model_list.training_note(lite)}"
+    text += "; it is in the Stylize style list now" if lite is None else "; both are in the Stylize style list now"
+    if lite_error is not None:
+        text += f" (its lite version was not made: {lite_error})"
+    host.message(text)
 
 
 def _training_progress(name):

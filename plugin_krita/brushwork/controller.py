@@ -244,24 +244,53 @@ class Controller(QObject):
         self._start(work, on_estimate, snapshot.document)
 
     def start_training(self, snapshot, name, options):
-        """Train the style ``name`` from ``snapshot`` on the daemon; the result joins the gallery."""
+        """Train the style ``name`` from ``snapshot`` on the daemon (with option ``lite``, then its
+        lite version: ``Client.train_style_and_lite``); the results join the gallery."""
         region = snapshot.region
+
+        def call(client, progress, should_cancel):
+            arguments = (snapshot.pixels, region.width, region.height, snapshot.format, name)
+            keywords = dict(options, progress=progress, should_cancel=should_cancel,
+                            should_stop=self._stop_training.is_set)
+            if options.get("lite"):
+                return client.train_style_and_lite(*arguments, **keywords)
+            return client.train_style(*arguments, **keywords), None, None
+
+        def describe(outcome):   # after the gallery's refresh: it knows the new models' display names
+            style, lite, lite_error = outcome
+            text = f"trained the style {self._model_label(style['name'])!r}{training_note(style)}"
+            if lite is not None:
+                return (f"{text} and its lite version {self._model_label(lite['name'])!r}{training_note(lite)}: "
+                        "both are in the style gallery now")
+            return text + ": it is in the style gallery now" + (
+                f"; its lite version was not made ({lite_error})" if lite_error is not None else "")
+        self._train(call, describe, snapshot.document)
+
+    def make_lite_version(self, document, teacher, options):
+        """Distil a lite (fast) version of the installed style ``teacher`` on the daemon
+        (``options``: content and distillation options); it joins the gallery."""
+        self._train(lambda client, progress, should_cancel: client.distill(
+                        teacher, progress=progress, should_cancel=should_cancel,
+                        should_stop=self._stop_training.is_set, **options),
+                    lambda lite: f"made {self._model_label(lite['name'])!r}{training_note(lite)}, the lite version of "
+                                 f"{self._model_label(teacher)!r}: it is in the style gallery now", document)
+
+    def _train(self, call, describe, document):
+        """Run ``call(client, progress, should_cancel)``, a training, as the job that the Train
+        button stops; then refresh the gallery and report ``describe(its result)``."""
         self._stop_training.clear()
 
         def work(progress, should_cancel):
             client = self._client(progress, should_cancel)
-            model = client.train_style(snapshot.pixels, region.width, region.height, snapshot.format, name,
-                                       progress=lambda done, total, text: progress(done, total, f"training: {text}"),
-                                       should_cancel=should_cancel, should_stop=self._stop_training.is_set,
-                                       **options)
-            return model, client.info(thumbnails=True)
+            outcome = call(client, lambda done, total, text: progress(done, total, f"training: {text}"),
+                           should_cancel)
+            return outcome, client.info(thumbnails=True)
 
-        def apply(outcome):
-            model, info = outcome
+        def apply(result):
+            outcome, info = result
             self._on_info(info)
-            return (f"trained the style {model.get('display_name') or model['name']!r}"
-                    f"{training_note(model)}: it is in the style gallery now")
-        self._start(work, apply, snapshot.document)
+            return describe(outcome)
+        self._start(work, apply, document)
         if self.runner.busy:
             self.training = True
             self.training_changed.emit(True)

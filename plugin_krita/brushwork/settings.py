@@ -3,7 +3,7 @@
 The file lives in Krita's app-data folder (``QStandardPaths.StandardLocation.AppDataLocation``), e.g.
 ``~/.local/share/krita/brushwork/settings.json``. Unknown keys and values of the wrong
 type are ignored (the default is used), so an old or hand-edited file never breaks Krita.
-The training options and the strength range come from the vendored protocol.
+The training and distillation options and the strength range come from the vendored protocol.
 """
 
 import dataclasses
@@ -41,6 +41,8 @@ class Settings:
     train_iterations: int = protocol.TRAIN_OPTIONS["iterations"].editor_default
     train_content: str = ""             # folder of photos to train on ("" = the daemon's own, if any)
     train_options: dict = field(default_factory=dict)   # more train_style options, e.g. {"size": 128}
+    train_lite: bool = False            # also make a lite (fast) version of a new style
+    lite_options: dict = field(default_factory=dict)    # distillation options of lite versions, e.g. {"pool": 64}
 
     def validated(self):
         """A copy with out-of-range values replaced by their defaults."""
@@ -57,6 +59,8 @@ class Settings:
             fixed.timeout_s = defaults.timeout_s
         fixed.train_options = {key: value for key, value in self.train_options.items()
                                if key in TRAIN_OPTIONS and protocol.TRAIN_OPTIONS[key].takes_type(value)}
+        fixed.lite_options = {key: value for key, value in self.lite_options.items()
+                              if key in protocol.DISTILL_OPTIONS and protocol.DISTILL_OPTIONS[key].takes_type(value)}
         return fixed
 
 

@@ -4,16 +4,26 @@ It asks for the style's name, the folder of photos to train on (when the daemon 
 machine it reads the artist's own; a daemon on another machine trains on the photos it was
 started with) and the iterations, and shows the time those take on the daemon's device,
 measured there (``Controller.estimate_training``). Start stays disabled until that estimate
-is known. While the training runs, the docker's Train button stops it and keeps the model.
+is known. "Also make a lite (fast) version" distils one from the new style once it is saved;
+"Make lite version" distils one of an installed style instead, on the same photos
+(``Controller.make_lite_version``). While a training runs, the docker's Train button stops it
+and keeps the model.
 """
 
 import os
 
 from .brushwork_client import protocol
-from .qt import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                 QSpinBox, QStandardPaths, QVBoxLayout)
+from .qt import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                 QLineEdit, QPushButton, QSpinBox, QStandardPaths, QVBoxLayout)
 
 ITERATIONS = protocol.TRAIN_OPTIONS["iterations"]
+LITE_MINUTES = protocol.DISTILL_OPTIONS["time_limit"].editor_default / 60   # the daemon's limit on a lite version
+
+
+def lite_teachers(models):
+    """The installed styles a lite version can be made of: those that are not lite versions themselves."""
+    return [model for model in models if model.get("kind") == "style" and not model.get("teacher")
+            and not (model.get("recipe") or {}).get("teacher")]
 
 
 class TrainDialog(QDialog):
@@ -45,6 +55,23 @@ class TrainDialog(QDialog):
         self.iterations.setValue(s.train_iterations)
         self.iterations.valueChanged.connect(self._show_estimate)
         form.addRow("Iterations", self.iterations)
+        self.lite = QCheckBox("Also make a lite (fast) version")
+        self.lite.setChecked(s.train_lite)
+        self.lite.setToolTip(f"Afterwards, a smaller net learns to copy the new style (at most {LITE_MINUTES:.0f} "
+                             "min of training): it stylises several times faster, for drafts.")
+        form.addRow("", self.lite)
+        self.teacher = QComboBox()
+        for model in lite_teachers(controller.models):
+            self.teacher.addItem(model.get("display_name") or model["name"], model["name"])
+        self.make_lite_button = QPushButton("Make lite version")
+        self.make_lite_button.setEnabled(False)
+        self.make_lite_button.setToolTip("Make a lite (fast) version of the chosen installed style on the photos "
+                                         "above, instead of training a new style")
+        self.make_lite_button.clicked.connect(self._make_lite)
+        row = QHBoxLayout()
+        row.addWidget(self.teacher, 1)
+        row.addWidget(self.make_lite_button)
+        form.addRow("Or a lite version of", row)
         layout.addLayout(form)
         self.estimate_label = QLabel("asking the daemon how fast it trains…")
         self.estimate_label.setWordWrap(True)
@@ -118,22 +145,36 @@ class TrainDialog(QDialog):
         lines.append("The Train button in the docker stops it at any time and keeps what it has learnt.")
         self.estimate_label.setText(" ".join(lines))
         self.start_button.setEnabled(bool(usable))
+        self.make_lite_button.setEnabled(bool(usable) and self.teacher.count() > 0)
 
     def _show_error(self, message, error):
         """A failed estimate (reported as the document's status) is shown here too."""
         if error and self.isVisible():
             self.estimate_label.setText(message)
             self.start_button.setEnabled(False)
+            self.make_lite_button.setEnabled(False)
 
     # ---- closing ----------------------------------------------------------------------------
 
     def _start(self):
         name = self.name.text().strip() or "my_style"
         self.controller.update_settings(train_name=name, train_iterations=self.iterations.value(),
-                                        train_content=self.content())
+                                        train_content=self.content(), train_lite=self.lite.isChecked())
+        options = self._options()
+        if self.lite.isChecked():
+            options["lite"] = self.controller.settings.lite_options or True
+        self._close()
+        self.controller.start_training(self.snapshot, name, options)
+
+    def _make_lite(self):
+        self.controller.update_settings(train_content=self.content())
+        options = {"content": self._options()["content"], **self.controller.settings.lite_options}
+        self._close()
+        self.controller.make_lite_version(self.snapshot.document, self.teacher.currentData(), options)
+
+    def _close(self):
         self.controller.status_changed.disconnect(self._show_error)
         self.accept()
-        self.controller.start_training(self.snapshot, name, self._options())
 
     def _give_up(self):
         self.controller.status_changed.disconnect(self._show_error)

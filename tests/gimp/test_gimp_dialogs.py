@@ -136,3 +136,9 @@ def test_dialog_mnemonics_are_unique(dialogs, name):
         keys.setdefault(key, []).append(label)
     assert len(seen["mnemonics"]) >= 4, seen["mnemonics"]   # the fields' and the buttons'
     assert {k: v for k, v in keys.items() if len(v) > 1} == {}
+
+
+def test_train_style_dialog_offers_a_lite_version(dialogs):
+    """Train Style's "Also make a lite (fast) version" switch (off unless chosen), with its own mnemonic."""
+    seen = record(dialogs, "train_style")
+    assert ["v", "Also make a lite (fast) _version"] in seen["mnemonics"], seen["mnemonics"]

@@ -23,15 +23,17 @@ SELECTED = [8, 6, 24, 20]   # x, y, w, h: the style image sent to the daemon
 
 def train_in_krita(krita_home, tmp_path, endpoint, dialog, **settings):
     """Select a rectangle of a 48x40 painting, press the plug-in's Train action against ``endpoint``
-    and fill in its dialog with ``dialog`` (name, iterations, optional content and stop_after: the
-    driver's "train_dialog" step); the state dumped once the training ended."""
+    and fill in its dialog with ``dialog`` (name, iterations, optional content, lite, make_lite and
+    stop_after: the driver's "train_dialog" step; a list: one after the other); the state dumped
+    once the trainings ended."""
     width, height = 48, 40
     pixels = image_bytes(height, width, "u8", seed=6)
     (tmp_path / "layer.raw").write_bytes(pixels)
     params = {"width": width, "height": height, "depth": "U8", "profile": "sRGB-elle-V2-srgbtrc.icc",
               "selection": [SELECTED + [255]],
               "layers": [{"name": "Painting", "file": str(tmp_path / "layer.raw"), "rect": [0, 0, width, height]}],
-              "steps": [{"do": "train_dialog", **dialog}, {"do": "dump", "tag": "result"}]}
+              "steps": [*({"do": "train_dialog", **one} for one in (dialog if isinstance(dialog, list) else [dialog])),
+                        {"do": "dump", "tag": "result"}]}
     states = run_steps_in_krita(krita_home, tmp_path, params, endpoint=endpoint, manage_daemon=False, **settings)
     assert "result" in states, f"no result: {states}"
     result = states["result"]
@@ -100,3 +102,31 @@ def test_train_on_own_photos_with_a_daemon_started_plainly_and_stop_keeping_the_
     assert 2 <= done < 100_000 and model["recipe"]["stopped_early"] is True
     assert f"(partly trained: {done:,} of 100,000 iterations)" in result["status"]
     assert f"Own Photos (partly trained: {done:,} of 100,000 iterations)" in result["gallery_labels"]
+
+
+# a lite version in seconds: 4 teacher examples of 32 px, a tiny student, 2 iterations
+TINY_LITE = {"iterations": 2, "size": 32, "pool": 4, "batch": 2, "channels": 4, "blocks": 1}
+
+
+@pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
+def test_train_a_style_with_its_lite_version_then_a_lite_version_of_an_installed_style(krita_home,
+                                                                                       training_daemon, tmp_path):
+    """"Also make a lite (fast) version" trains the style, then distils its lite version, with
+    progress naming each phase; then "Make lite version" distils one of an installed style. Both
+    join the gallery, each marked with its teacher."""
+    result, _, _ = train_in_krita(krita_home, tmp_path, training_daemon,
+                                  [{"name": "Quick", "iterations": 2, "lite": True}, {"make_lite": "mosaic"}],
+                                  train_options=TINY_TRAINING, lite_options=TINY_LITE)
+
+    assert result["error"] == "", result["error"]
+    messages = [status for _, _, status, _, _ in result["progress"]]
+    assert any(m.startswith("training: style: loss") for m in messages)
+    assert any(m.startswith("training: lite version: the teacher's examples") for m in messages)
+    assert result["train"]["make_lite_enabled"] and "mosaic" in result["train"]["lite_teachers"]
+    assert "quick_lite" not in result["train"]["lite_teachers"]   # a lite version is no teacher
+    assert "made 'Mosaic (lite)', the lite version of" in result["status"]
+    models = {m["name"]: m for m in Client(training_daemon).info()["models"]}
+    assert models["quick_lite"]["recipe"]["teacher"] == "quick" and models["quick"]["recipe"]["iterations"] == 2
+    assert models["mosaic_lite"]["recipe"]["teacher"] == "mosaic"
+    assert models["mosaic_lite"]["recipe"]["iterations"] == 2 and models["mosaic_lite"]["architecture"]["blocks"] == 1
+    assert {"quick", "quick_lite", "mosaic_lite"} <= set(result["gallery"])

@@ -219,9 +219,11 @@ def train_dialog():
 
 def step_train_dialog(step, then):
     """Press Train and fill in its dialog once it showed its first estimate: ``name``, ``iterations``
-    and, optionally, the photos folder ``content``; note both estimates and whether Start was enabled,
-    press Start (Cancel while it is disabled) and, with ``stop_after``, press the docker's "Stop and
-    keep" once that many iterations are done. Goes on when the training has ended."""
+    and, optionally, the photos folder ``content`` and the ``lite`` check box; note both estimates
+    and whether Start was enabled, press Start (Cancel while it is disabled) and, with ``stop_after``,
+    press the docker's "Stop and keep" once that many iterations are done. With ``make_lite`` (a
+    style's name) press "Make lite version" for that style instead of Start. Goes on when the
+    training has ended."""
     app.action("brushwork_train_style").trigger()
     progress_before = len(shown_progress)
 
@@ -237,8 +239,10 @@ def step_train_dialog(step, then):
     def choose_photos(dialog):
         train_state["first_estimate"] = dialog.estimate_label.text()
         train_state["start_enabled_first"] = dialog.start_button.isEnabled()
-        dialog.name.setText(step["name"])
-        dialog.iterations.setValue(step["iterations"])
+        dialog.name.setText(step.get("name", ""))
+        dialog.iterations.setValue(step.get("iterations", 1))
+        if "lite" in step:
+            dialog.lite.setChecked(step["lite"])
         if "content" in step:
             dialog.folder.setText(step["content"])
             dialog.folder.editingFinished.emit()   # as when the artist leaves the field
@@ -247,6 +251,13 @@ def step_train_dialog(step, then):
     def start(dialog):
         train_state["estimate"] = dialog.estimate_label.text()
         train_state["start_enabled"] = dialog.start_button.isEnabled()
+        train_state["lite_teachers"] = [dialog.teacher.itemData(i) for i in range(dialog.teacher.count())]
+        if step.get("make_lite"):
+            dialog.teacher.setCurrentIndex(dialog.teacher.findData(step["make_lite"]))
+            train_state["make_lite_enabled"] = dialog.make_lite_button.isEnabled()
+            dialog.make_lite_button.click()
+            after(100, lambda: when_idle(then))
+            return
         if not dialog.start_button.isEnabled():
             dialog.reject()
             after(100, lambda: when_idle(then))
