@@ -15,13 +15,12 @@ import threading
 from pathlib import Path
 
 from backend.model_files import NAME_PATTERN, file_stat, load_model, read_metadata
-from backend.protocol import BadRequest, ModelError, UnknownModel
+from backend.protocol import LITE_SUFFIX, BadRequest, ModelError, UnknownModel
 
 log = logging.getLogger("brushwork.models")
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "models"
 MAX_PROBLEM_CHARS = 500           # one entry of ``store.problems``
-LITE_SUFFIX = "_lite"             # `brushwork train distill --teacher NAME` names its lite net NAME_lite
 
 
 def user_models_dir():
