@@ -81,6 +81,17 @@ def test_settings_round_trip_and_defaults(tmp_path):
     assert settings.load(tmp_path) == dict(stored, timeout_s=12.0)
 
 
+def test_train_and_lite_options_round_trip_and_are_checked(tmp_path):
+    assert settings.load_lite_options(tmp_path) == {} and settings.load_train_options(tmp_path) == {}
+    settings.save(tmp_path, {}, {"size": 128}, {"pool": 64, "iterations": 500})
+    assert settings.load_train_options(tmp_path) == {"size": 128}
+    assert settings.load_lite_options(tmp_path) == {"pool": 64, "iterations": 500}
+    (tmp_path / "brushwork.json").write_text('{"lite_options": {"style_size": 256}}')   # a training-only option
+    with pytest.raises(ValueError, match="lite_options must map some of .*pool") as info:
+        settings.load_lite_options(tmp_path)
+    assert "brushwork.json" in str(info.value)
+
+
 @pytest.mark.parametrize("content, message", [("{not json", "cannot read"), ("[1, 2]", "JSON object"),
                                               ('{"timeout_s": "soon"}', "timeout_s")])
 def test_broken_settings_file_names_the_file(tmp_path, content, message):

@@ -111,8 +111,8 @@ def _define_train_style(procedure):
                                 "on this machine reads it; one on another machine trains on the photos given "
                                 "to `brushwork serve --content DIR` there). Interactively the time it takes, "
                                 "measured on the daemon's device, is shown before it starts, and a window "
-                                "stops it early keeping what it has learnt. More training options: "
-                                f"train_options in {settings_file.FILE_NAME}.", None)
+                                "stops it early keeping what it has learnt. More training options: train_options "
+                                f"(and lite_options for the lite version) in {settings_file.FILE_NAME}.", None)
     procedure.add_menu_path(FILTERS_MENU)
     procedure.add_string_argument("name", "_Name", "Name of the new style, e.g. Blue Period (its model file "
                                   "becomes blue_period)", "my_style", RW)

@@ -152,6 +152,7 @@ def train_style(args, image, drawables, interactive):
                    iterations=args["iterations"] or None,
                    content=os.path.abspath(os.path.expanduser(photos)) if photos else None,
                    time_limit=minutes * 60 if minutes else None)
+    lite_options = settings_file.load_lite_options(host.config_dir()) or True   # read before training starts
     client = _connect()
     stop = None
     if interactive:
@@ -166,7 +167,7 @@ def train_style(args, image, drawables, interactive):
                     should_stop=stop)
     try:
         if args["lite"]:   # then a lite version distilled from the new style, in the same request
-            info, lite, lite_error = client.train_style_and_lite(*arguments, **keywords)
+            info, lite, lite_error = client.train_style_and_lite(*arguments, lite=lite_options, **keywords)
         else:
             info, lite, lite_error = client.train_style(*arguments, **keywords), None, None
     finally:
@@ -199,14 +200,17 @@ SETTINGS_ARGUMENTS = {  # Settings procedure argument -> settings file key
 
 
 def save_settings(args, image, drawables, interactive):
-    """Store the procedure's arguments as the plug-in's settings (``train_options`` stay as they are)."""
-    try:
-        train_options = settings_file.load_train_options(host.config_dir())
-    except ValueError:  # an unreadable file is replaced
-        train_options = None
+    """Store the procedure's arguments as the plug-in's settings (``train_options`` and
+    ``lite_options`` stay as they are)."""
+    kept = []
+    for load in (settings_file.load_train_options, settings_file.load_lite_options):
+        try:
+            kept.append(load(host.config_dir()))
+        except ValueError:  # an unreadable file is replaced
+            kept.append(None)
     stored = {key: args[argument].strip() if isinstance(args[argument], str) else args[argument]
               for argument, key in SETTINGS_ARGUMENTS.items()}
-    path = settings_file.save(host.config_dir(), stored, train_options)
+    path = settings_file.save(host.config_dir(), stored, *kept)
     if interactive:
         host.message(f"brushwork settings saved to {path}")
 

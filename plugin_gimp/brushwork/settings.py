@@ -11,8 +11,9 @@ an empty ``daemon_path`` means the ``brushwork`` program recorded by the install
 one on PATH.
 
 The file may also hold ``"train_options"``, e.g. ``{"size": 128, "channels": 16}``: more
-options for Train Style (see TRAIN_OPTIONS; the vendored protocol describes each). The Settings
-dialog does not show them and keeps them.
+options for Train Style (see TRAIN_OPTIONS; the vendored protocol describes each), and
+``"lite_options"``, e.g. ``{"pool": 64}``: the distillation options of the lite version Train
+Style makes with ``lite`` on (see LITE_OPTIONS). The Settings dialog does not show them and keeps them.
 """
 
 import json
@@ -26,6 +27,8 @@ DEFAULTS = {"endpoint": "", "manage_daemon": True, "daemon_path": "", "timeout_s
 # train_style options ``train_options`` may set (docs/protocol.md, "Training a style"): all but
 # those the Train Style procedure has arguments for
 TRAIN_OPTIONS = tuple(name for name in protocol.TRAIN_OPTIONS if name not in ("iterations", "time_limit"))
+# distill options ``lite_options`` may set (docs/protocol.md, "Lite versions")
+LITE_OPTIONS = tuple(protocol.DISTILL_OPTIONS)
 
 
 def settings_path(config_dir):
@@ -65,21 +68,33 @@ def load(config_dir):
 
 def load_train_options(config_dir):
     """The file's ``train_options`` ({} when absent); ValueError naming the file when they are wrong."""
+    return _load_options(config_dir, "train_options", TRAIN_OPTIONS, protocol.TRAIN_OPTIONS)
+
+
+def load_lite_options(config_dir):
+    """The file's ``lite_options`` ({} when absent); ValueError naming the file when they are wrong."""
+    return _load_options(config_dir, "lite_options", LITE_OPTIONS, protocol.DISTILL_OPTIONS)
+
+
+def _load_options(config_dir, key, allowed, described):
     path = settings_path(config_dir)
-    options = _stored(path).get("train_options", {})
-    if not isinstance(options, dict) or not all(key in TRAIN_OPTIONS and protocol.TRAIN_OPTIONS[key].takes_type(value)
-                                                for key, value in options.items()):
-        raise ValueError(f"brushwork settings {path}: train_options must map some of {', '.join(TRAIN_OPTIONS)} "
+    options = _stored(path).get(key, {})
+    if not isinstance(options, dict) or not all(name in allowed and described[name].takes_type(value)
+                                                for name, value in options.items()):
+        raise ValueError(f"brushwork settings {path}: {key} must map some of {', '.join(allowed)} "
                          f"to numbers (flip: to true or false), got {options!r}")
     return options
 
 
-def save(config_dir, settings, train_options=None):
-    """Write the settings (and ``train_options``, if any) atomically (temp file + rename); return the path."""
+def save(config_dir, settings, train_options=None, lite_options=None):
+    """Write the settings (and ``train_options`` and ``lite_options``, if any) atomically (temp
+    file + rename); return the path."""
     merged = dict(DEFAULTS)
     merged.update({k: v for k, v in settings.items() if k in DEFAULTS})
     if train_options:
         merged["train_options"] = train_options
+    if lite_options:
+        merged["lite_options"] = lite_options
     os.makedirs(config_dir, exist_ok=True)
     path = settings_path(config_dir)
     tmp = path + ".tmp"

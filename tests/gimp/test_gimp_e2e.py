@@ -25,6 +25,8 @@ VGG_WEIGHTS = shared_dir() / "weights" / "vgg16_caffe_relu4_3.pth"   # where the
 TRAIN_SELECTION = (4, 6, 24, 20)   # x, y, w, h of the style image
 # tiny sizes so it takes seconds (the settings file's train_options)
 TINY_TRAINING = {"size": 32, "style_size": 32, "batch": 1, "channels": 8, "blocks": 1}
+# a lite version in seconds: 4 teacher examples of 32 px, a tiny student, 2 iterations
+TINY_LITE = {"iterations": 2, "size": 32, "pool": 4, "batch": 2, "channels": 4, "blocks": 1}
 
 
 def build_cases(training_endpoint, local_endpoint, photos):
@@ -60,12 +62,18 @@ def build_cases(training_endpoint, local_endpoint, photos):
         Case("train_style", u8, "train-style", {"name": "GIMP Test Style", "iterations": 3},
              [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION,
              settings_file={"endpoint": training_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING}),
+        # with lite on, the same request then distils the new style's lite version (lite_options)
+        Case("train_style_lite", u8, "train-style", {"name": "GIMP Drafted", "iterations": 2, "lite": True},
+             [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION,
+             settings_file={"endpoint": training_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING,
+                            "lite_options": TINY_LITE}),
         # a daemon as `make serve` starts it (no --content): the artist's own photos, stopped after
         # 3 s of training (time-limit is in minutes) and kept
         Case("train_own_photos", u8, "train-style", {"name": "GIMP Own Photos", "iterations": 100_000,
                                                      "photos": photos, "time-limit": 0.05},
              [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION,
-             settings_file={"endpoint": local_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING}),
+             settings_file={"endpoint": local_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING,
+                            "lite_options": TINY_LITE}),
         # last: it points the plug-in's settings at a port nobody listens on. The job timeout is an
         # hour, so were the plug-in to wait for it the GIMP run would be killed and the test fail.
         Case("daemon_down", u8, "stylize", style, [(16, 16, True, (0, 0))], (16, 16),
@@ -263,6 +271,20 @@ def test_train_style_from_selection(gimp_run, gimp_training_daemon):
 
 
 @pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
+def test_train_style_with_lite_makes_the_style_and_its_lite_version(gimp_run, gimp_training_daemon):
+    """Train Style with ``lite`` trains the style, then distils its lite version with the settings
+    file's lite_options; the daemon serves both, the lite net marked with its teacher."""
+    case, result, host, _ = outcome(gimp_run, "train_style_lite")
+    assert np.array_equal(read_layer(host, case.precision, result["image"]["layers"][0]), case.layers[0][0])
+    models = {m["name"]: m for m in Client(gimp_training_daemon).info()["models"]}
+    assert models["gimp_drafted"]["recipe"]["iterations"] == 2
+    lite = models["gimp_drafted_lite"]
+    assert lite["teacher"] == "gimp_drafted" and lite["recipe"]["teacher"] == "gimp_drafted"
+    assert lite["recipe"]["iterations"] == 2 and lite["architecture"]["channels"] == 4
+    assert models["gimp_drafted"]["lite"] == "gimp_drafted_lite"
+
+
+@pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
 def test_train_style_on_own_photos_stopped_early_keeps_a_partly_trained_style(gimp_run, gimp_local_daemon):
     """With a daemon started without --content, Train Style trains on the chosen photos folder;
     the time limit ends it early and the style is kept, marked as partly trained."""
@@ -285,7 +307,9 @@ def test_train_style_without_content_is_a_clear_error(gimp_run):
 
 
 def test_settings_procedure_keeps_train_options(gimp_run, gimp_version):
-    """daemon_down ran the Settings procedure after train_style's settings file: train_options stay."""
+    """daemon_down ran the Settings procedure after train_own_photos' settings file: train_options and
+    lite_options stay."""
     _, _, host, _ = gimp_run
     stored = json.loads((host / "home" / ".config" / "GIMP" / gimp_version / "brushwork.json").read_text())
     assert stored["endpoint"] == DEAD_ENDPOINT and stored["train_options"] == TINY_TRAINING
+    assert stored["lite_options"] == TINY_LITE
