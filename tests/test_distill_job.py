@@ -10,35 +10,13 @@ import pytest
 
 from backend import protocol
 from backend.client import Client
-from daemon_process import daemon_output, start_daemon, stop_daemon
-from helpers import training_photos
+# the training daemon's fixtures: this module gets a daemon of its own (module scope)
+from test_train_job import client, content_dir, daemon  # noqa: F401
 from test_train_job import FMT, TINY, VGG_WEIGHTS, style_request_image, trainer_pids, wait_until
 
 pytestmark = pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"needs the VGG-16 weights at {VGG_WEIGHTS}")
 
 LITE_TINY = {"size": 32, "pool": 4, "batch": 2, "channels": 4, "blocks": 1}   # a second or two of targets
-
-
-@pytest.fixture(scope="module")
-def content_dir(tmp_path_factory):
-    return training_photos(tmp_path_factory.mktemp("content"))
-
-
-@pytest.fixture(scope="module")
-def daemon(models_dir, content_dir, tmp_path_factory):
-    """A daemon training on ``content_dir`` into its own --train-out dir."""
-    tmp = tmp_path_factory.mktemp("distill-daemon")
-    proc = start_daemon(tmp, f"ipc://{tmp}/s.sock", models_dir, "--content", str(content_dir),
-                        "--train-out", str(tmp / "trained"))
-    proc.endpoint, proc.train_out = f"ipc://{tmp}/s.sock", tmp / "trained"
-    yield proc
-    assert stop_daemon(proc) == 0, daemon_output(proc)
-
-
-@pytest.fixture
-def client(daemon):
-    with Client(daemon.endpoint, timeout=30) as c:
-        yield c
 
 
 def metadata(model):
@@ -83,18 +61,24 @@ def test_a_style_with_a_lite_version_makes_both_in_one_request(daemon, client):
     assert {"chained", "chained_lite"} <= set(listed(client))
 
 
-def test_cancel_during_the_lite_version_keeps_the_style(daemon, client, content_dir):
-    progress, outcome, cancel = [], {}, threading.Event()
+def train_style_and_lite_in_thread(daemon, name, outcome, progress, **options):
+    """A started thread that trains style ``name`` and its lite version on its own connection,
+    appending progress to ``progress`` and putting the client's result in ``outcome["result"]``."""
     image = style_request_image()
 
     def train():
         with Client(daemon.endpoint, timeout=30) as own:
-            outcome["result"] = own.train_style_and_lite(
-                image, image.shape[1], image.shape[0], FMT, "Kept Style", iterations=2,
-                lite={"iterations": 100_000, **LITE_TINY}, progress=lambda *p: progress.append(p),
-                should_cancel=cancel.is_set, **TINY)
+            outcome["result"] = own.train_style_and_lite(image, image.shape[1], image.shape[0], FMT, name,
+                                                         progress=lambda *p: progress.append(p), **TINY, **options)
     thread = threading.Thread(target=train, daemon=True)
     thread.start()
+    return thread
+
+
+def test_cancel_during_the_lite_version_keeps_the_style(daemon, client, content_dir):
+    progress, outcome, cancel = [], {}, threading.Event()
+    thread = train_style_and_lite_in_thread(daemon, "Kept Style", outcome, progress, iterations=2,
+                                            lite={"iterations": 100_000, **LITE_TINY}, should_cancel=cancel.is_set)
     wait_until(lambda: any(m.startswith("lite version: loss") for _, _, m in progress) or not thread.is_alive(),
                timeout=240, what="the lite version's first iterations")
     cancel.set()
@@ -112,16 +96,8 @@ def test_cancel_during_the_lite_version_keeps_the_style(daemon, client, content_
 
 def test_stop_and_keep_during_the_style_saves_it_and_makes_no_lite_version(daemon, client):
     progress, outcome, stop = [], {}, threading.Event()
-    image = style_request_image()
-
-    def train():
-        with Client(daemon.endpoint, timeout=30) as own:
-            outcome["result"] = own.train_style_and_lite(
-                image, image.shape[1], image.shape[0], FMT, "Stopped Style", iterations=100_000,
-                lite={"iterations": 2, **LITE_TINY}, progress=lambda *p: progress.append(p),
-                should_stop=stop.is_set, **TINY)
-    thread = threading.Thread(target=train, daemon=True)
-    thread.start()
+    thread = train_style_and_lite_in_thread(daemon, "Stopped Style", outcome, progress, iterations=100_000,
+                                            lite={"iterations": 2, **LITE_TINY}, should_stop=stop.is_set)
     wait_until(lambda: any(m.startswith("style: loss") and d >= 2 for d, _, m in progress) or not thread.is_alive(),
                timeout=240, what="two of the style's iterations")
     stop.set()

@@ -14,6 +14,7 @@ from backend.image_io import read_image, write_image
 from backend.model_store import ModelStore, lite_versions
 from daemon_process import ENGINE_ARGS, start_daemon, stop_daemon
 from helpers import make_model, random_image
+from test_cli import private_user_dirs  # noqa: F401 (autouse: no user models, no daemon at the default endpoint)
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +25,6 @@ def daemon(lite_models_dir, tmp_path_factory):
     proc = start_daemon(tmp, endpoint, lite_models_dir)
     yield endpoint
     stop_daemon(proc)
-
-
-@pytest.fixture(autouse=True)
-def private_user_dirs(tmp_path, monkeypatch):
-    """No user models, and no daemon at the default endpoint."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.setenv("BRUSHWORK_ENDPOINT", f"ipc://{tmp_path}/no-daemon.sock")
 
 
 @pytest.fixture

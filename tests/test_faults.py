@@ -182,12 +182,12 @@ def test_a_write_that_fails_names_the_file_and_reaches_the_client_as_io_error(tm
 
     shared = shared_dir()
     errors = []
-    options = {"name": "no_room", "iterations": 3, "size": 32, "style_size": 32, "batch": 1, "channels": 8,
+    options = {"style": shared / "data/styles/udnie.jpg", "content": shared / "data/content", "name": "no_room",
+               "iterations": 3, "size": 32, "style_size": 32, "batch": 1, "channels": 8,
                "blocks": 1, "device": "cpu", "precision": "fp32",
                "vgg_weights": shared / "weights/vgg16_caffe_relu4_3.pth"}
     (tmp_path / "run").mkdir()
-    job = TrainerProcess(shared / "data/styles/udnie.jpg", shared / "data/content", tmp_path / "run", options,
-                         tmp_path / "models", on_error=errors.append)
+    job = TrainerProcess("style", tmp_path / "run", options, tmp_path / "models", on_error=errors.append)
     job.command = ["prlimit", f"--fsize={64 * 1024}", *job.command]   # checkpoints are larger
     job.start()
     assert job.wait(300)
