@@ -28,8 +28,8 @@ from PIL import Image
 
 from backend import protocol
 from backend.daemon.trainer_process import TrainerProcess
-from backend.daemon.training_requests import (DISTILL_DEFAULTS, EDITOR_DEFAULTS, check_name_free, check_targets_size,
-                                              content_folder, count_photos, distill_request, lite_options, style_image,
+from backend.daemon.training_requests import (EDITOR_DEFAULTS, check_name_free, content_folder, count_photos,
+                                              distill_options, distill_request, lite_options, style_image,
                                               training_options)
 from backend.nets import default_architecture, edge_hiding_border
 from backend.protocol import TRAIN_OPTIONS, BrushworkError
@@ -125,8 +125,7 @@ class TrainingJobs:
         if estimate:
             lite = None
         if lite is not None:
-            lite = {**DISTILL_DEFAULTS, **lite}
-            check_targets_size(lite)
+            lite = distill_options(lite)
         content = content_folder(header.get("content"), not estimate, self.content_dir, self.client_content)
         names = [options["name"]] + ([lite["name"]] if lite else [])
         if not estimate:
@@ -150,8 +149,7 @@ class TrainingJobs:
     def distill(self, identity, header):
         """Check a distill request (it has no pixels) and start it; raise the fitting error."""
         teacher, options = distill_request(header, self.store)
-        options = {**DISTILL_DEFAULTS, **options}
-        check_targets_size(options)
+        options = distill_options(options)
         content = content_folder(header.get("content"), True, self.content_dir, self.client_content)
         check_name_free(self.store, self.out_dir, options["name"])
         with self._lock:

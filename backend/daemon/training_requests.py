@@ -136,9 +136,11 @@ def find_teacher(store, name):
     return info
 
 
-def check_targets_size(options):
-    """Refuse a distillation whose teacher targets (``pool`` crops of ``size``², input and output)
-    would take more than MAX_DISTILL_TARGETS_BYTES on the daemon's disk, or a pool smaller than a batch."""
+def distill_options(options):
+    """A distillation's options over DISTILL_DEFAULTS. Refuses one whose teacher targets (``pool``
+    crops of ``size``², input and output) would take more than MAX_DISTILL_TARGETS_BYTES on the
+    daemon's disk, or a pool smaller than a batch."""
+    options = {**DISTILL_DEFAULTS, **options}
     pool, size, batch = options["pool"], options["size"], options.get("batch", TRAIN_OPTIONS["batch"].default)
     if pool < batch:
         raise protocol.BadRequest(f"'pool' ({pool}) must be at least 'batch' ({batch})")
@@ -146,6 +148,7 @@ def check_targets_size(options):
         raise protocol.BadRequest(f"{pool} crops of {size}x{size} pixels would take "
                                   f"{pool * 6 * size * size / 2**30:.1f} GiB; at most "
                                   f"{MAX_DISTILL_TARGETS_BYTES / 2**30:g} GiB: choose a smaller pool or size")
+    return options
 
 
 def content_folder(folder, needed, own_folder, client_content):
