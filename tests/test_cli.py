@@ -122,7 +122,7 @@ def test_a_named_daemon_that_does_not_answer_is_an_error_not_an_in_process_run(n
     monkeypatch.setenv("BRUSHWORK_ENDPOINT", absent)
     extra = ["--endpoint", absent] if named == "--endpoint" else []
     code, _, err = run(["stylize", str(images / "a.png"), "--style", "mosaic", "-o", str(tmp_path / "out.png"),
-                        "--models", str(models_dir), *ENGINE_ARGS, *extra], capsys)
+                        *ENGINE_ARGS, *extra], capsys)
     assert code == 1 and err.startswith(f"brushwork: error: no brushwork daemon answering at {absent}")
     assert "--local" in err and not (tmp_path / "out.png").exists()
 
@@ -131,14 +131,25 @@ def test_without_a_named_daemon_stderr_says_which_runs_the_job(daemon, models_di
                                                                monkeypatch):
     monkeypatch.delenv("BRUSHWORK_ENDPOINT")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))   # the default endpoint: no daemon there
-    argv = ["upscale", str(images / "a.png"), "--scale", "2", "--models", str(models_dir), *ENGINE_ARGS]
-    code, _, err = run([*argv, "-o", str(tmp_path / "local.png")], capsys)
+    code, _, err = run(["upscale", str(images / "a.png"), "--scale", "2", "-o", str(tmp_path / "bundled.png"),
+                        *ENGINE_ARGS], capsys)
     assert code == 0, err
     assert err.startswith("brushwork: using the in-process engine on cpu (no daemon answers at ipc://")
+    argv = ["upscale", str(images / "a.png"), "--scale", "2", "--model", "sr_x2", *ENGINE_ARGS]
+    code, _, err = run([*argv, "-o", str(tmp_path / "local.png"), "--models", str(models_dir), "-q"], capsys)
+    assert code == 0, err
     monkeypatch.setattr(protocol, "default_endpoint", lambda: daemon)   # now the default has a daemon
     code, _, err = run([*argv, "-o", str(tmp_path / "daemon.png")], capsys)
     assert code == 0 and err == f"brushwork: using the daemon at {daemon}\n"
     np.testing.assert_array_equal(read_image(tmp_path / "daemon.png")[0], read_image(tmp_path / "local.png")[0])
+    # models of one's own are this process's: the daemon serves its own
+    code, _, err = run([*argv, "-o", str(tmp_path / "own.png"), "--models", str(models_dir)], capsys)
+    assert code == 0 and err.startswith("brushwork: using the in-process engine on cpu (--models / --no-bundled")
+    np.testing.assert_array_equal(read_image(tmp_path / "own.png")[0], read_image(tmp_path / "local.png")[0])
+    code, _, err = run([*argv, "-o", str(tmp_path / "named.png"), "--models", str(models_dir), "--endpoint", daemon],
+                       capsys)
+    assert code == 1 and "a daemon serves its own (`brushwork serve --models DIR`)" in err
+    assert not (tmp_path / "named.png").exists()
 
 
 def test_upscale_with_a_model_and_no_scale_uses_the_models_scale(daemon, images, tmp_path, capsys):

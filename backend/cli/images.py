@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from backend import image_io, protocol
-from backend.cli.shared import (add_daemon_arguments, add_engine_arguments, daemon_client, make_engine, make_store,
-                                trainer_cli)
+from backend.cli.shared import (add_daemon_arguments, add_engine_arguments, daemon_client, endpoint_named, make_engine,
+                                make_store, trainer_cli)
 from backend.daemon.jobs import run_image_job
 
 # Which bundled model each scale uses, and why (ModelStore.find_sr; measured in docs/models.md).
@@ -62,7 +62,8 @@ def _add_file_arguments(p):
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="say whether the daemon or this process runs the job, also with --quiet or --local")
-    add_engine_arguments(p, note="; in-process runs only, a daemon uses its own settings")
+    add_engine_arguments(p, note="; in-process runs only, a daemon uses its own settings (with --models or "
+                                 "--no-bundled the job runs in this process)")
 
 
 class CancelOnSignal:
@@ -169,14 +170,23 @@ class LocalRunner:
 
 
 def _runner(args):
-    """(runner, what it is): a DaemonRunner when a daemon answers (and --local is not given), else a
-    LocalRunner; see :func:`~backend.cli.shared.daemon_client`."""
-    client = None if args.local else daemon_client(args)
+    """(runner, what it is): a DaemonRunner when a daemon answers (and neither --local nor a choice of
+    models, --models / --no-bundled, is given), else a LocalRunner; see
+    :func:`~backend.cli.shared.daemon_client`. A daemon serves its own models, so choosing models
+    and naming a daemon is an error."""
+    own_models = bool(args.models or args.no_bundled)
+    if own_models and not args.local and endpoint_named(args):
+        raise protocol.BadRequest("--models and --no-bundled choose the models of this process, and a daemon serves "
+                                  "its own (`brushwork serve --models DIR`): add --local to run them here, or leave "
+                                  "these options out to use the daemon's")
+    client = None if args.local or own_models else daemon_client(args)
     if client is not None:
         return DaemonRunner(client), f"using the daemon at {client.endpoint}"
     engine = make_engine(args, make_store(args))
     where = f"using the in-process engine on {engine.device}"
-    if not args.local:
+    if own_models and not args.local:
+        where += " (--models / --no-bundled: the models of this process, not a daemon's)"
+    elif not args.local:
         where += (f" (no daemon answers at {protocol.default_endpoint()}; `brushwork serve` keeps the models "
                   "loaded between runs)")
     return LocalRunner(engine), where

@@ -56,7 +56,7 @@ def make_engine(args, store):
     return Engine(store, device=args.device, precision=args.precision, tile_size=args.tile_size)
 
 
-def _endpoint_named(args):
+def endpoint_named(args):
     """True when the user named a daemon: --endpoint, $BRUSHWORK_ENDPOINT or CURVE keys."""
     return bool(args.endpoint or os.environ.get("BRUSHWORK_ENDPOINT") or args.server_key or args.client_key)
 
@@ -65,7 +65,7 @@ def daemon_client(args):
     """A Client of the daemon that answered a short ping, or None when the default local daemon does
     not answer. A daemon the user named that does not answer is an error (Unavailable)."""
     from backend.client import Client
-    named = _endpoint_named(args)
+    named = endpoint_named(args)
     client = Client(args.endpoint, timeout=5.0 if args.server_key or args.client_key else 1.0,
                     server_key=args.server_key, client_key=args.client_key)
     try:
