@@ -12,9 +12,9 @@ clients can send one, and ZeroMQ's heartbeats drop those that go silent.
 """
 
 import collections
+import contextlib
 import errno
 import logging
-import os
 import socket
 
 import zmq
@@ -109,10 +109,22 @@ class ConnectionGuard:
                                     self.max_idle, self.max_idle_per_peer)
 
 
+@contextlib.contextmanager
+def _borrowed(fd):
+    """A socket object on ZeroMQ's descriptor ``fd``, handed back (not closed) afterwards. No
+    ``os.dup``: under a descriptor limit that is used up, which is when idle connections must be
+    cut, a copy could not be made."""
+    sock = socket.socket(fileno=fd)
+    try:
+        yield sock
+    finally:
+        sock.detach()
+
+
 def _peer(fd):
     """(host, port) of the TCP connection on descriptor ``fd``, or None."""
     try:
-        with socket.socket(fileno=os.dup(fd)) as sock:
+        with _borrowed(fd) as sock:
             return sock.getpeername()[:2]
     except (OSError, ValueError, TypeError):
         return None
@@ -122,7 +134,7 @@ def _shut_down(fd, peer):
     """Shut down the connection on ``fd`` if it is still the one from ``peer`` (ZeroMQ then closes
     it); the check makes sure a descriptor number reused meanwhile is never touched."""
     try:
-        with socket.socket(fileno=os.dup(fd)) as sock:
+        with _borrowed(fd) as sock:
             if sock.getpeername()[:2] != peer:
                 return False
             sock.shutdown(socket.SHUT_RDWR)
