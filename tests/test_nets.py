@@ -85,6 +85,7 @@ def test_build_net_rejects_unknown_types():
 
 @pytest.mark.parametrize("arch", [{"type": "style", "channels": 16, "blocks": 3},
                                   {"type": "style", "channels": 8, "blocks": 2, "border": 24},
+                                  {"type": "style", "channels": 8, "blocks": 2, "widths": [8, 16, 32, 16, 4]},
                                   {"type": "sr", "scale": 2, "channels": 8, "blocks": 1, "residual": True}])
 def test_a_net_says_the_architecture_it_was_built_from(arch):
     assert build_net(arch).architecture() == arch
@@ -121,6 +122,16 @@ def test_build_net_honours_width_and_depth():
     net = build_net({"type": "style", "channels": 16, "blocks": 3})
     assert len(net.residuals) == 3
     assert net.encoder[0][1].out_channels == 16
+
+
+def test_a_narrow_style_net_has_the_widths_it_names_and_keeps_size_and_range():
+    net = build_net({"type": "style", "channels": 8, "blocks": 2, "widths": [8, 16, 24, 12, 4]})
+    convs = [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [8, 16, 24] + [24] * 4 + [12, 4, 3]
+    y = net(torch.rand(1, 3, 36, 28))
+    assert y.shape == (1, 3, 36, 28) and 0 <= float(y.min()) and float(y.max()) <= 1
+    with pytest.raises(ValueError, match="5 channel counts"):
+        build_net({"type": "style", "widths": [8, 16, 24]})
 
 
 @pytest.mark.parametrize("kind,scale", [("style", 1), ("sr", 4)])
