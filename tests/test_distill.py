@@ -54,7 +54,7 @@ def test_distill_caches_the_teachers_targets_and_exports_a_lite_net_the_engine_r
     assert meta["teacher"] == "tiny_style" and meta["recipe"]["teacher"] == "tiny_style"
     assert meta["architecture"] == {"type": "style", "channels": 4, "blocks": 1}
     assert meta["recipe"]["iterations"] == 2 and meta["recipe"]["pool"] == 4
-    assert set(meta["recipe"]["final_losses"]) == {"total", "l1", "grid"}
+    assert set(meta["recipe"]["final_losses"]) == {"total", "l1", "grid", "gram"}
     out, _ = Engine(store, "cpu", "fp32").stylize(random_image(40, 36), None, "tiny_style_lite")
     assert out.shape == (40, 36, 3) and np.isfinite(out).all()
     assert (root / "run" / "preview.png").is_file() and (root / "run" / "loss.png").is_file()
@@ -102,3 +102,41 @@ def test_phase_pattern_finds_a_pattern_added_to_random_images():
     pattern -= pattern.mean(axis=(1, 2), keepdims=True)
     found = phase_pattern(images + np.tile(pattern, (8, 8)))
     assert np.abs(found - pattern).max() < 0.015 < np.abs(pattern).max()
+
+
+def test_the_gram_term_charges_missing_texture_not_misplaced_texture():
+    from trainer.vgg import LossNetwork
+
+    generator = torch.Generator().manual_seed(1)
+    target = torch.rand(1, 3, 64, 64, generator=generator)              # a fine, busy texture
+    loss = DistillLoss(l1=0, grid=0, gram=1e-9, loss_net=LossNetwork("caffe"))
+    moved, _ = loss(torch.roll(target, shifts=(5, 7), dims=(2, 3)), target)   # the same strokes elsewhere
+    smooth, _ = loss(torch.nn.functional.avg_pool2d(target, 5, 1, 2, count_include_pad=False), target)
+    flat, parts = loss(target.mean(dim=(2, 3), keepdim=True).expand_as(target), target)
+    assert set(parts) == {"gram"}
+    assert float(moved) < 0.1 * float(smooth) < 0.1 * float(flat)
+    with pytest.raises(ValueError, match="loss network"):
+        DistillLoss(gram=1.0)
+
+
+def test_distill_without_the_gram_term_continues_with_it(setup):
+    root = setup[0]
+    assert distill(setup, "gram", "--iterations", "1", "--gram-weight", "0") == 0
+    first = root / "gram" / "models" / "tiny_style_lite.json"
+    assert set(json.loads(first.read_text())["recipe"]["final_losses"]) == {"total", "l1", "grid"}
+    assert distill(setup, "gram2", "--iterations", "1", "--gram-weight", "1e-9", "--init", str(first)) == 0
+    assert distill(setup, "gram3", "--iterations", "1", "--widths", "4", "8", "8", "4", "4", "--init", str(first)) == 1
+    meta = json.loads((root / "gram2" / "models" / "tiny_style_lite.json").read_text())
+    assert set(meta["recipe"]["final_losses"]) == {"total", "l1", "grid", "gram"}
+    assert meta["recipe"]["distill_weights"]["gram"] == 1e-9
+    assert meta["recipe"]["init"]["sha256"] == json.loads(first.read_text())["sha256"]
+
+
+def test_distill_makes_a_student_of_the_widths_asked_for(setup):
+    root = setup[0]
+    assert distill(setup, "narrow", "--iterations", "1", "--widths", "4", "8", "8", "4", "2") == 0
+    store = ModelStore(root / "narrow" / "models", include_bundled=False, include_user=False)
+    assert store.get("tiny_style_lite").metadata["architecture"] == {
+        "type": "style", "channels": 4, "blocks": 1, "widths": [4, 8, 8, 4, 2]}
+    out, _ = Engine(store, "cpu", "fp32").stylize(random_image(40, 36), None, "tiny_style_lite")
+    assert out.shape == (40, 36, 3) and np.isfinite(out).all()

@@ -1,7 +1,7 @@
 """How close a lite net (``brushwork train distill``) comes to its teacher, and a side-by-side sheet.
 
     python tools/lite_report.py --student starry_night_lite --models runs/starry_night_lite/models \\
-        [--sizes 256 512] [--sheet runs/starry_night_lite/side_by_side.png]
+        [--sizes 256 512] [--content-sizes 512 1024] [--sheet runs/starry_night_lite/side_by_side.png]
 
 On the held-out photos (trainer/recipes/sun_hays80_holdout.txt; shorter side scaled to each
 size, centre square, as ``brushwork eval style``), both nets run as the engine runs them
@@ -9,6 +9,8 @@ size, centre square, as ``brushwork eval style``), both nets run as the engine r
 VGG, loss weights and style image) of the teacher, of the student and their ratio; the RMS of
 the fixed period-4 pattern (:func:`trainer.distill_targets.phase_pattern`, 8-bit luma levels) of
 the photos, the teacher and the student; and their edge ratio (:func:`trainer.metrics.edge_ratio`).
+A second table gives the same pattern RMS and edge ratio on each of the three shared content
+photos (longer side scaled to each of ``--content-sizes``): issue 21's artefact checks.
 The sheet shows one photo's teacher output, student output and 4x their absolute difference.
 Shared data: $BRUSHWORK_SHARED or ../shared beside the checkout.
 """
@@ -80,6 +82,26 @@ def measure(engine, objective, teacher, student, sizes):
     return rows
 
 
+def artefacts(engine, teacher, student, sizes):
+    """Rows of the content-photo table: per photo and size, pattern RMS and edge ratio of photo, teacher, student."""
+    rows = []
+    for path in sorted((SHARED / "content").glob("*.jpg")):
+        for size in sizes:
+            image = Image.open(path).convert("RGB")
+            image.thumbnail((size, size))
+            photo = np.asarray(image, np.float32) / 255
+            outputs = [photo, engine.stylize(photo, None, teacher)[0], engine.stylize(photo, None, student)[0]]
+            rows.append((path.stem, photo.shape[1], photo.shape[0],
+                         [pattern_rms_levels(phase_pattern(o.transpose(2, 0, 1)[None])) for o in outputs],
+                         [edge_ratio(o * 255) for o in outputs[1:]]))
+    lines = ["| photo | size | period-4 RMS photo / teacher / student (levels) | edge ratio teacher / student |",
+             "|---|---|---|---|"]
+    for name, width, height, rms, edges in rows:
+        lines.append(f"| {name} | {width}x{height} | {' / '.join(f'{r:.2f}' for r in rms)} | "
+                     f"{' / '.join(f'{e:.2f}' for e in edges)} |")
+    return "\n".join(lines)
+
+
 def table(rows):
     lines = ["| size | teacher Eq. 5 | student Eq. 5 | student / teacher | period-4 RMS photo / teacher / "
              "student (levels) | edge ratio teacher / student |", "|---|---|---|---|---|---|"]
@@ -107,6 +129,8 @@ def main(argv=None):
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--sheet", type=Path, default=None, metavar="PNG", help="write the side-by-side sheet here")
     parser.add_argument("--sheet-size", type=int, default=512)
+    parser.add_argument("--content-sizes", nargs="*", type=int, default=[512, 1024],
+                        help="longer sides of the content photos for the artefact table (none: no table)")
     args = parser.parse_args(argv)
     store = ModelStore(args.models)
     info = store.get(args.student)
@@ -118,6 +142,8 @@ def main(argv=None):
         sheet(engine, teacher, info.name, held_out_photos()[0], args.sheet_size, args.sheet)
         print(f"wrote {args.sheet}", flush=True)
     print(table(measure(engine, teacher_objective(store.get(teacher).metadata), teacher, info.name, args.sizes)))
+    if args.content_sizes:
+        print(artefacts(engine, teacher, info.name, args.content_sizes))
 
 
 if __name__ == "__main__":

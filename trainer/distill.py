@@ -3,12 +3,14 @@
 The *teacher* (a bundled or user style model) stylises a pool of augmented training crops once,
 the way the engine runs it for users (line-free: see :mod:`trainer.distill_targets`); the
 *student*, a :class:`backend.nets.StyleNet` of less width and depth, learns to reproduce those
-images. No VGG pass and no gradient through the teacher: each step costs only the student's
+images. No gradient through the teacher: without the Gram term each step costs only the student's
 forward and backward, which is what makes distilling fit on a CPU. See docs/models.md,
 "Lite nets".
 
 Loss (:class:`DistillLoss`): L1 to the teacher's output, cleaned of the teacher's fixed
-period-4 pattern, plus a grid term on the pattern the student's own error repeats every 4 px.
+period-4 pattern, a grid term on the pattern the student's own error repeats every 4 px, and
+(``--gram-weight``) a Gram term: the student's VGG texture statistics against the teacher's on
+the same crop, the style the L1 term leaves soft (it costs a VGG pass each step).
 The shared loop (:func:`trainer.loop.run_training`) does Adam, checkpoints, ``--resume``,
 progress, previews and the loss curve.
 """
@@ -28,8 +30,9 @@ from trainer.distill_targets import PERIOD, build_targets, pattern_rms_levels
 from trainer.export import check_model_name, export_model
 from trainer.checkpoint import default_run_dir
 from trainer.loop import run_training
-from trainer.losses import grid_loss
+from trainer.losses import gram_matrix, grid_loss, style_loss
 from trainer.plots import image_grid, run_for_preview
+from trainer.vgg import LAYERS, LossNetwork
 
 STUDENT = {"channels": 16, "blocks": 3}     # chosen by timing at 1024**2: docs/models.md, "Lite nets"
 
@@ -48,10 +51,12 @@ def find_teacher(store, name):
 
 
 def student_architecture(args):
-    """The student's architecture: :data:`STUDENT`, or ``--channels`` / ``--blocks``. No mirrored
-    border of its own: the engine runs it mirrored past its reach, as it runs the bundled nets."""
-    return {"type": "style", "channels": args.channels or STUDENT["channels"],
-            "blocks": args.blocks or STUDENT["blocks"]}
+    """The student's architecture: :data:`STUDENT`, or ``--channels`` / ``--blocks`` / ``--widths``. No
+    mirrored border of its own: the engine runs it mirrored past its reach, as it runs the bundled nets."""
+    widths = getattr(args, "widths", None) or (None if args.channels else STUDENT.get("widths"))
+    channels = widths[0] if widths else args.channels or STUDENT["channels"]
+    return build_net({"type": "style", "channels": channels, "blocks": args.blocks or STUDENT["blocks"],
+                      **({"widths": list(widths)} if widths else {})}).architecture()
 
 
 def counting_targets(stylise, count):
@@ -71,20 +76,28 @@ def counting_targets(stylise, count):
 
 class DistillLoss(torch.nn.Module):
     """``l1`` x mean absolute difference to the target + ``grid`` x :func:`trainer.losses.grid_loss`
-    at period 4: the error pattern fixed to the stride grid. Returns ``(total, parts)`` as the
-    loop expects; no loss network."""
+    at period 4 (the error pattern fixed to the stride grid) + ``gram`` x the style loss of the
+    output's VGG features against the Grams of the target's (:func:`trainer.losses.style_loss`,
+    the teacher's style layers; ``loss_net`` a :class:`trainer.vgg.LossNetwork`, needed when
+    ``gram`` > 0). Returns ``(total, parts)`` as the loop expects."""
 
-    loss_net = None
-
-    def __init__(self, l1=1.0, grid=10.0):
+    def __init__(self, l1=1.0, grid=10.0, gram=0.0, loss_net=None):
         super().__init__()
-        if l1 < 0 or grid < 0 or not (l1 or grid):
-            raise ValueError("--l1-weight and --grid-weight must not be negative, and not both 0")
-        self.weights = {"l1": l1, "grid": grid}
+        if min(l1, grid, gram) < 0 or not (l1 or grid or gram):
+            raise ValueError("--l1-weight, --grid-weight and --gram-weight must not be negative, nor all 0")
+        if gram and loss_net is None:
+            raise ValueError("the Gram term needs a loss network")
+        self.weights = {"l1": l1, "grid": grid, **({"gram": gram} if gram else {})}
+        self.loss_net = loss_net if gram else None
 
     def forward(self, output, target):
-        output, target = output.float(), target.float()
         parts = {}
+        if self.weights.get("gram"):
+            features = self.loss_net(output, LAYERS)
+            with torch.no_grad():
+                grams = {layer: gram_matrix(f) for layer, f in self.loss_net(target, LAYERS).items()}
+            parts["gram"] = self.weights["gram"] * style_loss(grams, features)
+        output, target = output.float(), target.float()
         if self.weights["l1"]:
             parts["l1"] = self.weights["l1"] * F.l1_loss(output, target)
         if self.weights["grid"]:
@@ -136,7 +149,12 @@ class DistillTask:
         making = counting_targets(stylise, args.pool) if args.progress_json else stylise
         self.pool, self.targets_seconds = build_targets(run_dir / "targets", identity, sampler, making, args.pool)
         self._order = (None, None)     # (epoch, its permutation of the pool)
-        self.loss = DistillLoss(args.l1_weight, args.grid_weight)
+        loss_net = None
+        if args.gram_weight:     # the teacher's own loss network: its VGG flavour and weights
+            taught = self.teacher.metadata
+            loss_net = LossNetwork(taught.get("vgg") or "caffe", weights=taught.get("recipe", {}).get("vgg_weights"))
+            loss_net = loss_net.to(device)
+        self.loss = DistillLoss(args.l1_weight, args.grid_weight, args.gram_weight, loss_net)
         self.arch = student_architecture(args)
         self.net = build_net(self.arch)
         self.preview_inputs = preview_crops(self.paths, args.size)

@@ -18,6 +18,7 @@ LBFGS_INITS = ("noise", "content")
 LBFGS_ITERATIONS = 300     # brushwork stylize --optimize
 LBFGS_SIZE = 512
 STYLE_SIZE = TRAIN_OPTIONS["style_size"].default   # longer side of the style image, in training and the baseline
+GRAM_WEIGHT = 3e-10          # train distill: the Gram term against the teacher (docs/models.md, "Lite nets")
 
 
 def add_train_option(parser, name, **changes):
@@ -157,6 +158,13 @@ def add_train_distill_arguments(parser):
     parser.add_argument("--grid-weight", type=float, default=10.0,
                         help="weight of the grid loss: the student's error pattern repeating every 4 pixels "
                              "(default 10)")
+    parser.add_argument("--widths", type=int, nargs=5, default=None, metavar="W",
+                        help="the student's layer widths: its encoder's three convolutions and its decoder's two "
+                             "upsampling stages (default: --channels c as the paper's c, 2c, 4c, 2c, c)")
+    parser.add_argument("--gram-weight", type=float, default=GRAM_WEIGHT,
+                        help="weight of the Gram loss: the student's VGG-16 texture statistics (Gram matrices at "
+                             "relu1_2 ... relu4_3, as the style loss) against the teacher's output's on the same "
+                             "crop; it costs a VGG pass each step (default %(default)s; 0: off)")
     add_holdout_arguments(parser)
     add_loop_arguments(parser, iterations=20000, batch=4)
 
