@@ -77,7 +77,7 @@ def main():
     parser.add_argument("--lite-models", help="models dir holding a lite net of --style (default: a random one)")
     parser.add_argument("--channels", type=int, default=STUDENT["channels"])
     parser.add_argument("--blocks", type=int, default=STUDENT["blocks"])
-    parser.add_argument("--widths", type=int, nargs=5, default=STUDENT.get("widths"), metavar="W",
+    parser.add_argument("--widths", type=int, nargs=5, default=None, metavar="W",
                         help="the random net's layer widths (backend.nets.StyleNet)")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=5)
