@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from backend.engine import Engine  # noqa: E402
 from backend.model_store import ModelStore  # noqa: E402
 from trainer.data import load_image  # noqa: E402
-from trainer.distill_targets import pattern_rms_levels, phase_pattern  # noqa: E402
+from trainer.distill_targets import pattern_rms_levels, phase_pattern, without_pattern  # noqa: E402
 from trainer.eval_style import square_content  # noqa: E402
 from trainer.gatys import build_objective  # noqa: E402
 from trainer.losses import LossWeights  # noqa: E402
@@ -76,19 +76,12 @@ def content_photos(size):
 
 
 def fixed_pattern(engine, teacher, size=1024):
-    """The teacher's fixed period-4 pattern (:func:`trainer.distill_targets.phase_pattern`, H x W
-    layout): the mean over its outputs on the three content photos, none of them a held-out photo."""
+    """The teacher's fixed period-4 pattern (:func:`trainer.distill_targets.phase_pattern`, a
+    float32 tensor): the mean over its outputs on the three content photos, none of them held out."""
+    import torch
     patterns = [phase_pattern(engine.stylize(photo, None, teacher)[0].transpose(2, 0, 1)[None])
                 for _, photo in content_photos(size)]
-    return np.mean(patterns, axis=0).transpose(1, 2, 0)
-
-
-def without_pattern(image, pattern):
-    """``image`` (H x W x 3) less ``pattern`` (period x period x 3) tiled from its top-left corner."""
-    height, width = image.shape[:2]
-    period = pattern.shape[0]
-    tiled = np.tile(pattern, (-(-height // period), -(-width // period), 1))[:height, :width]
-    return np.clip(image - tiled, 0, 1).astype(np.float32)
+    return torch.from_numpy(np.mean(patterns, axis=0).astype(np.float32))
 
 
 def measure(engine, objective, teacher, student, sizes):
@@ -104,7 +97,7 @@ def measure(engine, objective, teacher, student, sizes):
             photo = content[0].permute(1, 2, 0).numpy()
             outputs = {"photo": photo, "teacher": engine.stylize(photo, None, teacher)[0],
                        "student": engine.stylize(photo, None, student)[0]}
-            outputs["cleaned"] = without_pattern(outputs["teacher"], pattern)
+            outputs["cleaned"] = without_pattern(as_tensor(outputs["teacher"]), pattern)[0].permute(1, 2, 0).numpy()
             for label, image in outputs.items():
                 pattern_rms = pattern_rms_levels(phase_pattern(image.transpose(2, 0, 1)[None]))
                 sums[f"{label} pattern"] = sums.get(f"{label} pattern", 0) + pattern_rms

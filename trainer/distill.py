@@ -55,8 +55,8 @@ def student_architecture(args):
     mirrored border of its own: the engine runs it mirrored past its reach, as it runs the bundled nets."""
     widths = getattr(args, "widths", None)
     channels = widths[0] if widths else args.channels or STUDENT["channels"]
-    return build_net({"type": "style", "channels": channels, "blocks": args.blocks or STUDENT["blocks"],
-                      **({"widths": list(widths)} if widths else {})}).architecture()
+    return {"type": "style", "channels": channels, "blocks": args.blocks or STUDENT["blocks"],
+            **({"widths": list(widths)} if widths else {})}
 
 
 def counting_targets(stylise, count):
@@ -155,8 +155,8 @@ class DistillTask:
             loss_net = LossNetwork(taught.get("vgg") or "caffe", weights=taught.get("recipe", {}).get("vgg_weights"))
             loss_net = loss_net.to(device)
         self.loss = DistillLoss(args.l1_weight, args.grid_weight, args.gram_weight, loss_net)
-        self.arch = student_architecture(args)
-        self.net = build_net(self.arch)
+        self.net = build_net(student_architecture(args))
+        self.arch = self.net.architecture()      # widths left out where they are the paper's
         self.preview_inputs = preview_crops(self.paths, args.size)
         self.preview_teacher = torch.stack([torch.from_numpy(stylise(x.permute(1, 2, 0).numpy().copy()))
                                             .permute(2, 0, 1) for x in self.preview_inputs])

@@ -50,6 +50,15 @@ def pattern_rms_levels(pattern):
     return float(np.sqrt(np.mean(luma ** 2)) * 255)
 
 
+def without_pattern(images, pattern):
+    """``images`` (N x C x H x W float tensor in [0, 1]) less ``pattern`` (a C x period x period
+    tensor, :func:`phase_pattern`) tiled from their top-left corner, clipped to [0, 1]."""
+    period = pattern.shape[-1]
+    height, width = images.shape[-2:]
+    tiled = pattern.repeat(1, -(-height // period), -(-width // period))[:, :height, :width]
+    return (images - tiled).clamp(0, 1)
+
+
 class TargetPool:
     """The cached (input, target) pairs of a finished build, read from the memory-mapped array."""
 
@@ -62,11 +71,7 @@ class TargetPool:
         """Inputs and targets of the crops ``indices`` as float tensors in [0, 1] (N x 3 x S x S);
         the targets cleaned of the teacher's fixed pattern."""
         pairs = torch.from_numpy(np.stack([self.array[i] for i in indices])).float().div_(255)
-        inputs, targets = pairs[:, 0], pairs[:, 1]
-        size = targets.shape[-1]
-        repeats = -(-size // PERIOD)
-        tiled = self.pattern.repeat(1, repeats, repeats)[:, :size, :size]
-        return inputs.contiguous(), (targets - tiled).clamp_(0, 1)
+        return pairs[:, 0].contiguous(), without_pattern(pairs[:, 1], self.pattern)
 
 
 def _read_record(path):

@@ -184,10 +184,9 @@ def _runner(args):
         return DaemonRunner(client), f"using the daemon at {client.endpoint}"
     engine = make_engine(args, make_store(args))
     where = f"using the in-process engine on {engine.device}"
-    if own_models and not args.local:
-        where += " (--models / --no-bundled: the models of this process, not a daemon's)"
-    elif not args.local:
-        where += (f" (no daemon answers at {protocol.default_endpoint()}; `brushwork serve` keeps the models "
+    if not args.local:
+        where += (" (--models / --no-bundled: the models of this process, not a daemon's)" if own_models else
+                  f" (no daemon answers at {protocol.default_endpoint()}; `brushwork serve` keeps the models "
                   "loaded between runs)")
     return LocalRunner(engine), where
 
