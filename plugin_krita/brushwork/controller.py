@@ -277,7 +277,8 @@ class Controller(QObject):
 
     def _train(self, call, describe, document):
         """Run ``call(client, progress, should_cancel)``, a training, as the job that the Train
-        button stops; then refresh the gallery and report ``describe(its result)``."""
+        button stops; then refresh the gallery and report ``describe(its result)``, also after a
+        Cancel that the daemon answered with a result (a style saved before its lite version)."""
         self._stop_training.clear()
 
         def work(progress, should_cancel):
@@ -290,7 +291,7 @@ class Controller(QObject):
             outcome, info = result
             self._on_info(info)
             return describe(outcome)
-        self._start(work, apply, document)
+        self._start(work, apply, document, keep_if_cancelled=True)
         if self.runner.busy:
             self.training = True
             self.training_changed.emit(True)
@@ -336,8 +337,9 @@ class Controller(QObject):
             return apply(result)
         self._start(run, finish, document)
 
-    def _start(self, work, on_success, document=None):
-        """Run ``work`` in the worker; ``on_success(result)`` returns the message to show (or None)."""
+    def _start(self, work, on_success, document=None, keep_if_cancelled=False):
+        """Run ``work`` in the worker; ``on_success(result)`` returns the message to show (or None);
+        ``keep_if_cancelled``: as :meth:`JobRunner.start`."""
         def succeeded(result):
             self._connected()
             text = on_success(result)
@@ -346,7 +348,7 @@ class Controller(QObject):
         self.last_error = ""
         self._job_document = document
         try:
-            self.runner.start(work, succeeded)
+            self.runner.start(work, succeeded, keep_if_cancelled)
         except RuntimeError as exc:
             self._report_error(str(exc))
 

@@ -20,17 +20,21 @@ class JobRunner(QObject):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.busy = False
+        self._keep_if_cancelled = False
         self._cancel = threading.Event()
         self._finished.connect(self._on_finished)
 
-    def start(self, work, on_success):
+    def start(self, work, on_success, keep_if_cancelled=False):
         """Run ``work(progress, should_cancel)`` in a thread; call ``on_success(result)`` in the GUI thread.
 
-        Errors (from either) are emitted as ``failed``. Raises RuntimeError when a job is already running.
+        A result that arrives after Cancel is dropped, unless ``keep_if_cancelled`` (a training: the
+        daemon's reply tells what it saved before the cancel). Errors (from either) are emitted as
+        ``failed``. Raises RuntimeError when a job is already running.
         """
         if self.busy:
             raise RuntimeError("a brushwork job is already running; wait for it or cancel it")
         self.busy = True
+        self._keep_if_cancelled = keep_if_cancelled
         self._cancel.clear()
         self.busy_changed.emit(True)
         threading.Thread(target=self._run, args=(work, on_success), daemon=True, name="brushwork-job").start()
@@ -58,7 +62,7 @@ class JobRunner(QObject):
         self.progress.emit(int(done), int(total), str(message))
 
     def _on_finished(self, result, on_success, code, message):
-        if not code and self._cancel.is_set():   # cancelled after the result arrived: do not apply it
+        if not code and self._cancel.is_set() and not self._keep_if_cancelled:   # do not apply it
             code, message = "cancelled", "cancelled"
         try:
             if code:

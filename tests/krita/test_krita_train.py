@@ -131,3 +131,19 @@ def test_train_a_style_with_its_lite_version_then_a_lite_version_of_an_installed
     assert models["mosaic_lite"]["recipe"]["iterations"] == 2 and models["mosaic_lite"]["architecture"]["blocks"] == 1
     assert {"quick", "mosaic"} <= set(result["gallery"])
     assert not {"quick_lite", "mosaic_lite"} & set(result["gallery"])
+
+
+@pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
+def test_cancel_during_the_lite_version_keeps_the_style_in_the_gallery(krita_home, training_daemon, tmp_path):
+    """Cancel while the lite version distils: the style trained before it is saved, joins the
+    gallery at once and the docker says the lite version was not made."""
+    result, _, _ = train_in_krita(krita_home, tmp_path, training_daemon,
+                                  {"name": "Kept In Krita", "iterations": 2, "lite": True, "cancel_on": "lite version"},
+                                  train_options=TINY_TRAINING, lite_options={**TINY_LITE, "iterations": 100_000})
+
+    assert result["error"] == "", result["error"]
+    assert "trained the style 'Kept In Krita'" in result["status"]
+    assert "its lite version was not made (training was cancelled)" in result["status"]
+    models = {m["name"] for m in Client(training_daemon).info()["models"]}
+    assert "kept_in_krita" in models and "kept_in_krita_lite" not in models
+    assert "kept_in_krita" in result["gallery"]

@@ -221,7 +221,8 @@ def step_train_dialog(step, then):
     """Press Train and fill in its dialog once it showed its first estimate: ``name``, ``iterations``
     and, optionally, the photos folder ``content`` and the ``lite`` check box; note both estimates
     and whether Start was enabled, press Start (Cancel while it is disabled) and, with ``stop_after``,
-    press the docker's "Stop and keep" once that many iterations are done. With ``make_lite`` (a
+    press the docker's "Stop and keep" once that many iterations are done, or with ``cancel_on`` its
+    Cancel once a progress message holds that text. With ``make_lite`` (a
     style's name) press "Make lite version" for that style instead of Start. Goes on when the
     training has ended."""
     app.action("brushwork_train_style").trigger()
@@ -264,6 +265,7 @@ def step_train_dialog(step, then):
             return
         dialog.start_button.click()
         after(100, (lambda: stop_when_trained(step["stop_after"])) if step.get("stop_after")
+              else (lambda: cancel_when_shown(step["cancel_on"])) if step.get("cancel_on")
               else (lambda: when_idle(then)))
 
     def stop_when_trained(iterations, waited=0):
@@ -275,6 +277,15 @@ def step_train_dialog(step, then):
             then()
         else:
             after(100, lambda: stop_when_trained(iterations, waited + 100))
+
+    def cancel_when_shown(text, waited=0):
+        if any(text in message for _, _, message, *_ in shown_progress[progress_before:]):
+            panel().cancel_button.click()
+            after(100, lambda: when_idle(then))
+        elif not controller.busy or waited > 150_000:
+            then()
+        else:
+            after(100, lambda: cancel_when_shown(text, waited + 100))
     after(200, find_dialog)
 
 
