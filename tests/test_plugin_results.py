@@ -34,11 +34,14 @@ def test_gimp_refuses_a_result_that_is_not_what_it_asked_for(result, words):
 
 
 def test_krita_refuses_a_result_of_another_size_format_or_byte_count():
-    pixels, vendored = krita_module("pixels"), krita_module("brushwork_client.protocol")
+    """The Krita plug-in checks with its vendored client's ``Result.check``, in Krita's pixel formats."""
+    pixels, vendored = krita_module("pixels"), krita_module("brushwork_client.client")
     fmt = pixels.pixel_format("RGBA", "U16", "sRGB-elle-V2-g10.icc")
-    pixels.check_result(bytes(4 * 3 * 8), 4, 3, fmt, 4, 3, returned_format=fmt)
-    for data, width, returned, words in [(bytes(3 * 3 * 8), 3, fmt, "returned a 3x3 image; expected 4x3"),
-                                         (bytes(95), 4, fmt, "95 bytes"),
-                                         (bytes(4 * 3 * 8), 4, dict(fmt, dtype="f16"), "format")]:
-        with pytest.raises(vendored.BadPixels, match=words):
-            pixels.check_result(data, width, 3, fmt, 4, 3, returned_format=returned)
+
+    def result(width, size, returned=fmt):
+        return vendored.Result({"width": width, "height": 3, "format": returned}, memoryview(bytes(size)))
+    result(4, 4 * 3 * 8).check(4, 3, fmt)
+    for given, words in [(result(3, 3 * 3 * 8), "returned a 3x3 image; expected 4x3"), (result(4, 95), "95 bytes"),
+                         (result(4, 4 * 3 * 8, dict(fmt, dtype="f16")), "format")]:
+        with pytest.raises(krita_module("brushwork_client.protocol").BadPixels, match=words):
+            given.check(4, 3, fmt)

@@ -17,7 +17,7 @@ from . import settings as settings_io
 from .brushwork_client.managed_daemon import read_recorded_executable
 from .connection import Connection
 from .jobs import JobRunner
-from .pixels import UnsupportedImage, check_result, mask_as_alpha
+from .pixels import UnsupportedImage, mask_as_alpha
 from .styles import draft_model, lite_command, result_layer_name, training_note
 
 DAEMON_WATCH_MS = 1000   # how often an idle docker checks that the daemon it started still runs
@@ -159,8 +159,7 @@ class Controller(QObject):
                                     strength=s.strength, preserve_colors=s.preserve_colors,
                                     mask=None if mask_as_layer_alpha else snapshot.mask,
                                     progress=progress, should_cancel=should_cancel)
-            check_result(result.pixels, result.width, result.height, snapshot.format, region.width, region.height,
-                         returned_format=result.format)
+            result.check(region.width, region.height, snapshot.format)   # before the document changes
             if mask_as_layer_alpha:
                 return model, mask_as_alpha(result.pixels, snapshot.format, snapshot.mask)
             return model, result.pixels
@@ -202,8 +201,7 @@ class Controller(QObject):
                 result = client.upscale(snap.pixels, snap.region.width, snap.region.height, snap.format,
                                         scale=factor, progress=lambda d, t, m: progress(d, t, f"{label}: {m}"),
                                         should_cancel=should_cancel)
-                check_result(result.pixels, result.width, result.height, snap.format,
-                             snap.region.width * factor, snap.region.height * factor, returned_format=result.format)
+                result.check(snap.region.width * factor, snap.region.height * factor, snap.format)
                 results.append(result.pixels)
             return results
 

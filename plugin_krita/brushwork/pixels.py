@@ -15,7 +15,6 @@ import struct
 from collections import namedtuple
 
 from .brushwork_client import protocol
-from .brushwork_client.client import Result
 
 # Krita colour depth -> (protocol dtype, channel order in memory)
 DEPTHS = {"U8": ("u8", "BGRA"), "U16": ("u16", "BGRA"), "F16": ("f16", "RGBA"), "F32": ("f32", "RGBA")}
@@ -59,14 +58,6 @@ def pixel_format(color_model, color_depth, profile):
 def bytes_per_pixel(fmt):
     """Bytes of one pixel in format ``fmt``."""
     return protocol.frame_size(1, 1, fmt)
-
-
-def check_result(data, width, height, fmt, expected_width, expected_height, returned_format):
-    """Raise protocol.BadPixels unless a result (``data``, ``width`` x ``height`` in the
-    ``returned_format`` its reply names) is exactly the size and format asked for, with the
-    bytes those need: the client's ``Result.check``."""
-    Result({"width": width, "height": height, "format": returned_format}, data).check(
-        expected_width, expected_height, fmt)
 
 
 class Rect(namedtuple("Rect", "x y width height")):
