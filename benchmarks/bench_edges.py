@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -40,7 +39,7 @@ from backend.engine import Engine  # noqa: E402
 from backend.model_store import ModelStore  # noqa: E402
 from trainer.data import find_images, split_holdout  # noqa: E402
 from trainer.eval_style import square_content  # noqa: E402
-from trainer.evaluate import _model_objective  # noqa: E402
+from trainer.gatys import model_objective  # noqa: E402
 from trainer.gatys import optimize  # noqa: E402
 from trainer.metrics import edge_ratio  # noqa: E402
 
@@ -113,8 +112,7 @@ def main():
             ratios = {way: [edge_ratio(engine.stylize(photo, None, model)[0]) for photo in photos]
                       for way, model in (("plain", plain[info.name]), ("mirrored", info.name))}
             style = SHARED / "styles" / Path(info.metadata["data"]["style_image"]).name
-            objective, _ = _model_objective(info.metadata, SimpleNamespace(style_image=style, style_size=None,
-                                                                           vgg_weights=None), "cpu")
+            objective, _ = model_objective(info.metadata, "cpu", style)
             whole, interior = {}, {}
             for way, model in (("plain", plain[info.name]), ("mirrored", info.name)):
                 outputs = [stylize(engine, model, content) for content in held]

@@ -52,6 +52,7 @@ def test_distill_caches_the_teachers_targets_and_exports_a_lite_net_the_engine_r
     info = store.get("tiny_style_lite")
     meta = info.metadata
     assert meta["teacher"] == "tiny_style" and meta["recipe"]["teacher"] == "tiny_style"
+    assert meta["mirror_edges"] is False      # it learnt line-free edges: the engine runs it plain
     assert meta["architecture"] == {"type": "style", "channels": 4, "blocks": 1}
     assert meta["recipe"]["iterations"] == 2 and meta["recipe"]["pool"] == 4
     assert set(meta["recipe"]["final_losses"]) == {"total", "l1", "grid", "gram"}
@@ -140,3 +141,31 @@ def test_distill_makes_a_student_of_the_widths_asked_for(setup):
         "type": "style", "channels": 4, "blocks": 1, "widths": [4, 8, 8, 4, 2]}
     out, _ = Engine(store, "cpu", "fp32").stylize(random_image(40, 36), None, "tiny_style_lite")
     assert out.shape == (40, 36, 3) and np.isfinite(out).all()
+
+
+def test_the_objective_term_is_the_teachers_eq5_of_the_output_for_the_photo():
+    from trainer.gatys import build_objective
+
+    generator = torch.Generator().manual_seed(2)
+    style, photo, output, teacher = (torch.rand(1, 3, 48, 48, generator=generator) for _ in range(4))
+    objective = build_objective(style)
+    loss = DistillLoss(l1=0, grid=0, objective=1e-6, loss_net=objective.loss_net, teacher_objective=objective)
+    total, parts = loss(output, torch.cat([teacher, photo], dim=1))
+    assert set(parts) == {"objective"}
+    assert float(total) == pytest.approx(1e-6 * float(objective(output, photo)[0]), rel=1e-5)
+    # it scores the output for the photo, whatever the teacher made of it
+    assert float(loss(output, torch.cat([1 - teacher, photo], dim=1))[0]) == pytest.approx(float(total), rel=1e-5)
+    assert float(loss(output, torch.cat([teacher, 1 - photo], dim=1))[0]) != pytest.approx(float(total), rel=1e-3)
+    with pytest.raises(ValueError, match="teacher's objective"):
+        DistillLoss(objective=1.0, loss_net=objective.loss_net)
+
+
+def test_distill_with_the_objective_term_needs_the_teachers_style_image(setup, capsys):
+    root, photos, _ = setup
+    assert distill(setup, "objective", "--iterations", "1", "--objective-weight", "1e-6") == 1
+    assert "pass --style-image" in capsys.readouterr().err
+    assert distill(setup, "objective", "--iterations", "1", "--objective-weight", "1e-6",
+                   "--style-image", str(sorted(photos.iterdir())[0])) == 0
+    recipe = json.loads((root / "objective" / "models" / "tiny_style_lite.json").read_text())["recipe"]
+    assert set(recipe["final_losses"]) == {"total", "l1", "grid", "gram", "objective"}
+    assert recipe["distill_weights"]["objective"] == 1e-6

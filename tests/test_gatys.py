@@ -87,3 +87,18 @@ def test_stylize_optimize_command_reports_bad_input(tmp_path, capsys):
                        "-o", str(tmp_path / "x.png"), "--vgg-weights", str(VGG_WEIGHTS)])
     assert status == 1
     assert "missing.jpg" in capsys.readouterr().err
+
+
+def test_a_models_style_image_is_found_from_any_folder_or_asked_for(tmp_path, monkeypatch):
+    """The bundled models record their style image relative to the checkout; ``$BRUSHWORK_SHARED``
+    finds it elsewhere; a missing one asks for ``--style-image``."""
+    monkeypatch.chdir(tmp_path)
+    bundled = {"data": {"style_image": "../shared/data/styles/starry_night.jpg"}}
+    monkeypatch.setenv("BRUSHWORK_SHARED", str(SHARED))
+    assert gatys.style_image_of(bundled).samefile(STYLE_IMAGE)
+    elsewhere = {"data": {"style_image": "/gone/wave.jpg"}}
+    assert gatys.style_image_of(elsewhere) == SHARED / "data" / "styles" / "wave.jpg"
+    monkeypatch.delenv("BRUSHWORK_SHARED")
+    with pytest.raises(ValueError, match="'/gone/wave.jpg' is not available here; pass --style-image"):
+        gatys.style_image_of(elsewhere)
+    assert gatys.style_image_of(elsewhere, str(STYLE_IMAGE)) == STYLE_IMAGE

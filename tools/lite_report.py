@@ -33,11 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from backend.engine import Engine  # noqa: E402
 from backend.model_store import ModelStore  # noqa: E402
-from trainer.data import load_image  # noqa: E402
 from trainer.distill_targets import pattern_rms_levels, phase_pattern, without_pattern  # noqa: E402
 from trainer.eval_style import square_content  # noqa: E402
-from trainer.gatys import build_objective  # noqa: E402
-from trainer.losses import LossWeights  # noqa: E402
+from trainer.gatys import model_objective  # noqa: E402
 from trainer.metrics import edge_ratio  # noqa: E402
 
 SHARED = Path(os.environ.get("BRUSHWORK_SHARED") or ROOT.parent / "shared") / "data"
@@ -47,17 +45,6 @@ HOLDOUT = ROOT / "trainer" / "recipes" / "sun_hays80_holdout.txt"
 def held_out_photos():
     names = [line.split("#", 1)[0].strip() for line in HOLDOUT.read_text().splitlines()]
     return [SHARED / "train" / "sun_hays80" / name for name in names if name]
-
-
-def teacher_objective(meta):
-    """The Eq. 5 objective the teacher (metadata ``meta``) was trained on."""
-    recipe, sources = meta["recipe"], meta["data"]
-    style_path = Path(sources["style_image"])
-    if not style_path.is_file():
-        style_path = SHARED / "styles" / style_path.name
-    weights = LossWeights(**recipe["loss_weights"]) if "loss_weights" in recipe else None
-    style = load_image(style_path, max_side=recipe.get("style_size", 256))
-    return build_objective(style, meta.get("vgg") or "caffe", recipe.get("vgg_weights"), weights)
 
 
 def as_tensor(image):
@@ -167,7 +154,7 @@ def main(argv=None):
     if args.sheet:
         sheet(engine, teacher, info.name, held_out_photos()[0], args.sheet_size, args.sheet)
         print(f"wrote {args.sheet}", flush=True)
-    print(table(measure(engine, teacher_objective(store.get(teacher).metadata), teacher, info.name, args.sizes)))
+    print(table(measure(engine, model_objective(store.get(teacher).metadata)[0], teacher, info.name, args.sizes)))
     if args.content_sizes:
         print(artefacts(engine, teacher, info.name, args.content_sizes))
 

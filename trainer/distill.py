@@ -28,6 +28,7 @@ from backend.protocol import LITE_SUFFIX, BrushworkError
 from trainer.data import CropSampler, find_images, preview_crops, split_holdout, to_image
 from trainer.distill_targets import PERIOD, build_targets, pattern_rms_levels
 from trainer.export import check_model_name, export_model
+from trainer.gatys import model_objective
 from trainer.checkpoint import default_run_dir
 from trainer.loop import run_training
 from trainer.losses import gram_matrix, grid_loss, style_loss
@@ -52,7 +53,8 @@ def find_teacher(store, name):
 
 def student_architecture(args):
     """The student's architecture: :data:`STUDENT`, or ``--channels`` / ``--blocks`` / ``--widths``. No
-    mirrored border of its own: the engine runs it mirrored past its reach, as it runs the bundled nets."""
+    mirrored border: it learns line-free edges from the teacher's targets, so it is exported to run
+    plain (``"mirror_edges": false``), which at 1024² spares it a quarter of its pixels."""
     widths = getattr(args, "widths", None)
     channels = widths[0] if widths else args.channels or STUDENT["channels"]
     return {"type": "style", "channels": channels, "blocks": args.blocks or STUDENT["blocks"],
@@ -78,25 +80,38 @@ class DistillLoss(torch.nn.Module):
     """``l1`` x mean absolute difference to the target + ``grid`` x :func:`trainer.losses.grid_loss`
     at period 4 (the error pattern fixed to the stride grid) + ``gram`` x the style loss of the
     output's VGG features against the Grams of the target's (:func:`trainer.losses.style_loss`,
-    the teacher's style layers; ``loss_net`` a :class:`trainer.vgg.LossNetwork`, needed when
-    ``gram`` > 0). Returns ``(total, parts)`` as the loop expects."""
+    the teacher's style layers) + ``objective`` x the teacher's own Eq. 5 (``teacher_objective``, a
+    :class:`trainer.losses.PerceptualLoss` on ``loss_net``) of the output for the photo.
+    ``loss_net``, a :class:`trainer.vgg.LossNetwork`, is needed when ``gram`` or ``objective``
+    is on; the output's features are computed once for both. ``loss(output, target)`` returns
+    ``(total, parts)`` as the loop expects; ``target`` is the teacher's output, followed on the
+    channels by the photo (N x 6 x H x W) when the objective term is on."""
 
-    def __init__(self, l1=1.0, grid=10.0, gram=0.0, loss_net=None):
+    def __init__(self, l1=1.0, grid=10.0, gram=0.0, objective=0.0, loss_net=None, teacher_objective=None):
         super().__init__()
-        if min(l1, grid, gram) < 0 or not (l1 or grid or gram):
-            raise ValueError("--l1-weight, --grid-weight and --gram-weight must not be negative, nor all 0")
-        if gram and loss_net is None:
-            raise ValueError("the Gram term needs a loss network")
-        self.weights = {"l1": l1, "grid": grid, **({"gram": gram} if gram else {})}
-        self.loss_net = loss_net if gram else None
+        if min(l1, grid, gram, objective) < 0 or not (l1 or grid or gram or objective):
+            raise ValueError("--l1-weight, --grid-weight, --gram-weight and --objective-weight must not be "
+                             "negative, nor all 0")
+        if (gram or objective) and loss_net is None:
+            raise ValueError("the Gram and objective terms need a loss network")
+        if objective and teacher_objective is None:
+            raise ValueError("the objective term needs the teacher's objective")
+        self.weights = {"l1": l1, "grid": grid, **({"gram": gram} if gram else {}),
+                        **({"objective": objective} if objective else {})}
+        self.loss_net = loss_net if gram or objective else None
+        self.teacher_objective = teacher_objective if objective else None
 
     def forward(self, output, target):
+        target, photo = target[:, :3], target[:, 3:]
         parts = {}
-        if self.weights.get("gram"):
+        if self.loss_net is not None:
             features = self.loss_net(output, LAYERS)
+        if self.weights.get("gram"):
             with torch.no_grad():
                 grams = {layer: gram_matrix(f) for layer, f in self.loss_net(target, LAYERS).items()}
             parts["gram"] = self.weights["gram"] * style_loss(grams, features)
+        if self.weights.get("objective"):
+            parts["objective"] = self.weights["objective"] * self.teacher_objective(output, photo, features)[0]
         output, target = output.float(), target.float()
         if self.weights["l1"]:
             parts["l1"] = self.weights["l1"] * F.l1_loss(output, target)
@@ -149,12 +164,16 @@ class DistillTask:
         making = counting_targets(stylise, args.pool) if args.progress_json else stylise
         self.pool, self.targets_seconds = build_targets(run_dir / "targets", identity, sampler, making, args.pool)
         self._order = (None, None)     # (epoch, its permutation of the pool)
-        loss_net = None
-        if args.gram_weight:     # the teacher's own loss network: its VGG flavour and weights
+        loss_net = objective = None
+        if args.objective_weight:     # the teacher's Eq. 5, on its own loss network
+            objective, _ = model_objective(self.teacher.metadata, device, args.style_image)
+            loss_net = objective.loss_net
+        elif args.gram_weight:        # the teacher's loss network: its VGG flavour and weights
             taught = self.teacher.metadata
             loss_net = LossNetwork(taught.get("vgg") or "caffe", weights=taught.get("recipe", {}).get("vgg_weights"))
             loss_net = loss_net.to(device)
-        self.loss = DistillLoss(args.l1_weight, args.grid_weight, args.gram_weight, loss_net)
+        self.loss = DistillLoss(args.l1_weight, args.grid_weight, args.gram_weight, args.objective_weight,
+                                loss_net, objective)
         self.net = build_net(student_architecture(args))
         self.arch = self.net.architecture()      # widths left out where they are the paper's
         self.preview_inputs = preview_crops(self.paths, args.size)
@@ -166,14 +185,16 @@ class DistillTask:
                        "content": str(Path(args.content).resolve()), "held_out": [str(p) for p in self.held_out]}
 
     def batch(self, first, count):
-        """Pool crops for samples ``first`` ... ``first + count - 1``: each epoch a seeded permutation of the pool."""
+        """Pool crops for samples ``first`` ... ``first + count - 1``: each epoch a seeded permutation of
+        the pool. The targets carry the photos too when the loss has the objective term."""
         indices = []
         for number in range(first, first + count):
             epoch, position = divmod(number, self.pool.count)
             if self._order[0] != epoch:
                 self._order = (epoch, np.random.default_rng([self.args.seed, epoch]).permutation(self.pool.count))
             indices.append(int(self._order[1][position]))
-        return self.pool.pairs(indices)
+        photos, targets = self.pool.pairs(indices)
+        return photos, torch.cat([targets, photos], dim=1) if self.loss.teacher_objective else targets
 
     def stylise_previews(self, net):
         return run_for_preview(net, self.preview_inputs)
@@ -183,7 +204,8 @@ class DistillTask:
         return image_grid([list(self.preview_inputs), list(self.preview_teacher), list(self.stylise_previews(net))])
 
     def export(self, net, recipe, out_dir):
-        """Save the student as a style model marked ``"teacher": <name>``. Its recipe carries the
+        """Save the student as a style model marked ``"teacher": <name>``, run plain
+        (:func:`student_architecture`). Its recipe carries the
         teacher's loss weights, VGG and style image, so ``brushwork eval style`` measures it on
         the teacher's objective (Eq. 5)."""
         args, teacher = self.args, self.teacher.metadata
@@ -201,7 +223,7 @@ class DistillTask:
         display = args.display_name or f"{self.teacher.display_name} (lite)"
         thumbnail = to_image(self.stylise_previews(net)[0])
         return export_model(net, self.name, display, "style", teacher.get("vgg"), recipe, data, thumbnail, out_dir,
-                            extra={"teacher": self.teacher.name})
+                            extra={"teacher": self.teacher.name, "mirror_edges": False})
 
 
 def run(args):

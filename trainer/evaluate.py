@@ -84,34 +84,13 @@ def run_sr(args):
     return 0
 
 
-def _model_objective(meta, args, device):
-    """The objective a style model was trained on, and the style image (1x3xHxW) it was built
-    from: the model's VGG flavour, loss weights and style image (``--style-image`` /
-    ``--style-size`` / ``--vgg-weights`` override the metadata)."""
-    from trainer.gatys import build_objective
-    from trainer.options import STYLE_SIZE
-    from trainer.losses import LossWeights
-
-    recipe, sources = meta.get("recipe", {}), meta.get("data", {})
-    flavour = meta.get("vgg") or recipe.get("vgg") or "caffe"
-    weights = recipe.get("loss_weights")
-    weights = LossWeights(**weights) if weights else LossWeights.defaults(flavour, "style")
-    style_path = args.style_image or sources.get("style_image")
-    if not style_path or not Path(style_path).is_file():
-        raise ValueError(f"the style image {style_path!r} is not available here; pass --style-image")
-    style_size = args.style_size or recipe.get("style_size") or STYLE_SIZE
-    vgg_weights = args.vgg_weights or recipe.get("vgg_weights")
-    style = data.load_image(style_path, max_side=style_size)
-    return build_objective(style, flavour, vgg_weights, weights, device), style
-
-
 def run_style(args):
     """``brushwork eval style``: the objective of a style model, of the content images and of the
     L-BFGS baseline (the paper's Figure 5); prints and writes a Markdown table and a plot."""
     from tqdm import tqdm
 
     from backend.engine import Engine, resolve_device
-    from trainer.gatys import build_objective
+    from trainer.gatys import build_objective, model_objective
     from trainer.options import STYLE_SIZE
 
     device = resolve_device(args.device)
@@ -125,7 +104,7 @@ def run_style(args):
         info = store.get(args.model)
         if info.kind != "style":
             raise ValueError(f"model {args.model!r} is a {info.kind} model, not a style model")
-        objective, style = _model_objective(info.metadata, args, device)
+        objective, style = model_objective(info.metadata, device, args.style_image, args.style_size, args.vgg_weights)
         engine = Engine(store, device=device, precision="fp32")
 
         def net(rgb):

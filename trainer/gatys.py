@@ -10,6 +10,7 @@ L-BFGS iteration. ``--init content`` starts from the content image instead.
 ``brushwork stylize IN --optimize --style-image S -o OUT`` runs it from the command line.
 """
 
+import os
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ import torch
 from backend.protocol import BadRequest, Cancelled
 from trainer import data
 from trainer.losses import LossWeights, PerceptualLoss
-from trainer.options import LBFGS_INITS, LBFGS_ITERATIONS
+from trainer.options import LBFGS_INITS, LBFGS_ITERATIONS, STYLE_SIZE
 from trainer.train_style import loss_weights
 from trainer.vgg import LossNetwork
 
@@ -90,6 +91,38 @@ def build_objective(style_image, flavour="caffe", vgg_weights=None, weights=None
     loss_net = LossNetwork(flavour, weights=vgg_weights).to(device)
     weights = weights or LossWeights.defaults(flavour, "style")
     return PerceptualLoss(loss_net, weights, style_image=style_image.to(device))
+
+
+def style_image_of(meta, style_image=None):
+    """The path of the style image a style model (metadata ``meta``) was trained on: ``style_image``
+    if given, else the metadata's path as it stands, from the checkout (the bundled models' paths are
+    relative to it) or in ``$BRUSHWORK_SHARED/data/styles``. ValueError if none is a file."""
+    if style_image:
+        candidates = [Path(style_image)]
+    else:
+        recorded = meta.get("data", {}).get("style_image")
+        if not recorded:
+            raise ValueError("the model's metadata names no style image; pass --style-image")
+        shared = os.environ.get("BRUSHWORK_SHARED")
+        candidates = [Path(recorded), Path(__file__).resolve().parents[1] / recorded,
+                      *([Path(shared) / "data" / "styles" / Path(recorded).name] if shared else [])]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ValueError(f"the style image {str(candidates[0])!r} is not available here; pass --style-image")
+
+
+def model_objective(meta, device="cpu", style_image=None, style_size=None, vgg_weights=None):
+    """The objective a style model (metadata ``meta``) was trained on, and the style image (1x3xHxW)
+    it was built from: the model's VGG flavour, loss weights, style image and style size, unless
+    ``style_image`` / ``style_size`` / ``vgg_weights`` say otherwise."""
+    recipe = meta.get("recipe", {})
+    flavour = meta.get("vgg") or recipe.get("vgg") or "caffe"
+    weights = recipe.get("loss_weights")
+    weights = LossWeights(**weights) if weights else LossWeights.defaults(flavour, "style")
+    style = data.load_image(style_image_of(meta, style_image),
+                            max_side=style_size or recipe.get("style_size") or STYLE_SIZE)
+    return build_objective(style, flavour, vgg_weights or recipe.get("vgg_weights"), weights, device), style
 
 
 def run(args):

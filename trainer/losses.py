@@ -172,8 +172,10 @@ class PerceptualLoss(torch.nn.Module):
                 feats = loss_net(style_image, self.style_layers)
                 self.style_grams = {name: gram_matrix(f) for name, f in feats.items()}
 
-    def forward(self, output, target):
-        parts = self._weighted_terms(output, target, style_by_layer=False)
+    def forward(self, output, target, features=None):
+        """``features``: the loss network's features of ``output`` at (at least) the layers this
+        loss uses, where the caller has them already (one VGG pass for two losses)."""
+        parts = self._weighted_terms(output, target, style_by_layer=False, feats=features)
         total = sum(parts.values())
         return total, {name: value.detach() for name, value in parts.items()}
 
@@ -184,14 +186,15 @@ class PerceptualLoss(torch.nn.Module):
             parts = self._weighted_terms(output, target, style_by_layer=True)
         return {name: float(value) for name, value in parts.items()}
 
-    def _weighted_terms(self, output, target, style_by_layer):
+    def _weighted_terms(self, output, target, style_by_layer, feats=None):
         w = self.weights
         layers = list(self.style_layers)
         if w.content and self.content_layer not in layers:
             layers.append(self.content_layer)
         parts = {}
         if layers:
-            feats = self.loss_net(output, layers)
+            if feats is None:
+                feats = self.loss_net(output, layers)
             if w.content:
                 with torch.no_grad():
                     target_feats = self.loss_net(target, [self.content_layer])

@@ -165,6 +165,13 @@ def add_train_distill_arguments(parser):
                         help="weight of the Gram loss: the student's VGG-16 texture statistics (Gram matrices at "
                              "relu1_2 ... relu4_3, as the style loss) against the teacher's output's on the same "
                              "crop; it costs a VGG pass each step (default %(default)s; 0: off)")
+    parser.add_argument("--objective-weight", type=float, default=0.0,
+                        help="weight of the teacher's own objective (Eq. 5: its VGG, loss weights and style "
+                             "image) of the student's output for the photo; it shares the Gram term's VGG pass "
+                             "(default 0: off)")
+    parser.add_argument("--style-image", default=None,
+                        help="the teacher's style image, for the objective term (default: the one in the "
+                             "teacher's metadata)")
     add_holdout_arguments(parser)
     add_loop_arguments(parser, iterations=20000, batch=4)
 
