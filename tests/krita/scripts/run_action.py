@@ -264,28 +264,32 @@ def step_train_dialog(step, then):
             after(100, lambda: when_idle(then))
             return
         dialog.start_button.click()
-        after(100, (lambda: stop_when_trained(step["stop_after"])) if step.get("stop_after")
-              else (lambda: cancel_when_shown(step["cancel_on"])) if step.get("cancel_on")
-              else (lambda: when_idle(then)))
+        if step.get("stop_after"):
+            after(100, lambda: press_when(trained(step["stop_after"]), stop_and_keep))
+        elif step.get("cancel_on"):
+            after(100, lambda: press_when(shown(step["cancel_on"]), panel().cancel_button.click))
+        else:
+            after(100, lambda: when_idle(then))
 
-    def stop_when_trained(iterations, waited=0):
-        if any(total and done >= iterations for done, total, *_ in shown_progress[progress_before:]):
-            train_state["button_while_training"] = panel().train_button.text()
-            panel().train_button.click()
+    def trained(iterations):
+        return lambda: any(total and done >= iterations for done, total, *_ in shown_progress[progress_before:])
+
+    def shown(text):
+        return lambda: any(text in message for _, _, message, *_ in shown_progress[progress_before:])
+
+    def stop_and_keep():
+        train_state["button_while_training"] = panel().train_button.text()
+        panel().train_button.click()
+
+    def press_when(condition, press, waited=0):
+        """``press()`` once ``condition()`` holds during the training, then go on when idle."""
+        if condition():
+            press()
             after(100, lambda: when_idle(then))
         elif not controller.busy or waited > 150_000:
             then()
         else:
-            after(100, lambda: stop_when_trained(iterations, waited + 100))
-
-    def cancel_when_shown(text, waited=0):
-        if any(text in message for _, _, message, *_ in shown_progress[progress_before:]):
-            panel().cancel_button.click()
-            after(100, lambda: when_idle(then))
-        elif not controller.busy or waited > 150_000:
-            then()
-        else:
-            after(100, lambda: cancel_when_shown(text, waited + 100))
+            after(100, lambda: press_when(condition, press, waited + 100))
     after(200, find_dialog)
 
 
