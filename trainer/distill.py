@@ -28,7 +28,7 @@ from backend.protocol import LITE_SUFFIX, BrushworkError
 from trainer.data import CropSampler, find_images, preview_crops, split_holdout, to_image
 from trainer.distill_targets import PERIOD, build_targets, pattern_rms_levels
 from trainer.export import check_model_name, export_model
-from trainer.gatys import model_objective
+from trainer.gatys import model_objective, model_vgg
 from trainer.checkpoint import default_run_dir
 from trainer.loop import run_training
 from trainer.losses import gram_matrix, grid_loss, style_loss
@@ -169,9 +169,8 @@ class DistillTask:
             objective, _ = model_objective(self.teacher.metadata, device, args.style_image)
             loss_net = objective.loss_net
         elif args.gram_weight:        # the teacher's loss network: its VGG flavour and weights
-            taught = self.teacher.metadata
-            loss_net = LossNetwork(taught.get("vgg") or "caffe", weights=taught.get("recipe", {}).get("vgg_weights"))
-            loss_net = loss_net.to(device)
+            flavour, vgg_weights = model_vgg(self.teacher.metadata)
+            loss_net = LossNetwork(flavour, weights=vgg_weights).to(device)
         self.loss = DistillLoss(args.l1_weight, args.grid_weight, args.gram_weight, args.objective_weight,
                                 loss_net, objective)
         self.net = build_net(student_architecture(args))

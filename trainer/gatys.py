@@ -112,17 +112,24 @@ def style_image_of(meta, style_image=None):
     raise ValueError(f"the style image {str(candidates[0])!r} is not available here; pass --style-image")
 
 
+def model_vgg(meta, vgg_weights=None):
+    """(flavour, weights path or None) of the VGG-16 a style model (metadata ``meta``) was trained
+    with, unless ``vgg_weights`` says otherwise."""
+    recipe = meta.get("recipe", {})
+    return meta.get("vgg") or recipe.get("vgg") or "caffe", vgg_weights or recipe.get("vgg_weights")
+
+
 def model_objective(meta, device="cpu", style_image=None, style_size=None, vgg_weights=None):
     """The objective a style model (metadata ``meta``) was trained on, and the style image (1x3xHxW)
-    it was built from: the model's VGG flavour, loss weights, style image and style size, unless
-    ``style_image`` / ``style_size`` / ``vgg_weights`` say otherwise."""
+    it was built from: the model's VGG (:func:`model_vgg`), loss weights, style image and style size,
+    unless ``style_image`` / ``style_size`` / ``vgg_weights`` say otherwise."""
     recipe = meta.get("recipe", {})
-    flavour = meta.get("vgg") or recipe.get("vgg") or "caffe"
+    flavour, vgg_weights = model_vgg(meta, vgg_weights)
     weights = recipe.get("loss_weights")
     weights = LossWeights(**weights) if weights else LossWeights.defaults(flavour, "style")
     style = data.load_image(style_image_of(meta, style_image),
                             max_side=style_size or recipe.get("style_size") or STYLE_SIZE)
-    return build_objective(style, flavour, vgg_weights or recipe.get("vgg_weights"), weights, device), style
+    return build_objective(style, flavour, vgg_weights, weights, device), style
 
 
 def run(args):
