@@ -109,9 +109,11 @@ def test_cancel_in_gimp_stops_the_daemon_job_and_leaves_the_image_unchanged(gimp
         welcome = wait_for(lambda: xdotool(gimp_chroot, display, "search", "--onlyvisible", "--name",
                                            "^Welcome to GIMP"), "GIMP's Welcome dialog", GIMP_TIMEOUT_S, gimp)
         xdotool(gimp_chroot, display, "windowfocus", "--sync", welcome.split()[0], "key", "Escape")
-        window = xdotool(gimp_chroot, display, "search", "--onlyvisible", "--name", "GNU Image Manipulation Program")
         start = cpu_seconds(daemon.pid)
         wait_for(lambda: cpu_seconds(daemon.pid) - start >= BUSY_CPU_S, "the daemon computing", 120, gimp)
+        # the image window may map a moment after the Welcome dialog: poll for it, as for the dialog
+        window = wait_for(lambda: xdotool(gimp_chroot, display, "search", "--onlyvisible", "--name",
+                                          "GNU Image Manipulation Program"), "GIMP's image window", 60, gimp)
         shot = press_status_bar_cancel(gimp_chroot, display, window.split()[0])
         (tmp_path / "cancel-pressed.png").write_bytes(shot)   # GIMP's window as Cancel was pressed
         output = end(gimp, GIMP_TIMEOUT_S)
