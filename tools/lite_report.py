@@ -13,7 +13,10 @@ the photos, the teacher and the student; and their edge ratio (:func:`trainer.me
 It also scores the *cleaned* teacher: its output less its fixed period-4 pattern (measured on
 the three content photos), which is what the student is taught. Eq. 5 rewards that pattern
 (``starry_night``'s screen door lowers its teacher's objective by about 11 %), so a student
-free of it is measured against the cleaned teacher (docs/models.md, "Lite nets").
+free of it is measured against the cleaned teacher (docs/models.md, "Lite nets"). Eq. 5 judges
+texture statistics, not where the teacher puts its large shapes, so the table also gives the
+*coarse distance* to the cleaned teacher: the RMS difference (levels) of 8 x 8 px means, for the
+photo (how far stylising moves it) and for the student.
 A second table gives the same pattern RMS and edge ratio on each of the three shared content
 photos (longer side scaled to each of ``--content-sizes``): issue 21's artefact checks.
 The sheet shows one photo's teacher output, student output and 4x their absolute difference.
@@ -26,6 +29,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch.nn.functional as F
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +44,7 @@ from trainer.metrics import edge_ratio  # noqa: E402
 
 SHARED = Path(os.environ.get("BRUSHWORK_SHARED") or ROOT.parent / "shared") / "data"
 HOLDOUT = ROOT / "trainer" / "recipes" / "sun_hays80_holdout.txt"
+COARSE = 8    # px: the coarse distance compares 8 x 8 px means, where large shapes are, not the strokes
 
 
 def held_out_photos():
@@ -92,8 +97,17 @@ def measure(engine, objective, teacher, student, sizes):
                 if label != "photo":
                     value = float(objective(as_tensor(image), content)[0])
                     sums[f"{label} objective"] = sums.get(f"{label} objective", 0) + value
+                if label in ("photo", "student"):
+                    value = coarse_distance(image, outputs["cleaned"])
+                    sums[f"{label} coarse"] = sums.get(f"{label} coarse", 0) + value
         rows.append({"size": size, **{key: value / len(photos) for key, value in sums.items()}})
     return rows
+
+
+def coarse_distance(image, reference):
+    """RMS difference (8-bit levels) of the :data:`COARSE`-px means of two H x W x 3 images."""
+    means = [F.avg_pool2d(as_tensor(x * 255.0), COARSE) for x in (image, reference)]
+    return float((means[0] - means[1]).square().mean().sqrt())
 
 
 def artefacts(engine, teacher, student, sizes):
@@ -115,12 +129,14 @@ def artefacts(engine, teacher, student, sizes):
 
 def table(rows):
     lines = ["| size | teacher Eq. 5 | cleaned teacher Eq. 5 | student Eq. 5 | student / teacher | student / cleaned "
-             "teacher | period-4 RMS photo / teacher / cleaned / student (levels) | edge ratio teacher / student |",
-             "|---|---|---|---|---|---|---|---|"]
+             "teacher | coarse distance to cleaned teacher, photo / student (levels) | period-4 RMS photo / teacher / "
+             "cleaned / student (levels) | edge ratio teacher / student |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['size']} | {r['teacher objective']:.4g} | {r['cleaned objective']:.4g} | "
                      f"{r['student objective']:.4g} | {r['student objective'] / r['teacher objective']:.3f} | "
-                     f"{r['student objective'] / r['cleaned objective']:.3f} | {r['photo pattern']:.2f} / "
+                     f"{r['student objective'] / r['cleaned objective']:.3f} | {r['photo coarse']:.1f} / "
+                     f"{r['student coarse']:.1f} | {r['photo pattern']:.2f} / "
                      f"{r['teacher pattern']:.2f} / {r['cleaned pattern']:.2f} / {r['student pattern']:.2f} | "
                      f"{r['teacher edges']:.2f} / {r['student edges']:.2f} |")
     return "\n".join(lines)
