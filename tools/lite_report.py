@@ -13,7 +13,10 @@ the photos, the teacher and the student; and their edge ratio (:func:`trainer.me
 It also scores the *cleaned* teacher: its output less its fixed period-4 pattern (measured on
 the three content photos), which is what the student is taught. Eq. 5 rewards that pattern
 (``starry_night``'s screen door lowers its teacher's objective by about 11 %), so a student
-free of it is measured against the cleaned teacher (docs/models.md, "Lite nets"). Eq. 5 judges
+free of it is measured against the cleaned teacher (docs/models.md, "Lite nets"). Eq. 5 also
+rewards an even spread of the style's texture over the photo's structure, so the table gives
+the content term (the photo's structure at relu2_2) of the student over the cleaned teacher's
+beside the sum. Eq. 5 judges
 texture statistics, not where the teacher puts its large shapes, so the table also gives the
 *coarse distance* to the cleaned teacher: the RMS difference (levels) of 8 x 8 px means, for the
 photo (how far stylising moves it) and for the student.
@@ -95,8 +98,9 @@ def measure(engine, objective, teacher, student, sizes):
                 sums[f"{label} pattern"] = sums.get(f"{label} pattern", 0) + pattern_rms
                 sums[f"{label} edges"] = sums.get(f"{label} edges", 0) + edge_ratio(image * 255)
                 if label != "photo":
-                    value = float(objective(as_tensor(image), content)[0])
-                    sums[f"{label} objective"] = sums.get(f"{label} objective", 0) + value
+                    total, parts = objective(as_tensor(image), content)
+                    for term, value in (("objective", total), ("content", parts["content"])):
+                        sums[f"{label} {term}"] = sums.get(f"{label} {term}", 0) + float(value)
                 if label in ("photo", "student"):
                     value = coarse_distance(image, outputs["cleaned"])
                     sums[f"{label} coarse"] = sums.get(f"{label} coarse", 0) + value
@@ -129,13 +133,15 @@ def artefacts(engine, teacher, student, sizes):
 
 def table(rows):
     lines = ["| size | teacher Eq. 5 | cleaned teacher Eq. 5 | student Eq. 5 | student / teacher | student / cleaned "
-             "teacher | coarse distance to cleaned teacher, photo / student (levels) | period-4 RMS photo / teacher / "
+             "teacher | content term, student / cleaned teacher | coarse distance to cleaned teacher, photo / "
+             "student (levels) | period-4 RMS photo / teacher / "
              "cleaned / student (levels) | edge ratio teacher / student |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['size']} | {r['teacher objective']:.4g} | {r['cleaned objective']:.4g} | "
                      f"{r['student objective']:.4g} | {r['student objective'] / r['teacher objective']:.3f} | "
-                     f"{r['student objective'] / r['cleaned objective']:.3f} | {r['photo coarse']:.1f} / "
+                     f"{r['student objective'] / r['cleaned objective']:.3f} | "
+                     f"{r['student content'] / r['cleaned content']:.3f} | {r['photo coarse']:.1f} / "
                      f"{r['student coarse']:.1f} | {r['photo pattern']:.2f} / "
                      f"{r['teacher pattern']:.2f} / {r['cleaned pattern']:.2f} / {r['student pattern']:.2f} | "
                      f"{r['teacher edges']:.2f} / {r['student edges']:.2f} |")
