@@ -120,6 +120,20 @@ def test_the_gram_term_charges_missing_texture_not_misplaced_texture():
         DistillLoss(gram=1.0)
 
 
+def test_the_feature_term_charges_misplaced_texture_as_the_gram_term_does_not():
+    from trainer.vgg import LossNetwork
+
+    target = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    loss = DistillLoss(l1=0, grid=0, feature=1e-9, loss_net=LossNetwork("caffe"))
+    same, parts = loss(target, target)
+    moved, _ = loss(torch.roll(target, shifts=(5, 7), dims=(2, 3)), target)
+    flat, _ = loss(target.mean(dim=(2, 3), keepdim=True).expand_as(target), target)
+    assert set(parts) == {"feature"} and float(same) == 0
+    assert float(moved) > 0.5 * float(flat) > 0     # the same strokes elsewhere are nearly as wrong as none
+    with pytest.raises(ValueError, match="loss network"):
+        DistillLoss(feature=1.0)
+
+
 def test_distill_without_the_gram_term_continues_with_it(setup):
     root = setup[0]
     assert distill(setup, "gram", "--iterations", "1", "--gram-weight", "0") == 0
@@ -131,6 +145,10 @@ def test_distill_without_the_gram_term_continues_with_it(setup):
     assert set(meta["recipe"]["final_losses"]) == {"total", "l1", "grid", "gram"}
     assert meta["recipe"]["distill_weights"]["gram"] == 1e-9
     assert meta["recipe"]["init"]["sha256"] == json.loads(first.read_text())["sha256"]
+    assert distill(setup, "feature", "--iterations", "1", "--gram-weight", "0", "--feature-weight", "1e-6",
+                   "--init", str(first)) == 0
+    meta = json.loads((root / "feature" / "models" / "tiny_style_lite.json").read_text())
+    assert set(meta["recipe"]["final_losses"]) == {"total", "l1", "grid", "feature"}
 
 
 def test_distill_makes_a_student_of_the_widths_asked_for(setup):

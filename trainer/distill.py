@@ -1,7 +1,8 @@
 """``brushwork train distill``: a smaller, faster style net trained to reproduce a style model.
 
 The *teacher* (a bundled or user style model) stylises a pool of augmented training crops once,
-the way the engine runs it for users (line-free: see :mod:`trainer.distill_targets`); the
+the way the engine runs it for users (line-free: see :mod:`trainer.distill_targets`) but in
+float32 whatever the device (a bf16 CPU's output would teach its rounding); the
 *student*, a :class:`backend.nets.StyleNet` of less width and depth, learns to reproduce those
 images. No gradient through the teacher: without the Gram term each step costs only the student's
 forward and backward, which is what makes distilling fit on a CPU. See docs/models.md,
@@ -10,7 +11,9 @@ forward and backward, which is what makes distilling fit on a CPU. See docs/mode
 Loss (:class:`DistillLoss`): L1 to the teacher's output, cleaned of the teacher's fixed
 period-4 pattern, a grid term on the pattern the student's own error repeats every 4 px, and
 (``--gram-weight``) a Gram term: the student's VGG texture statistics against the teacher's on
-the same crop, the style the L1 term leaves soft (it costs a VGG pass each step).
+the same crop, the style the L1 term leaves soft (it costs a VGG pass each step), and
+(``--feature-weight``) a feature term: the student's VGG features at the content layer against
+the teacher's, which holds the strokes where the teacher put them.
 The shared loop (:func:`trainer.loop.run_training`) does Adam, checkpoints, ``--resume``,
 progress, previews and the loss curve.
 """
@@ -31,7 +34,7 @@ from trainer.export import check_model_name, export_model
 from trainer.gatys import model_objective, model_vgg
 from trainer.checkpoint import default_run_dir
 from trainer.loop import run_training
-from trainer.losses import gram_matrix, grid_loss, style_loss
+from trainer.losses import CONTENT_LAYER, feature_loss, gram_matrix, grid_loss, style_loss
 from trainer.plots import image_grid, run_for_preview
 from trainer.vgg import LAYERS, LossNetwork
 
@@ -80,25 +83,29 @@ class DistillLoss(torch.nn.Module):
     """``l1`` x mean absolute difference to the target + ``grid`` x :func:`trainer.losses.grid_loss`
     at period 4 (the error pattern fixed to the stride grid) + ``gram`` x the style loss of the
     output's VGG features against the Grams of the target's (:func:`trainer.losses.style_loss`,
-    the teacher's style layers) + ``objective`` x the teacher's own Eq. 5 (``teacher_objective``, a
-    :class:`trainer.losses.PerceptualLoss` on ``loss_net``) of the output for the photo.
-    ``loss_net``, a :class:`trainer.vgg.LossNetwork`, is needed when ``gram`` or ``objective``
-    is on; the output's features are computed once for both. ``loss(output, target)`` returns
+    the teacher's style layers) + ``feature`` x the mean squared difference of the output's and
+    the target's VGG features at the content layer (relu2_2) + ``objective`` x the teacher's own
+    Eq. 5 (``teacher_objective``, a :class:`trainer.losses.PerceptualLoss` on ``loss_net``) of the
+    output for the photo. ``loss_net``, a :class:`trainer.vgg.LossNetwork`, is needed when
+    ``gram``, ``feature`` or ``objective`` is on; the output's and the target's features are
+    computed once for all of them. ``loss(output, target)`` returns
     ``(total, parts)`` as the loop expects; ``target`` is the teacher's output, followed on the
     channels by the photo (N x 6 x H x W) when the objective term is on."""
 
-    def __init__(self, l1=1.0, grid=10.0, gram=0.0, objective=0.0, loss_net=None, teacher_objective=None):
+    def __init__(self, l1=1.0, grid=10.0, gram=0.0, objective=0.0, loss_net=None, teacher_objective=None,
+                 feature=0.0):
         super().__init__()
-        if min(l1, grid, gram, objective) < 0 or not (l1 or grid or gram or objective):
-            raise ValueError("--l1-weight, --grid-weight, --gram-weight and --objective-weight must not be "
-                             "negative, nor all 0")
-        if (gram or objective) and loss_net is None:
-            raise ValueError("the Gram and objective terms need a loss network")
+        if min(l1, grid, gram, objective, feature) < 0 or not (l1 or grid or gram or objective or feature):
+            raise ValueError("--l1-weight, --grid-weight, --gram-weight, --feature-weight and --objective-weight "
+                             "must not be negative, nor all 0")
+        if (gram or feature or objective) and loss_net is None:
+            raise ValueError("the Gram, feature and objective terms need a loss network")
         if objective and teacher_objective is None:
             raise ValueError("the objective term needs the teacher's objective")
         self.weights = {"l1": l1, "grid": grid, **({"gram": gram} if gram else {}),
+                        **({"feature": feature} if feature else {}),
                         **({"objective": objective} if objective else {})}
-        self.loss_net = loss_net if gram or objective else None
+        self.loss_net = loss_net if gram or feature or objective else None
         self.teacher_objective = teacher_objective if objective else None
 
     def forward(self, output, target):
@@ -106,10 +113,14 @@ class DistillLoss(torch.nn.Module):
         parts = {}
         if self.loss_net is not None:
             features = self.loss_net(output, LAYERS)
+        if self.weights.get("gram") or self.weights.get("feature"):
+            with torch.no_grad():     # the teacher's output's features
+                taught = self.loss_net(target, LAYERS if self.weights.get("gram") else [CONTENT_LAYER])
         if self.weights.get("gram"):
-            with torch.no_grad():
-                grams = {layer: gram_matrix(f) for layer, f in self.loss_net(target, LAYERS).items()}
+            grams = {layer: gram_matrix(f) for layer, f in taught.items()}
             parts["gram"] = self.weights["gram"] * style_loss(grams, features)
+        if self.weights.get("feature"):
+            parts["feature"] = self.weights["feature"] * feature_loss(features[CONTENT_LAYER], taught[CONTENT_LAYER])
         if self.weights.get("objective"):
             parts["objective"] = self.weights["objective"] * self.teacher_objective(output, photo, features)[0]
         output, target = output.float(), target.float()
@@ -144,7 +155,7 @@ class DistillTask:
         self.name = check_model_name(args.name or f"{self.teacher.name}{LITE_SUFFIX}")
         if self.name == self.teacher.name:
             raise ValueError(f"--name {self.name!r} is the teacher's: the student would replace it")
-        engine = Engine(store, device=str(device))
+        engine = Engine(store, device=str(device), precision="fp32")    # targets at full precision, on any CPU
 
         def stylise(image):
             return engine.stylize(image, None, self.teacher.name)[0]
@@ -168,11 +179,11 @@ class DistillTask:
         if args.objective_weight:     # the teacher's Eq. 5, on its own loss network
             objective, _ = model_objective(self.teacher.metadata, device, args.style_image)
             loss_net = objective.loss_net
-        elif args.gram_weight:        # the teacher's loss network: its VGG flavour and weights
+        elif args.gram_weight or args.feature_weight:    # the teacher's loss network: its VGG flavour and weights
             flavour, vgg_weights = model_vgg(self.teacher.metadata)
             loss_net = LossNetwork(flavour, weights=vgg_weights).to(device)
         self.loss = DistillLoss(args.l1_weight, args.grid_weight, args.gram_weight, args.objective_weight,
-                                loss_net, objective)
+                                loss_net, objective, args.feature_weight)
         self.net = build_net(student_architecture(args))
         self.arch = self.net.architecture()      # widths left out where they are the paper's
         self.preview_inputs = preview_crops(self.paths, args.size)

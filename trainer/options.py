@@ -165,6 +165,10 @@ def add_train_distill_arguments(parser):
                         help="weight of the Gram loss: the student's VGG-16 texture statistics (Gram matrices at "
                              "relu1_2 ... relu4_3, as the style loss) against the teacher's output's on the same "
                              "crop; it costs a VGG pass each step (default %(default)s; 0: off)")
+    parser.add_argument("--feature-weight", type=float, default=0.0,
+                        help="weight of the feature loss: the student's VGG-16 features at relu2_2 (the content "
+                             "layer) against the teacher's output's on the same crop; it shares the Gram term's "
+                             "VGG pass (default 0: off)")
     parser.add_argument("--objective-weight", type=float, default=0.0,
                         help="weight of the teacher's own objective (Eq. 5: its VGG, loss weights and style "
                              "image) of the student's output for the photo; it shares the Gram term's VGG pass "
