@@ -92,8 +92,8 @@ class DistillLoss(torch.nn.Module):
     ``(total, parts)`` as the loop expects; ``target`` is the teacher's output, followed on the
     channels by the photo (N x 6 x H x W) when the objective term is on."""
 
-    def __init__(self, l1=1.0, grid=10.0, gram=0.0, objective=0.0, loss_net=None, teacher_objective=None,
-                 feature=0.0):
+    def __init__(self, l1=1.0, grid=10.0, gram=0.0, feature=0.0, objective=0.0, loss_net=None,
+                 teacher_objective=None):
         super().__init__()
         if min(l1, grid, gram, objective, feature) < 0 or not (l1 or grid or gram or objective or feature):
             raise ValueError("--l1-weight, --grid-weight, --gram-weight, --feature-weight and --objective-weight "
@@ -155,7 +155,7 @@ class DistillTask:
         self.name = check_model_name(args.name or f"{self.teacher.name}{LITE_SUFFIX}")
         if self.name == self.teacher.name:
             raise ValueError(f"--name {self.name!r} is the teacher's: the student would replace it")
-        engine = Engine(store, device=str(device), precision="fp32")    # targets at full precision, on any CPU
+        engine = Engine(store, device=str(device), precision="fp32")    # targets in float32 on any device
 
         def stylise(image):
             return engine.stylize(image, None, self.teacher.name)[0]
@@ -182,8 +182,8 @@ class DistillTask:
         elif args.gram_weight or args.feature_weight:    # the teacher's loss network: its VGG flavour and weights
             flavour, vgg_weights = model_vgg(self.teacher.metadata)
             loss_net = LossNetwork(flavour, weights=vgg_weights).to(device)
-        self.loss = DistillLoss(args.l1_weight, args.grid_weight, args.gram_weight, args.objective_weight,
-                                loss_net, objective, args.feature_weight)
+        self.loss = DistillLoss(args.l1_weight, args.grid_weight, args.gram_weight, args.feature_weight,
+                                args.objective_weight, loss_net, objective)
         self.net = build_net(student_architecture(args))
         self.arch = self.net.architecture()      # widths left out where they are the paper's
         self.preview_inputs = preview_crops(self.paths, args.size)
