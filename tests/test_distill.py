@@ -11,8 +11,8 @@ from backend.engine import Engine
 from backend.model_store import ModelStore
 from helpers import make_model, random_image, training_photos
 from trainer.cli import main
-from trainer.distill import DistillLoss
-from trainer.distill_targets import phase_pattern
+from trainer.distill import VGG_MARGIN, DistillLoss
+from trainer.distill_targets import TargetPool, crop_patterns, phase_pattern
 
 TINY = ["--size", "32", "--pool", "4", "--batch", "2", "--channels", "4", "--blocks", "1",
         "--precision", "fp32", "--device", "cpu"]
@@ -170,12 +170,60 @@ def test_the_objective_term_is_the_teachers_eq5_of_the_output_for_the_photo():
     loss = DistillLoss(l1=0, grid=0, objective=1e-6, loss_net=objective.loss_net, teacher_objective=objective)
     total, parts = loss(output, torch.cat([teacher, photo], dim=1))
     assert set(parts) == {"objective"}
-    assert float(total) == pytest.approx(1e-6 * float(objective(output, photo)[0]), rel=1e-5)
+    seen = (..., slice(8, -8), slice(8, -8))        # the VGG terms leave out VGG_MARGIN px along each side
+    assert float(total) == pytest.approx(1e-6 * float(objective(output[seen], photo[seen])[0]), rel=1e-5)
     # it scores the output for the photo, whatever the teacher made of it
     assert float(loss(output, torch.cat([1 - teacher, photo], dim=1))[0]) == pytest.approx(float(total), rel=1e-5)
     assert float(loss(output, torch.cat([teacher, 1 - photo], dim=1))[0]) != pytest.approx(float(total), rel=1e-3)
     with pytest.raises(ValueError, match="teacher's objective"):
         DistillLoss(objective=1.0, loss_net=objective.loss_net)
+
+
+def test_the_content_term_is_the_objectives_content_term_alone():
+    from trainer.gatys import build_objective
+
+    generator = torch.Generator().manual_seed(3)
+    style, photo, teacher = (torch.rand(1, 3, 48, 48, generator=generator) for _ in range(3))
+    objective = build_objective(style)
+    loss = DistillLoss(l1=0, grid=0, content=2.0, loss_net=objective.loss_net, teacher_objective=objective)
+    target = torch.cat([teacher, photo], dim=1)
+    kept, parts = loss(photo, target)               # the photo itself keeps all of its structure
+    moved, _ = loss(torch.roll(photo, shifts=(5, 7), dims=(2, 3)), target)
+    assert set(parts) == {"content"} and float(kept) == 0
+    seen = (..., slice(8, -8), slice(8, -8))
+    assert float(moved) == pytest.approx(2.0 * objective.terms(torch.roll(photo, (5, 7), (2, 3))[seen],
+                                                               photo[seen])["content"], rel=1e-4)
+    with pytest.raises(ValueError, match="teacher's objective"):
+        DistillLoss(content=1.0, loss_net=objective.loss_net)
+
+
+def test_only_the_l1_and_grid_terms_see_the_crops_edges():
+    from trainer.vgg import LossNetwork
+
+    target = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(5))
+    loss = DistillLoss(l1=1, grid=0, gram=1e-9, feature=1e-9, loss_net=LossNetwork("caffe"))
+    lined = target.clone()
+    lined[..., :VGG_MARGIN, :] = 1.0                 # a bright band along the top edge
+    _, parts = loss(lined, target)
+    assert float(parts["l1"]) > 0.01 and float(parts["gram"]) == 0 and float(parts["feature"]) == 0
+    lined[..., VGG_MARGIN, :] = 1.0                  # one line further in, the VGG terms see it
+    _, parts = loss(lined, target)
+    assert float(parts["gram"]) > 0 and float(parts["feature"]) > 0
+
+
+def test_the_targets_keep_their_photos_pattern_not_the_teachers():
+    rng = np.random.default_rng(4)
+    photos = rng.random((6, 3, 32, 32)) * 0.5 + 0.25
+    ramp = np.linspace(-0.1, 0.1, 32)[None, None, :, None]       # brighter towards the bottom: a pattern of its own
+    screen_door = np.zeros((6, 3, 32, 32))
+    screen_door[:, :, ::4, ::4] = 0.08
+    teacher = np.clip(photos[:, ::-1] + ramp + screen_door, 0, 1)     # the teacher's colours, its screen door
+    array = np.stack([photos + ramp, teacher], axis=1)
+    array = np.round(array * 255).astype(np.uint8)
+    made, targets = TargetPool(array, np.zeros((3, 4, 4))).pairs(range(6))
+    assert (crop_patterns(targets) - crop_patterns(made)).abs().max() < 1.5 / 255
+    assert 0.02 < crop_patterns(torch.from_numpy(array[:, 1] / 255)).abs().max()
+    assert crop_patterns(made).abs().max() > 0.01         # the photos' own pattern (the ramp) is kept
 
 
 def test_distill_with_the_objective_term_needs_the_teachers_style_image(setup, capsys):

@@ -10,8 +10,8 @@ mean Eq. 5 objective (the teacher's VGG, loss weights and style image) of the te
 student and their ratio; the RMS of
 the fixed period-4 pattern (:func:`trainer.distill_targets.phase_pattern`, 8-bit luma levels) of
 the photos, the teacher and the student; and their edge ratio (:func:`trainer.metrics.edge_ratio`).
-It also scores the *cleaned* teacher: its output less its fixed period-4 pattern (measured on
-the three content photos), which is what the student is taught. Eq. 5 rewards that pattern
+It also scores the *cleaned* teacher: its output with its period-4 pattern replaced by the photo's
+(:class:`trainer.distill_targets.TargetPool`), which is what the student is taught. Eq. 5 rewards that pattern
 (``starry_night``'s screen door lowers its teacher's objective by about 11 %), so a student
 free of it is measured against the cleaned teacher (docs/models.md, "Lite nets"). Eq. 5 also
 rewards an even spread of the style's texture over the photo's structure, so the table gives
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from backend.engine import Engine  # noqa: E402
 from backend.model_store import ModelStore  # noqa: E402
-from trainer.distill_targets import pattern_rms_levels, phase_pattern, without_pattern  # noqa: E402
+from trainer.distill_targets import crop_patterns, pattern_rms_levels, phase_pattern, without_pattern  # noqa: E402
 from trainer.eval_style import square_content  # noqa: E402
 from trainer.gatys import model_objective  # noqa: E402
 from trainer.metrics import edge_ratio  # noqa: E402
@@ -70,20 +70,10 @@ def content_photos(size):
     return photos
 
 
-def fixed_pattern(engine, teacher, size=1024):
-    """The teacher's fixed period-4 pattern (:func:`trainer.distill_targets.phase_pattern`, a
-    float32 tensor): the mean over its outputs on the three content photos, none of them held out."""
-    import torch
-    patterns = [phase_pattern(engine.stylize(photo, None, teacher)[0].transpose(2, 0, 1)[None])
-                for _, photo in content_photos(size)]
-    return torch.from_numpy(np.mean(patterns, axis=0).astype(np.float32))
-
-
 def measure(engine, objective, teacher, student, sizes):
     """Rows of the table: one per size, means over the held-out photos. ``cleaned`` is the
-    teacher's output less its fixed pattern (:func:`fixed_pattern`), what the student is taught."""
+    teacher's output with its period-4 pattern replaced by the photo's, what the student is taught."""
     rows = []
-    pattern = fixed_pattern(engine, teacher)
     for size in sizes:
         sums = {}
         photos = held_out_photos()
@@ -92,7 +82,9 @@ def measure(engine, objective, teacher, student, sizes):
             photo = content[0].permute(1, 2, 0).numpy()
             outputs = {"photo": photo, "teacher": engine.stylize(photo, None, teacher)[0],
                        "student": engine.stylize(photo, None, student)[0]}
-            outputs["cleaned"] = without_pattern(as_tensor(outputs["teacher"]), pattern)[0].permute(1, 2, 0).numpy()
+            taught = as_tensor(outputs["teacher"])
+            outputs["cleaned"] = without_pattern(taught, crop_patterns(taught) - crop_patterns(content))[0] \
+                .permute(1, 2, 0).numpy()
             for label, image in outputs.items():
                 pattern_rms = pattern_rms_levels(phase_pattern(image.transpose(2, 0, 1)[None]))
                 sums[f"{label} pattern"] = sums.get(f"{label} pattern", 0) + pattern_rms

@@ -8,12 +8,14 @@ images. No gradient through the teacher: without the Gram term each step costs o
 forward and backward, which is what makes distilling fit on a CPU. See docs/models.md,
 "Lite nets".
 
-Loss (:class:`DistillLoss`): L1 to the teacher's output, cleaned of the teacher's fixed
-period-4 pattern, a grid term on the pattern the student's own error repeats every 4 px, and
-(``--gram-weight``) a Gram term: the student's VGG texture statistics against the teacher's on
+Loss (:class:`DistillLoss`): L1 to the teacher's output (its period-4 pattern replaced crop by
+crop by the photo's: :mod:`trainer.distill_targets`), a grid term on the pattern the student's
+own error repeats every 4 px, and (``--gram-weight``) a Gram term: the student's VGG texture statistics against the teacher's on
 the same crop, the style the L1 term leaves soft (it costs a VGG pass each step), and
 (``--feature-weight``) a feature term: the student's VGG features at the content layer against
-the teacher's, which holds the strokes where the teacher put them.
+the teacher's, which holds the strokes where the teacher put them, and (``--objective-weight``)
+the teacher's own Eq. 5 of the student's output, with (``--content-weight``) more weight on its
+content term.
 The shared loop (:func:`trainer.loop.run_training`) does Adam, checkpoints, ``--resume``,
 progress, previews and the loss curve.
 """
@@ -39,6 +41,10 @@ from trainer.plots import image_grid, run_for_preview
 from trainer.vgg import LAYERS, LossNetwork
 
 STUDENT = {"channels": 8, "blocks": 5}      # chosen by timing and by a distillation: docs/models.md, "Lite nets"
+# Pixels along each side of a crop that the VGG terms do not see: the student's edges are taught
+# by the L1 term alone, from line-free targets. Seen through VGG's zero padding, the outermost
+# lines could buy texture statistics, and step 2 grew lines along the edges (docs/models.md).
+VGG_MARGIN = 8
 
 
 def find_teacher(store, name):
@@ -86,43 +92,52 @@ class DistillLoss(torch.nn.Module):
     the teacher's style layers) + ``feature`` x the mean squared difference of the output's and
     the target's VGG features at the content layer (relu2_2) + ``objective`` x the teacher's own
     Eq. 5 (``teacher_objective``, a :class:`trainer.losses.PerceptualLoss` on ``loss_net``) of the
-    output for the photo. ``loss_net``, a :class:`trainer.vgg.LossNetwork`, is needed when
-    ``gram``, ``feature`` or ``objective`` is on; the output's and the target's features are
-    computed once for all of them. ``loss(output, target)`` returns
+    output for the photo + ``content`` x that objective's content term alone (the photo's
+    structure weighed above the teacher's balance). ``loss_net``, a
+    :class:`trainer.vgg.LossNetwork`, is needed when ``gram``, ``feature``, ``objective`` or
+    ``content`` is on; the output's and the target's features are computed once for all of them,
+    on the crop less ``margin`` pixels along each side (:data:`VGG_MARGIN`). ``loss(output, target)`` returns
     ``(total, parts)`` as the loop expects; ``target`` is the teacher's output, followed on the
     channels by the photo (N x 6 x H x W) when the objective term is on."""
 
-    def __init__(self, l1=1.0, grid=10.0, gram=0.0, feature=0.0, objective=0.0, loss_net=None,
-                 teacher_objective=None):
+    def __init__(self, l1=1.0, grid=10.0, gram=0.0, feature=0.0, objective=0.0, content=0.0, loss_net=None,
+                 teacher_objective=None, margin=VGG_MARGIN):
         super().__init__()
-        if min(l1, grid, gram, objective, feature) < 0 or not (l1 or grid or gram or objective or feature):
-            raise ValueError("--l1-weight, --grid-weight, --gram-weight, --feature-weight and --objective-weight "
-                             "must not be negative, nor all 0")
-        if (gram or feature or objective) and loss_net is None:
-            raise ValueError("the Gram, feature and objective terms need a loss network")
-        if objective and teacher_objective is None:
-            raise ValueError("the objective term needs the teacher's objective")
-        self.weights = {"l1": l1, "grid": grid, **({"gram": gram} if gram else {}),
-                        **({"feature": feature} if feature else {}),
-                        **({"objective": objective} if objective else {})}
-        self.loss_net = loss_net if gram or feature or objective else None
-        self.teacher_objective = teacher_objective if objective else None
+        self.margin = margin
+        weights = {"l1": l1, "grid": grid, "gram": gram, "feature": feature, "objective": objective,
+                   "content": content}
+        if min(weights.values()) < 0 or not any(weights.values()):
+            raise ValueError("--l1-weight, --grid-weight, --gram-weight, --feature-weight, --objective-weight "
+                             "and --content-weight must not be negative, nor all 0")
+        if (gram or feature or objective or content) and loss_net is None:
+            raise ValueError("the Gram, feature, objective and content terms need a loss network")
+        if (objective or content) and teacher_objective is None:
+            raise ValueError("the objective and content terms need the teacher's objective")
+        self.weights = {name: w for name, w in weights.items() if w or name in ("l1", "grid")}
+        self.loss_net = loss_net if gram or feature or objective or content else None
+        self.teacher_objective = teacher_objective if objective or content else None
 
     def forward(self, output, target):
         target, photo = target[:, :3], target[:, 3:]
         parts = {}
+        height, width = output.shape[-2:]
+        seen = (..., slice(self.margin, height - self.margin), slice(self.margin, width - self.margin))
         if self.loss_net is not None:
-            features = self.loss_net(output, LAYERS)
+            features = self.loss_net(output[seen], LAYERS)
         if self.weights.get("gram") or self.weights.get("feature"):
             with torch.no_grad():     # the teacher's output's features
-                taught = self.loss_net(target, LAYERS if self.weights.get("gram") else [CONTENT_LAYER])
+                taught = self.loss_net(target[seen], LAYERS if self.weights.get("gram") else [CONTENT_LAYER])
         if self.weights.get("gram"):
             grams = {layer: gram_matrix(f) for layer, f in taught.items()}
             parts["gram"] = self.weights["gram"] * style_loss(grams, features)
         if self.weights.get("feature"):
             parts["feature"] = self.weights["feature"] * feature_loss(features[CONTENT_LAYER], taught[CONTENT_LAYER])
-        if self.weights.get("objective"):
-            parts["objective"] = self.weights["objective"] * self.teacher_objective(output, photo, features)[0]
+        if self.teacher_objective is not None:
+            terms = self.teacher_objective.weighted_terms(output[seen], photo[seen], features)
+            if self.weights.get("objective"):
+                parts["objective"] = self.weights["objective"] * sum(terms.values())
+            if self.weights.get("content"):
+                parts["content"] = self.weights["content"] * terms["content"]
         output, target = output.float(), target.float()
         if self.weights["l1"]:
             parts["l1"] = self.weights["l1"] * F.l1_loss(output, target)
@@ -176,14 +191,14 @@ class DistillTask:
         self.pool, self.targets_seconds = build_targets(run_dir / "targets", identity, sampler, making, args.pool)
         self._order = (None, None)     # (epoch, its permutation of the pool)
         loss_net = objective = None
-        if args.objective_weight:     # the teacher's Eq. 5, on its own loss network
+        if args.objective_weight or args.content_weight:     # the teacher's Eq. 5, on its own loss network
             objective, _ = model_objective(self.teacher.metadata, device, args.style_image)
             loss_net = objective.loss_net
         elif args.gram_weight or args.feature_weight:    # the teacher's loss network: its VGG flavour and weights
             flavour, vgg_weights = model_vgg(self.teacher.metadata)
             loss_net = LossNetwork(flavour, weights=vgg_weights).to(device)
         self.loss = DistillLoss(args.l1_weight, args.grid_weight, args.gram_weight, args.feature_weight,
-                                args.objective_weight, loss_net, objective)
+                                args.objective_weight, args.content_weight, loss_net, objective)
         self.net = build_net(student_architecture(args))
         self.arch = self.net.architecture()      # widths left out where they are the paper's
         self.preview_inputs = preview_crops(self.paths, args.size)
@@ -191,7 +206,8 @@ class DistillTask:
                                             .permute(2, 0, 1) for x in self.preview_inputs])
         self.config = {"kind": "distill", "teacher": self.teacher.name,
                        "teacher_sha256": self.teacher.metadata["sha256"], "size": args.size, "pool": args.pool,
-                       **self.augment, "weights": self.loss.weights, "architecture": self.arch,
+                       **self.augment, "weights": self.loss.weights, "vgg_margin": self.loss.margin,
+                       "architecture": self.arch,
                        "content": str(Path(args.content).resolve()), "held_out": [str(p) for p in self.held_out]}
 
     def batch(self, first, count):
@@ -222,9 +238,9 @@ class DistillTask:
         taught = teacher.get("recipe", {})
         recipe = {**recipe, "teacher": self.teacher.name, "teacher_sha256": teacher["sha256"],
                   "teacher_architecture": teacher["architecture"], "size": args.size, "pool": args.pool,
-                  **self.augment, "distill_weights": self.loss.weights,
+                  **self.augment, "distill_weights": self.loss.weights, "vgg_margin": self.loss.margin,
                   "targets_wall_time_s": round(self.targets_seconds, 1),
-                  "teacher_fixed_pattern_rms_levels": round(pattern_rms_levels(self.pool.pattern.double().numpy()), 2),
+                  "teacher_fixed_pattern_rms_levels": round(pattern_rms_levels(self.pool.fixed_pattern), 2),
                   **{key: taught[key] for key in ("loss_weights", "style_size", "vgg", "vgg_weights") if key in taught}}
         sources = teacher.get("data", {})
         data = {"content": str(Path(args.content).resolve()), "content_images": len(self.paths),

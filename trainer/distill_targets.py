@@ -11,10 +11,14 @@ On disk, in the cache folder: ``targets.npy``, one uint8 array ``count x 2 x 3 x
 is filled in chunks, so an interrupted build continues where it stopped; a cache made with other
 settings is refused rather than mixed. Training then costs only the student's steps.
 
-The teacher's *fixed pattern* (:func:`phase_pattern`): its mean output at each of the
-``period x period`` positions of the net's stride grid, minus their mean. Over thousands of
-randomly placed crops a photo's own pattern averages out, so what remains is the teacher's
-artefact (``starry_night``'s 4-px "screen door"); the student's targets are cleaned of it.
+The teacher's *pattern* (:func:`phase_pattern`): its mean output at each of the ``period x
+period`` positions of the net's stride grid, minus their mean (``starry_night``'s 4-px "screen
+door"). A photo has a faint one of its own: brightness that changes down the picture (sky above,
+ground below) makes the first row of every 4 x 4 block differ from the last, and that survives
+averaging over the pool. So each target is cleaned crop by crop (:meth:`TargetPool.pairs`): its
+pattern is replaced by its photo's, which takes out the teacher's fixed pattern and the part that
+varies from image to image, and leaves the photo's own. The pool's *fixed pattern*, the
+teacher's mean pattern less its photos', is kept for the model card.
 """
 
 import json
@@ -52,26 +56,38 @@ def pattern_rms_levels(pattern):
 
 def without_pattern(images, pattern):
     """``images`` (N x C x H x W float tensor in [0, 1]) less ``pattern`` (a C x period x period
-    tensor, :func:`phase_pattern`) tiled from their top-left corner, clipped to [0, 1]."""
+    tensor, :func:`phase_pattern`, or one per image: N x C x period x period) tiled from their
+    top-left corner, clipped to [0, 1]."""
     period = pattern.shape[-1]
     height, width = images.shape[-2:]
-    tiled = pattern.repeat(1, -(-height // period), -(-width // period))[:, :height, :width]
+    tiled = pattern.tile((-(-height // period), -(-width // period)))[..., :height, :width]
     return (images - tiled).clamp(0, 1)
+
+
+def crop_patterns(images, period=PERIOD):
+    """:func:`phase_pattern` of each image in ``images`` (N x C x H x W float tensor):
+    N x C x period x period."""
+    n, c, height, width = images.shape
+    height, width = height - height % period, width - width % period
+    blocks = images[:, :, :height, :width].reshape(n, c, height // period, period, width // period, period)
+    mean = blocks.mean(dim=(2, 4))
+    return mean - mean.mean(dim=(2, 3), keepdim=True)
 
 
 class TargetPool:
     """The cached (input, target) pairs of a finished build, read from the memory-mapped array."""
 
-    def __init__(self, array, pattern):
+    def __init__(self, array, fixed_pattern):
         self.array = array
-        self.pattern = torch.from_numpy(pattern.astype(np.float32))   # C x period x period, [0, 1] units
+        self.fixed_pattern = fixed_pattern      # C x period x period, [0, 1] units: for the model card
         self.count = len(array)
 
     def pairs(self, indices):
         """Inputs and targets of the crops ``indices`` as float tensors in [0, 1] (N x 3 x S x S);
-        the targets cleaned of the teacher's fixed pattern."""
+        each target's period-4 pattern replaced by its photo's (the module docstring)."""
         pairs = torch.from_numpy(np.stack([self.array[i] for i in indices])).float().div_(255)
-        return pairs[:, 0].contiguous(), without_pattern(pairs[:, 1], self.pattern)
+        photos, targets = pairs[:, 0].contiguous(), pairs[:, 1]
+        return photos, without_pattern(targets, crop_patterns(targets) - crop_patterns(photos))
 
 
 def _read_record(path):
@@ -126,9 +142,9 @@ def build_targets(directory, identity, sampler, teacher, count, show_progress=Tr
                 array.flush()
                 record.update(done=last, seconds=round(before + time.monotonic() - started, 1))
                 _write_record(record_path, record)
-    if "pattern" not in record:
-        record["pattern"] = (phase_pattern(array[:, 1]) / 255).tolist()   # a view: read 64 crops at a time
+    if "fixed_pattern" not in record:     # views: read 64 crops at a time
+        record["fixed_pattern"] = ((phase_pattern(array[:, 1]) - phase_pattern(array[:, 0])) / 255).tolist()
         _write_record(record_path, record)
     read_only = np.load(array_path, mmap_mode="r")
-    return TargetPool(read_only, np.asarray(record["pattern"])), record["seconds"]
+    return TargetPool(read_only, np.asarray(record["fixed_pattern"])), record["seconds"]
 

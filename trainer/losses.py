@@ -175,9 +175,14 @@ class PerceptualLoss(torch.nn.Module):
     def forward(self, output, target, features=None):
         """``features``: the loss network's features of ``output`` at (at least) the layers this
         loss uses, where the caller has them already (one VGG pass for two losses)."""
-        parts = self._weighted_terms(output, target, style_by_layer=False, feats=features)
+        parts = self.weighted_terms(output, target, features)
         total = sum(parts.values())
         return total, {name: value.detach() for name, value in parts.items()}
+
+    def weighted_terms(self, output, target, features=None):
+        """The weighted terms of ``self(output, target)`` as tensors with their gradients, for a
+        caller that weighs them again (``features`` as for ``forward``)."""
+        return self._weighted_terms(output, target, style_by_layer=False, feats=features)
 
     def terms(self, output, target):
         """The weighted terms of ``self(output, target)`` as floats, the style term split by

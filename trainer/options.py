@@ -173,6 +173,10 @@ def add_train_distill_arguments(parser):
                         help="weight of the teacher's own objective (Eq. 5: its VGG, loss weights and style "
                              "image) of the student's output for the photo; it shares the Gram term's VGG pass "
                              "(default 0: off)")
+    parser.add_argument("--content-weight", type=float, default=0.0,
+                        help="weight of the content term of the teacher's objective on its own (the student's "
+                             "relu2_2 features against the photo's, at the teacher's content weight), added to "
+                             "the objective term: more keeps more of the photo at some cost in style (default 0: off)")
     parser.add_argument("--style-image", default=None,
                         help="the teacher's style image, for the objective term (default: the one in the "
                              "teacher's metadata)")
