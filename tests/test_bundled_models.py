@@ -22,6 +22,7 @@ from backend.model_store import BUNDLED_MODELS_DIR, ModelStore  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "bundled"
 STYLES = {"starry_night", "wave", "the_scream", "composition_vii", "udnie"}
+LITE = {"starry_night_lite": "starry_night"}      # lite net: its teacher (docs/models.md, "Lite nets")
 UPSCALERS = {"sr_x4_feat": ("feat", 4), "sr_x4_pixel": ("pixel", 4), "sr_x8_feat": ("feat", 8),
              "sr_x2_pixel": ("pixel", 2)}
 HOLDOUT = {line.strip() for line in (REPO / "trainer" / "recipes" / "sun_hays80_holdout.txt").read_text().splitlines()
@@ -43,13 +44,13 @@ def output_of(store, name):
 
 def test_every_expected_model_is_bundled_and_the_set_is_small():
     store = bundled_store()
-    assert {m.name for m in store.list()} == STYLES | set(UPSCALERS)
+    assert {m.name for m in store.list()} == STYLES | set(LITE) | set(UPSCALERS)
     assert not store.problems
     total = sum(p.stat().st_size for p in BUNDLED_MODELS_DIR.iterdir() if p.is_file())
     assert total <= 40e6
 
 
-@pytest.mark.parametrize("name", sorted(STYLES | set(UPSCALERS)))
+@pytest.mark.parametrize("name", sorted(STYLES | set(LITE) | set(UPSCALERS)))
 def test_bundled_model_has_complete_metadata_and_its_recipe(name):
     meta = bundled_store().get(name).metadata
     recipe, data = meta["recipe"], meta["data"]
@@ -59,15 +60,20 @@ def test_bundled_model_has_complete_metadata_and_its_recipe(name):
     for key in ("iterations", "batch", "lr", "seed", "precision", "hardware", "wall_time_s", "weights_precision"):
         assert recipe[key] not in (None, ""), key
     assert set(data["held_out"]) == HOLDOUT
-    if name in STYLES:
+    if name in STYLES or name in LITE:
+        style = LITE.get(name, name)
         assert meta["kind"] == "style" and meta["vgg"] == "caffe"
-        assert data["style_image"] == f"../shared/data/styles/{name}.jpg" and len(data["style_sha256"]) == 64
+        assert data["style_image"] == f"../shared/data/styles/{style}.jpg" and len(data["style_sha256"]) == 64
     else:
         loss, scale = UPSCALERS[name]
         assert meta["kind"] == "sr" and meta["loss"] == loss and meta["scale"] == scale
+    if name in LITE:     # distilled from its bundled teacher, run plain (it learnt line-free edges)
+        assert meta["teacher"] == LITE[name] and meta["mirror_edges"] is False
+        assert recipe["command"].startswith("python -m trainer train distill --teacher " + LITE[name])
+        assert recipe["teacher_sha256"] == bundled_store().get(LITE[name]).metadata["sha256"]
 
 
-@pytest.mark.parametrize("name", sorted(STYLES | set(UPSCALERS)))
+@pytest.mark.parametrize("name", sorted(STYLES | set(LITE) | set(UPSCALERS)))
 def test_bundled_model_reproduces_its_reference_output(name):
     reference = np.asarray(Image.open(DATA / f"{name}.png").convert("RGB")).astype(int)
     output = output_of(bundled_store(), name).astype(int)

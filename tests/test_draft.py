@@ -19,7 +19,7 @@ from test_cli import private_user_dirs  # noqa: F401 (autouse: no user models, n
 
 @pytest.fixture(scope="module")
 def daemon(lite_models_dir, tmp_path_factory):
-    """A daemon serving the bundled models and udnie_lite."""
+    """A daemon serving the bundled models (starry_night_lite among them) and udnie_lite."""
     tmp = tmp_path_factory.mktemp("draft")
     endpoint = f"ipc://{tmp}/draft.sock"
     proc = start_daemon(tmp, endpoint, lite_models_dir)
@@ -44,7 +44,10 @@ def test_the_daemons_info_names_each_lite_net_and_the_style_it_is_the_lite_versi
         models = by_name(client.info()["models"])
     assert models["udnie_lite"]["teacher"] == "udnie" and "lite" not in models["udnie_lite"]
     assert models["udnie"]["lite"] == "udnie_lite" and "teacher" not in models["udnie"]
-    assert not any("lite" in m or "teacher" in m for name, m in models.items() if name not in ("udnie", "udnie_lite"))
+    assert models["starry_night"]["lite"] == "starry_night_lite"          # the bundled lite net
+    assert models["starry_night_lite"]["teacher"] == "starry_night"
+    paired = ("udnie", "udnie_lite", "starry_night", "starry_night_lite")
+    assert not any("lite" in m or "teacher" in m for name, m in models.items() if name not in paired)
 
 
 def test_in_process_summaries_say_the_same(lite_models_dir):
@@ -67,7 +70,8 @@ def test_a_style_with_several_lite_nets_prefers_name_lite_else_the_first_by_name
     make_model(extra, "mosaic_fast", architecture={"channels": 8, "blocks": 1}, teacher="mosaic")
     make_model(extra, "udnie_tiny", architecture={"channels": 8, "blocks": 1}, teacher="udnie")
     store = ModelStore([lite_models_dir, extra], include_user=False)
-    assert lite_versions(store.list()) == {"mosaic": "mosaic_fast", "udnie": "udnie_lite"}
+    assert lite_versions(store.list()) == {"mosaic": "mosaic_fast", "udnie": "udnie_lite",
+                                           "starry_night": "starry_night_lite"}
 
 
 @pytest.mark.parametrize("teacher", [42, "Not A Name", "self", ""])
@@ -149,8 +153,9 @@ def test_draft_model_by_info(daemon):
     assert protocol.draft_model(models, "udnie") == "udnie_lite"
     assert protocol.draft_model(models, "udnie_lite") == "udnie_lite"
     assert protocol.draft_model(models, "no_such_style") == "no_such_style"   # the daemon refuses it by name
-    with pytest.raises(protocol.BadRequest, match="train distill --teacher starry_night"):
-        protocol.draft_model(models, "starry_night")
+    assert protocol.draft_model(models, "starry_night") == "starry_night_lite"     # bundled
+    with pytest.raises(protocol.BadRequest, match="train distill --teacher the_scream"):
+        protocol.draft_model(models, "the_scream")
 
 
 def test_krita_gallery_lists_each_style_once_and_the_draft_switch_follows_the_chosen_style(daemon, tmp_path):
