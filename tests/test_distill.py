@@ -12,7 +12,8 @@ from backend.model_store import ModelStore
 from helpers import make_model, random_image, training_photos
 from trainer.cli import main
 from trainer.distill import VGG_MARGIN, DistillLoss
-from trainer.distill_targets import TargetPool, crop_patterns, phase_pattern
+from trainer.distill_targets import TargetPool, phase_pattern
+from trainer.losses import phase_patterns
 
 TINY = ["--size", "32", "--pool", "4", "--batch", "2", "--channels", "4", "--blocks", "1",
         "--precision", "fp32", "--device", "cpu"]
@@ -221,9 +222,9 @@ def test_the_targets_keep_their_photos_pattern_not_the_teachers():
     array = np.stack([photos + ramp, teacher], axis=1)
     array = np.round(array * 255).astype(np.uint8)
     made, targets = TargetPool(array, np.zeros((3, 4, 4))).pairs(range(6))
-    assert (crop_patterns(targets) - crop_patterns(made)).abs().max() < 1.5 / 255
-    assert 0.02 < crop_patterns(torch.from_numpy(array[:, 1] / 255)).abs().max()
-    assert crop_patterns(made).abs().max() > 0.01         # the photos' own pattern (the ramp) is kept
+    assert (phase_patterns(targets, 4) - phase_patterns(made, 4)).abs().max() < 1.5 / 255
+    assert 0.02 < phase_patterns(torch.from_numpy(array[:, 1] / 255), 4).abs().max()
+    assert phase_patterns(made, 4).abs().max() > 0.01         # the photos' own pattern (the ramp) is kept
 
 
 def test_distill_with_the_objective_term_needs_the_teachers_style_image(setup, capsys):

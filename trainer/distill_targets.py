@@ -30,22 +30,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from trainer.losses import phase_patterns
+
 CHUNK = 16          # crops made between two saves of the progress record
 PERIOD = 4          # a StyleNet's stride grid: two stride-2 convolutions
 
 
 def phase_pattern(images, period=PERIOD):
-    """The mean of ``images`` (N x C x H x W, any dtype) at each position of a ``period`` x
-    ``period`` grid anchored at the top-left, minus the mean over positions: C x period x period
-    float64. Sides that are not multiples of ``period`` lose their last rows/columns."""
-    n, c, height, width = images.shape
-    height, width = height - height % period, width - width % period
-    total = np.zeros((c, period, period))
-    for first in range(0, n, 64):
-        block = np.asarray(images[first:first + 64, :, :height, :width], dtype=np.float64)
-        total += block.reshape(len(block), c, height // period, period, width // period, period).sum(axis=(0, 2, 4))
-    mean = total / (n * (height // period) * (width // period))
-    return mean - mean.mean(axis=(1, 2), keepdims=True)
+    """The mean of ``images`` (N x C x H x W, any array dtype, e.g. a memory map) at each position
+    of a ``period`` x ``period`` grid anchored at the top-left, minus the mean over positions:
+    C x period x period float64 (:func:`trainer.losses.phase_patterns`, averaged over the images)."""
+    total = 0
+    for first in range(0, len(images), 64):
+        block = torch.from_numpy(np.asarray(images[first:first + 64], dtype=np.float64))
+        total = total + phase_patterns(block, period).sum(dim=0)
+    return (total / len(images)).numpy()
 
 
 def pattern_rms_levels(pattern):
@@ -54,24 +53,14 @@ def pattern_rms_levels(pattern):
     return float(np.sqrt(np.mean(luma ** 2)) * 255)
 
 
-def without_pattern(images, pattern):
-    """``images`` (N x C x H x W float tensor in [0, 1]) less ``pattern`` (a C x period x period
-    tensor, :func:`phase_pattern`, or one per image: N x C x period x period) tiled from their
-    top-left corner, clipped to [0, 1]."""
-    period = pattern.shape[-1]
+def with_photos_pattern(images, photos):
+    """``images`` (N x C x H x W float tensor in [0, 1]) with each one's period-4 pattern
+    (:func:`trainer.losses.phase_patterns`) replaced by that of its photo in ``photos`` (same
+    shape): the difference tiled from the top-left corner and subtracted, clipped to [0, 1]."""
+    change = phase_patterns(images, PERIOD) - phase_patterns(photos, PERIOD)
     height, width = images.shape[-2:]
-    tiled = pattern.tile((-(-height // period), -(-width // period)))[..., :height, :width]
+    tiled = change.tile((-(-height // PERIOD), -(-width // PERIOD)))[..., :height, :width]
     return (images - tiled).clamp(0, 1)
-
-
-def crop_patterns(images, period=PERIOD):
-    """:func:`phase_pattern` of each image in ``images`` (N x C x H x W float tensor):
-    N x C x period x period."""
-    n, c, height, width = images.shape
-    height, width = height - height % period, width - width % period
-    blocks = images[:, :, :height, :width].reshape(n, c, height // period, period, width // period, period)
-    mean = blocks.mean(dim=(2, 4))
-    return mean - mean.mean(dim=(2, 3), keepdim=True)
 
 
 class TargetPool:
@@ -86,8 +75,8 @@ class TargetPool:
         """Inputs and targets of the crops ``indices`` as float tensors in [0, 1] (N x 3 x S x S);
         each target's period-4 pattern replaced by its photo's (the module docstring)."""
         pairs = torch.from_numpy(np.stack([self.array[i] for i in indices])).float().div_(255)
-        photos, targets = pairs[:, 0].contiguous(), pairs[:, 1]
-        return photos, without_pattern(targets, crop_patterns(targets) - crop_patterns(photos))
+        photos = pairs[:, 0].contiguous()
+        return photos, with_photos_pattern(pairs[:, 1], photos)
 
 
 def _read_record(path):

@@ -78,18 +78,25 @@ def tv_loss(image):
         return dx + dy
 
 
+def phase_patterns(images, period):
+    """Each image's pattern repeating every ``period`` pixels: its mean over every ``period`` x
+    ``period`` block (anchored at the top-left) at each position in a block, minus the mean of
+    those; N x C x period x period for N x C x H x W ``images``. Sides that are not multiples of
+    ``period`` lose their last rows/columns."""
+    n, c, height, width = images.shape
+    height, width = height - height % period, width - width % period
+    blocks = images[:, :, :height, :width].reshape(n, c, height // period, period, width // period, period)
+    means = blocks.mean(dim=(2, 4))
+    return means - means.mean(dim=(2, 3), keepdim=True)
+
+
 def grid_loss(image, target, period):
-    """The error pattern repeating every ``period`` pixels: the mean error (over the batch and
-    every ``period`` x ``period`` block) at each position in a block, minus the mean of those,
-    squared and summed over positions and channels. A fixed checkerboard raises it; detail in
-    the wrong place, which differs from block to block, barely does."""
+    """The error pattern repeating every ``period`` pixels: the batch's mean
+    :func:`phase_patterns` of the error, squared and summed over positions and channels. A fixed
+    checkerboard raises it; detail in the wrong place, which differs from block to block, barely
+    does."""
     with _float32(image.device.type):
-        error = image.float() - target.float()
-        n, c, height, width = error.shape
-        height, width = height - height % period, width - width % period
-        blocks = error[:, :, :height, :width].reshape(n, c, height // period, period, width // period, period)
-        pattern = blocks.mean(dim=(0, 2, 4))
-        return (pattern - pattern.mean(dim=(1, 2), keepdim=True)).pow(2).sum()
+        return phase_patterns(image.float() - target.float(), period).mean(dim=0).pow(2).sum()
 
 
 @dataclass
