@@ -380,7 +380,7 @@ def check_train_option(name, value):
 DISTILL_OPTIONS = {option.name: option for option in (
     dataclasses.replace(TRAIN_OPTIONS["iterations"], editor_default=3000),
     dataclasses.replace(TRAIN_OPTIONS["size"], low=32, editor_default=128),
-    TrainOption("pool", int, 1, 20_000, 2000, "crops the teacher stylises once, cached in the run dir "
+    TrainOption("pool", int, 1, 20_000, 300, "crops the teacher stylises once, cached in the run dir "
                 "(default %(default)s)", editor_default=256, metavar="N"),
     *(TRAIN_OPTIONS[name] for name in ("batch", "lr", "seed", "checkpoint_every", "channels", "blocks")),
     dataclasses.replace(TRAIN_OPTIONS["time_limit"], editor_default=900.0),

@@ -53,7 +53,7 @@ def distill_lite_model(out_dir, run_dir, teacher="udnie"):
     (``out_dir/TEACHER_lite.json``)."""
     from trainer.cli import main
     photos = training_photos(Path(run_dir) / "photos")
-    status = main(["train", "distill", "--teacher", teacher, "--content", str(photos),
+    status = main(["train", "distill", "--teacher", teacher, "--content", str(photos), "--recipe", "single",
                    "--size", "32", "--pool", "4", "--batch", "2", "--iterations", "2", "--device", "cpu",
                    "--precision", "fp32", "--out", str(out_dir), "--run-dir", str(Path(run_dir) / "run")])
     assert status == 0, f"train distill --teacher {teacher} failed"

@@ -12,10 +12,10 @@ from backend.model_store import ModelStore
 from helpers import make_model, random_image, training_photos
 from trainer.cli import main
 from trainer.distill import VGG_MARGIN, DistillLoss
-from trainer.distill_targets import TargetPool, phase_pattern
+from trainer.distill_targets import TargetPool, fill_blown_patches, phase_pattern
 from trainer.losses import phase_patterns
 
-TINY = ["--size", "32", "--pool", "4", "--batch", "2", "--channels", "4", "--blocks", "1",
+TINY = ["--recipe", "single", "--size", "32", "--pool", "4", "--batch", "2", "--channels", "4", "--blocks", "1",
         "--precision", "fp32", "--device", "cpu"]
 
 
@@ -56,6 +56,7 @@ def test_distill_caches_the_teachers_targets_and_exports_a_lite_net_the_engine_r
     assert meta["mirror_edges"] is False      # it learnt line-free edges: the engine runs it plain
     assert meta["architecture"] == {"type": "style", "channels": 4, "blocks": 1}
     assert meta["recipe"]["iterations"] == 2 and meta["recipe"]["pool"] == 4
+    assert meta["recipe"]["teacher_blown_patches_filled"] == 0
     assert set(meta["recipe"]["final_losses"]) == {"total", "l1", "grid", "gram"}
     out, _ = Engine(store, "cpu", "fp32").stylize(random_image(40, 36), None, "tiny_style_lite")
     assert out.shape == (40, 36, 3) and np.isfinite(out).all()
@@ -225,6 +226,23 @@ def test_the_targets_keep_their_photos_pattern_not_the_teachers():
     assert (phase_patterns(targets, 4) - phase_patterns(made, 4)).abs().max() < 1.5 / 255
     assert 0.02 < phase_patterns(torch.from_numpy(array[:, 1] / 255), 4).abs().max()
     assert phase_patterns(made, 4).abs().max() > 0.01         # the photos' own pattern (the ramp) is kept
+
+
+def test_a_targets_flat_white_patch_is_filled_from_around_it():
+    rng = np.random.default_rng(5)
+    photo = np.repeat(rng.uniform(0.25, 0.75, (96, 96, 1)), 3, axis=2).astype(np.float32)
+    output = np.clip(photo[..., ::-1] * 0.8 + 0.1, 0, 1)          # the teacher's texture
+    unchanged, count = fill_blown_patches(output, photo)
+    assert count == 0 and unchanged is output
+    yy, xx = np.mgrid[0:96, 0:96]
+    hole = (yy - 48) ** 2 + (xx - 40) ** 2 <= 18 ** 2
+    holed = output.copy()
+    holed[hole] = 1.0
+    filled, count = fill_blown_patches(holed, photo)
+    assert count == 1
+    assert abs(filled[hole].mean() - output.mean()) < 0.05          # the texture's mean level, not white
+    far = (yy - 48) ** 2 + (xx - 40) ** 2 > 22 ** 2
+    np.testing.assert_array_equal(filled[far], holed[far])           # the rest untouched
 
 
 def test_distill_with_the_objective_term_needs_the_teachers_style_image(setup, capsys):

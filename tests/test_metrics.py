@@ -198,3 +198,25 @@ def test_detail_ratio_is_one_for_the_original_and_lower_for_a_blurred_upscale():
     edges = metrics.luma_spread(hr) >= 20
     assert metrics.detail_ratio(hr, hr, edges) == pytest.approx(1)
     assert metrics.detail_ratio(bicubic, hr, edges) < 0.7
+
+
+def test_blown_patches_counts_flat_white_discs_the_photo_does_not_have():
+    rng = np.random.default_rng(3)
+    photo = np.repeat(rng.uniform(60, 200, (128, 160, 1)), 3, axis=2)     # grainy grey texture
+    yy, xx = np.mgrid[0:128, 0:160]
+
+    def disc(row, col, radius):
+        return (yy - row) ** 2 + (xx - col) ** 2 <= radius ** 2
+
+    stylised = photo.copy()
+    stylised[disc(40, 40, 20)] = 255
+    stylised[disc(90, 120, 18)] = [255, 255, 238]
+    assert metrics.blown_patches(photo, photo) == 0
+    assert metrics.blown_patches(stylised, photo) == 2
+    highlight = photo.copy()
+    highlight[disc(40, 40, 5)] = 255
+    assert metrics.blown_patches(highlight, photo) == 0           # too small to be a hole
+    white_strokes = photo.copy()
+    white_strokes[disc(40, 40, 20)] = rng.uniform(200, 255, (disc(40, 40, 20).sum(), 1))
+    assert metrics.blown_patches(white_strokes, photo) == 0       # white but not flat
+    assert metrics.blown_patches(stylised, stylised) == 0         # the photo's own white

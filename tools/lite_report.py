@@ -23,7 +23,8 @@ photo (how far stylising moves it) and for the student.
 A second table gives the same pattern RMS and edge ratio on each of the three shared content
 photos (longer side scaled to each of ``--content-sizes``): issue 21's artefact checks, with the
 *period-4 excess* (:func:`grid_excess`), which tells a pattern locked to the stride grid from a
-texture's own fluctuation at every period.
+texture's own fluctuation at every period, and the flat white patches ("holes",
+:func:`trainer.metrics.blown_patches`) each net paints where the photo has none.
 The sheet shows one photo's teacher output, student output and 4x their absolute difference.
 Shared data: $BRUSHWORK_SHARED or ../shared beside the checkout.
 """
@@ -45,7 +46,7 @@ from backend.model_store import ModelStore  # noqa: E402
 from trainer.distill_targets import pattern_rms_levels, phase_pattern, with_photos_pattern  # noqa: E402
 from trainer.eval_style import square_content  # noqa: E402
 from trainer.gatys import model_objective  # noqa: E402
-from trainer.metrics import edge_ratio  # noqa: E402
+from trainer.metrics import blown_patches, edge_ratio  # noqa: E402
 
 SHARED = Path(os.environ.get("BRUSHWORK_SHARED") or ROOT.parent / "shared") / "data"
 HOLDOUT = ROOT / "trainer" / "recipes" / "sun_hays80_holdout.txt"
@@ -107,20 +108,23 @@ def coarse_distance(image, reference):
 
 
 def artefacts(engine, teacher, student, sizes):
-    """Rows of the content-photo table: per photo and size, pattern RMS and edge ratio of photo, teacher, student."""
+    """Rows of the content-photo table: per photo and size, pattern RMS of photo, teacher, student,
+    and the edge ratio and white patches (:func:`trainer.metrics.blown_patches`) of teacher and student."""
     rows = []
     for size in sizes:
         for name, photo in content_photos(size):
             outputs = [photo, engine.stylize(photo, None, teacher)[0], engine.stylize(photo, None, student)[0]]
             rows.append((name, photo.shape[1], photo.shape[0],
                          [pattern_rms_levels(phase_pattern(o.transpose(2, 0, 1)[None])) for o in outputs],
-                         [grid_excess(o) for o in outputs], [edge_ratio(o * 255) for o in outputs[1:]]))
+                         [grid_excess(o) for o in outputs], [edge_ratio(o * 255) for o in outputs[1:]],
+                         [blown_patches(o * 255, photo * 255) for o in outputs[1:]]))
     lines = ["| photo | size | period-4 RMS photo / teacher / student (levels) | period-4 excess photo / teacher / "
-             "student | edge ratio teacher / student |",
-             "|---|---|---|---|---|"]
-    for name, width, height, rms, excess, edges in rows:
+             "student | edge ratio teacher / student | white patches teacher / student |",
+             "|---|---|---|---|---|---|"]
+    for name, width, height, rms, excess, edges, patches in rows:
         lines.append(f"| {name} | {width}x{height} | {' / '.join(f'{r:.2f}' for r in rms)} | "
-                     f"{' / '.join(f'{e:.2f}' for e in excess)} | {' / '.join(f'{e:.2f}' for e in edges)} |")
+                     f"{' / '.join(f'{e:.2f}' for e in excess)} | {' / '.join(f'{e:.2f}' for e in edges)} | "
+                     f"{patches[0]} / {patches[1]} |")
     return "\n".join(lines)
 
 

@@ -40,7 +40,7 @@ from trainer.losses import CONTENT_LAYER, feature_loss, gram_matrix, grid_loss, 
 from trainer.plots import image_grid, run_for_preview
 from trainer.vgg import LAYERS, LossNetwork
 
-STUDENT = {"channels": 8, "blocks": 5}      # chosen by timing and by a distillation: docs/models.md, "Lite nets"
+STUDENT = {"channels": 8, "blocks": 8}      # chosen by timing and by distillations: docs/models.md, "Lite nets"
 # Pixels along each side of a crop that the VGG terms do not see: the student's edges are taught
 # by the L1 term alone, from line-free targets. Seen through VGG's zero padding, the outermost
 # lines could buy texture statistics, and step 2 grew lines along the edges (docs/models.md).
@@ -58,6 +58,11 @@ def find_teacher(store, name):
         what = "there is no model of that name" if info is None else f"it is an {info.kind} model"
         raise ValueError(f"--teacher {name!r}: {what}; a teacher is a style model ({styles})")
     return info
+
+
+def student_name(args):
+    """The student's model name: ``--name``, or the teacher's with :data:`backend.protocol.LITE_SUFFIX`."""
+    return check_model_name(args.name or f"{args.teacher}{LITE_SUFFIX}")
 
 
 def student_architecture(args):
@@ -167,7 +172,7 @@ class DistillTask:
         self.args = args
         store = ModelStore(args.models or ())
         self.teacher = find_teacher(store, args.teacher)
-        self.name = check_model_name(args.name or f"{self.teacher.name}{LITE_SUFFIX}")
+        self.name = student_name(args)
         if self.name == self.teacher.name:
             raise ValueError(f"--name {self.name!r} is the teacher's: the student would replace it")
         engine = Engine(store, device=str(device), precision="fp32")    # targets in float32 on any device
@@ -188,7 +193,8 @@ class DistillTask:
                     "photos": [p.name for p in self.paths]}
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(self.name)
         making = counting_targets(stylise, args.pool) if args.progress_json else stylise
-        self.pool, self.targets_seconds = build_targets(run_dir / "targets", identity, sampler, making, args.pool)
+        targets_dir = getattr(args, "targets_dir", None) or run_dir / "targets"    # the recipe's parts share one
+        self.pool, self.targets_seconds = build_targets(targets_dir, identity, sampler, making, args.pool)
         self._order = (None, None)     # (epoch, its permutation of the pool)
         loss_net = objective = None
         if args.objective_weight or args.content_weight:     # the teacher's Eq. 5, on its own loss network
@@ -241,6 +247,8 @@ class DistillTask:
                   **self.augment, "distill_weights": self.loss.weights, "vgg_margin": self.loss.margin,
                   "targets_wall_time_s": round(self.targets_seconds, 1),
                   "teacher_fixed_pattern_rms_levels": round(pattern_rms_levels(self.pool.fixed_pattern), 2),
+                  **({"teacher_blown_patches_filled": self.pool.blown_patches_filled}
+                     if self.pool.blown_patches_filled is not None else {}),
                   **{key: taught[key] for key in ("loss_weights", "style_size", "vgg", "vgg_weights") if key in taught}}
         sources = teacher.get("data", {})
         data = {"content": str(Path(args.content).resolve()), "content_images": len(self.paths),
@@ -253,5 +261,9 @@ class DistillTask:
 
 
 def run(args):
-    """Distil and export a lite style model; return its JSON path (None on DDP ranks > 0)."""
-    return run_training(args, DistillTask)
+    """Distil and export a lite style model, in one run (``--recipe single``) or in the parts of
+    :mod:`trainer.distill_recipe`; return its JSON path."""
+    if getattr(args, "recipe", "single") == "single":
+        return run_training(args, DistillTask)
+    from trainer import distill_recipe
+    return distill_recipe.run(args, lambda part: run_training(part, DistillTask))

@@ -19,6 +19,10 @@ averaging over the pool. So each target is cleaned crop by crop (:meth:`TargetPo
 pattern is replaced by its photo's, which takes out the teacher's fixed pattern and the part that
 varies from image to image, and leaves the photo's own. The pool's *fixed pattern*, the
 teacher's mean pattern less its photos', is kept for the model card.
+
+Some teachers paint flat white patches that look like holes (``wave``'s; :func:`trainer.metrics.blown_mask`).
+Each target's are filled from around them as the target is made (:func:`fill_blown_patches`), and
+the record counts them (``blown_patches_filled``).
 """
 
 import json
@@ -28,12 +32,16 @@ import time
 
 import numpy as np
 import torch
+from torchvision.transforms.functional import gaussian_blur
 from tqdm import tqdm
 
 from trainer.losses import phase_patterns
+from trainer.metrics import blown_mask
 
 CHUNK = 16          # crops made between two saves of the progress record
 PERIOD = 4          # a StyleNet's stride grid: two stride-2 convolutions
+FILL_GROW = 3       # px: a flat white patch's fill reaches this far past its edge (its soft rim)
+FILL_SIGMA = 8      # px: the Gaussian over which a patch's fill averages what lies around it
 
 
 def phase_pattern(images, period=PERIOD):
@@ -53,6 +61,26 @@ def pattern_rms_levels(pattern):
     return float(np.sqrt(np.mean(luma ** 2)) * 255)
 
 
+def fill_blown_patches(target, photo):
+    """``target`` (H x W x 3 float array in [0, 1], the teacher's output for ``photo``) with its flat
+    white patches (:func:`trainer.metrics.blown_mask`, grown by :data:`FILL_GROW` px) filled from
+    around them: the mean of the pixels outside, weighted by a Gaussian of :data:`FILL_SIGMA` px
+    (normalised convolution). The student is then taught a smooth fill there, not a hole, and its
+    other terms paint texture over it. Returns the filled copy and the number of patches."""
+    mask, count = blown_mask(target * 255, photo * 255)
+    if not count:
+        return target, 0
+    grown = torch.from_numpy(mask.astype(np.float32))[None, None]
+    grown = torch.nn.functional.max_pool2d(grown, 2 * FILL_GROW + 1, 1, FILL_GROW)[0]
+    keep = 1 - grown
+    image = torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1), np.float32))
+    size = 4 * FILL_SIGMA + 1
+    weight = gaussian_blur(keep, [size, size], [FILL_SIGMA, FILL_SIGMA])
+    fill = gaussian_blur(image * keep, [size, size], [FILL_SIGMA, FILL_SIGMA]) / weight.clamp(min=1e-6)
+    filled = image * keep + fill * grown
+    return filled.numpy().transpose(1, 2, 0), count
+
+
 def with_photos_pattern(images, photos):
     """``images`` (N x C x H x W float tensor in [0, 1]) with each one's period-4 pattern
     (:func:`trainer.losses.phase_patterns`) replaced by that of its photo in ``photos`` (same
@@ -66,9 +94,10 @@ def with_photos_pattern(images, photos):
 class TargetPool:
     """The cached (input, target) pairs of a finished build, read from the memory-mapped array."""
 
-    def __init__(self, array, fixed_pattern):
+    def __init__(self, array, fixed_pattern, blown_patches_filled=None):
         self.array = array
         self.fixed_pattern = fixed_pattern      # C x period x period, [0, 1] units: for the model card
+        self.blown_patches_filled = blown_patches_filled   # in the teacher's outputs (None: a cache made before)
         self.count = len(array)
 
     def pairs(self, indices):
@@ -125,7 +154,8 @@ def build_targets(directory, identity, sampler, teacher, count, show_progress=Tr
                     crop = sampler.sample(i)
                     image = crop.permute(1, 2, 0).numpy()
                     array[i, 0] = np.round(image * 255).astype(np.uint8).transpose(2, 0, 1)
-                    out = np.clip(teacher(image), 0, 1)
+                    out, filled = fill_blown_patches(np.clip(teacher(image), 0, 1), image)
+                    record["blown_patches_filled"] = record.get("blown_patches_filled", 0) + filled
                     array[i, 1] = np.round(out * 255).astype(np.uint8).transpose(2, 0, 1)
                     bar.update(1)
                 array.flush()
@@ -135,5 +165,6 @@ def build_targets(directory, identity, sampler, teacher, count, show_progress=Tr
         record["fixed_pattern"] = ((phase_pattern(array[:, 1]) - phase_pattern(array[:, 0])) / 255).tolist()
         _write_record(record_path, record)
     read_only = np.load(array_path, mmap_mode="r")
-    return TargetPool(read_only, np.asarray(record["fixed_pattern"])), record["seconds"]
+    return TargetPool(read_only, np.asarray(record["fixed_pattern"]), record.get("blown_patches_filled")), \
+        record["seconds"]
 

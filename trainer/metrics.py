@@ -1,6 +1,7 @@
 """Image quality metrics of the super-resolution literature: PSNR and SSIM on the Y channel,
-a measure of checkerboard artefacts (:func:`grid_energy`) and one of texture an upscaler
-invents on flat areas (:func:`invented_texture`).
+a measure of checkerboard artefacts (:func:`grid_energy`), one of texture an upscaler
+invents on flat areas (:func:`invented_texture`), and two of style nets' artefacts: lines along
+the image's edge (:func:`edge_ratio`) and flat white patches that look like holes (:func:`blown_patches`).
 
 Conventions (those of the standard Set5/Set14 benchmark, see ``shared/docs/sr-eval-protocol.md``):
 images are numpy arrays on the 0..255 scale (uint8 or float), RGB ``HxWx3`` or one channel
@@ -190,6 +191,55 @@ def detail_ratio(image, hr, mask):
     ``mask``: how crisp an upscale's edges are (1 = as crisp as the original)."""
     ours, theirs = _high_pass(_luma(image, 0))[mask], _high_pass(_luma(hr, 0))[mask]
     return float(np.sqrt((ours ** 2).mean() / max((theirs ** 2).mean(), 1e-12)))
+
+
+BLOWN_LEVEL = 240      # full-range luma (of 255) from which a pixel counts as near white
+BLOWN_SPREAD = 3.0     # grey levels: the most luma std in a 5 x 5 window that still counts as flat
+BLOWN_WIDTH = 15       # px: the smallest patch counted, as the side of a square that fits inside it
+
+
+def _components(mask):
+    """Labels (1, 2, ...; 0 off ``mask``) of the 4-connected regions of a boolean ``HxW`` array, and their count."""
+    labels = np.zeros(mask.shape, np.int32)
+    count = 0
+    for start in zip(*np.nonzero(mask)):
+        if labels[start]:
+            continue
+        count += 1
+        labels[start], stack = count, [start]
+        while stack:
+            i, j = stack.pop()
+            for n in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+                if 0 <= n[0] < mask.shape[0] and 0 <= n[1] < mask.shape[1] and mask[n] and not labels[n]:
+                    labels[n] = count
+                    stack.append(n)
+    return labels, count
+
+
+def blown_mask(image, photo):
+    """The flat, near-white patches an RGB ``image`` (0..255) has where the ``photo`` it was made from
+    is not near white, as a boolean ``HxW`` array, and their number: the round white "holes" some
+    style nets paint (``wave``'s, about 40 px across at 1024²). A patch is a connected region of
+    near-white (luma at least :data:`BLOWN_LEVEL`), flat (:data:`BLOWN_SPREAD`) pixels wide enough
+    to hold a :data:`BLOWN_WIDTH`-px square inside the image. Photos' own white skies and walls are
+    left out; a net's white strokes are not flat."""
+    def near_white(rgb):
+        return (rgb_to_y(rgb) - 16.0) * 255.0 / 219.0 >= BLOWN_LEVEL
+
+    white = near_white(image) & (luma_spread(image, 5) <= BLOWN_SPREAD) & ~near_white(photo)
+    cores = _box(white.astype(np.float64), BLOWN_WIDTH) > 1 - 1e-9
+    half = BLOWN_WIDTH // 2    # squares reaching past the image's edge do not count
+    cores[:half], cores[-half:], cores[:, :half], cores[:, -half:] = False, False, False, False
+    if not cores.any():        # the usual case: no labelling of the white pixels needed
+        return np.zeros_like(white), 0
+    labels, _ = _components(white)
+    patches = np.unique(labels[cores])
+    return np.isin(labels, patches[patches > 0]), len(patches[patches > 0])
+
+
+def blown_patches(image, photo):
+    """How many patches :func:`blown_mask` finds."""
+    return blown_mask(image, photo)[1]
 
 
 def to_uint8_array(image):

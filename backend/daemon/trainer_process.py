@@ -66,6 +66,8 @@ class TrainerProcess:
         self.run_dir = Path(run_dir)
         self.command = [sys.executable, "-m", "trainer", "train", command, "--run-dir", str(run_dir),
                         "--progress-json", *trainer_arguments(options)]
+        if command == "distill":     # the editors' options (iterations, learning rate) are one run's
+            self.command += ["--recipe", "single"]
         if models_dir is not None:
             self.command += ["--out", str(models_dir)]
         self.process = None

@@ -1,0 +1,80 @@
+"""``train distill --recipe two-step`` (the default): its parts run in order, each from the last, on one
+set of teacher targets, and the final model's recipe holds the chain. The parts keep their real
+settings but run 2 iterations each here."""
+
+import json
+
+import pytest
+
+from tests.helpers import make_model, training_photos
+from trainer import distill_recipe
+from trainer.cli import main
+
+TINY = ["--size", "32", "--pool", "4", "--batch", "2", "--channels", "4", "--blocks", "1",
+        "--precision", "fp32", "--device", "cpu"]
+
+
+@pytest.fixture
+def short_recipe(monkeypatch):
+    parts = tuple((name, {**settings, "iterations": 2}) for name, settings in distill_recipe.PARTS[:3])
+    monkeypatch.setattr(distill_recipe, "PARTS", parts)
+    return parts
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    make_model(root / "teachers", "tiny_style", architecture={"channels": 8, "blocks": 1}, seed=3,
+               data={"held_out": []})
+    return root, training_photos(root / "photos")
+
+
+def distill(setup, *extra, into=None):
+    """``train distill`` of the tiny teacher with the recipe, run dir and models in ``into`` (default: the setup's)."""
+    root, photos = setup
+    into = into or root
+    return main(["train", "distill", "--teacher", "tiny_style", "--content", str(photos), "--models",
+                 str(root / "teachers"), "--style-image", str(sorted(photos.iterdir())[0]),
+                 "--run-dir", str(into / "run"), "--out", str(into / "models"), *TINY, *extra])
+
+
+def test_the_parts_run_in_order_from_one_set_of_targets_and_the_recipe_holds_the_chain(setup, short_recipe):
+    root = setup[0]
+    assert distill(setup) == 0
+    assert (root / "run" / "targets" / "targets.npy").is_file()
+    assert not any((root / "run" / name / "targets").exists() for name, _ in short_recipe)
+    meta = json.loads((root / "models" / "tiny_style_lite.json").read_text())
+    assert (root / "models" / meta["weights"]).is_file() and meta["teacher"] == "tiny_style"
+    chain, recipe = [], meta["recipe"]
+    while recipe is not None:
+        chain.append(recipe)
+        recipe = recipe.get("init", {}).get("recipe")
+    assert [r["command"].rsplit("# part ", 1)[1] for r in chain] == ["step2b, 3 of 3", "step2a, 2 of 3",
+                                                                      "step1, 1 of 3"]
+    step2, step1 = chain[0]["distill_weights"], chain[-1]["distill_weights"]
+    assert step2 == {"l1": 1.0, "grid": 200.0, "gram": 3e-10, "objective": 3e-6, "content": 3e-6}
+    assert step1 == {"l1": 1.0, "grid": 50.0}
+    assert chain[-1]["lr"] == 2e-3 and chain[0]["lr"] == 3e-4
+    assert meta["sha256"] == json.loads((root / "run" / "step2b" / "model" / "tiny_style_lite.json").read_text())[
+        "sha256"]
+
+    # --resume with every part finished trains nothing more
+    finished = sorted(p.name for p in (root / "run" / "step2b").glob("checkpoint_*.pt"))
+    assert distill(setup, "--resume") == 0
+    assert sorted(p.name for p in (root / "run" / "step2b").glob("checkpoint_*.pt")) == finished
+
+
+def test_a_recipe_part_left_unfinished_continues_with_resume(setup, short_recipe, tmp_path):
+    assert distill(setup, "--time-limit", "0.001", into=tmp_path) == 0   # stops in the first part, after one step
+    first = json.loads((tmp_path / "models" / "tiny_style_lite.json").read_text())["recipe"]
+    assert first["stopped_by_time_limit"] and first["iterations"] < 2 and "init" not in first
+    assert distill(setup, "--resume", into=tmp_path) == 0
+    meta = json.loads((tmp_path / "models" / "tiny_style_lite.json").read_text())
+    assert meta["recipe"]["command"].endswith("# part step2b, 3 of 3")
+    assert meta["recipe"]["init"]["recipe"]["init"]["recipe"]["iterations"] == 2   # step 1, finished
+
+
+def test_the_recipe_refuses_the_options_it_sets(setup, capsys):
+    assert distill(setup, "--iterations", "5", "--gram-weight", "0") == 1
+    err = capsys.readouterr().err
+    assert "leave out --gram-weight, --iterations, or give --recipe single" in err
