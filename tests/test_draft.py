@@ -46,7 +46,8 @@ def test_the_daemons_info_names_each_lite_net_and_the_style_it_is_the_lite_versi
     assert models["udnie"]["lite"] == "udnie_lite" and "teacher" not in models["udnie"]
     assert models["starry_night"]["lite"] == "starry_night_lite"          # the bundled lite net
     assert models["starry_night_lite"]["teacher"] == "starry_night"
-    paired = ("udnie", "udnie_lite", "starry_night", "starry_night_lite")
+    assert models["the_scream"]["lite"] == "the_scream_lite" and models["the_scream_lite"]["teacher"] == "the_scream"
+    paired = ("udnie", "udnie_lite", "starry_night", "starry_night_lite", "the_scream", "the_scream_lite")
     assert not any("lite" in m or "teacher" in m for name, m in models.items() if name not in paired)
 
 
@@ -71,7 +72,7 @@ def test_a_style_with_several_lite_nets_prefers_name_lite_else_the_first_by_name
     make_model(extra, "udnie_tiny", architecture={"channels": 8, "blocks": 1}, teacher="udnie")
     store = ModelStore([lite_models_dir, extra], include_user=False)
     assert lite_versions(store.list()) == {"mosaic": "mosaic_fast", "udnie": "udnie_lite",
-                                           "starry_night": "starry_night_lite"}
+                                           "starry_night": "starry_night_lite", "the_scream": "the_scream_lite"}
 
 
 @pytest.mark.parametrize("teacher", [42, "Not A Name", "self", ""])
@@ -154,8 +155,9 @@ def test_draft_model_by_info(daemon):
     assert protocol.draft_model(models, "udnie_lite") == "udnie_lite"
     assert protocol.draft_model(models, "no_such_style") == "no_such_style"   # the daemon refuses it by name
     assert protocol.draft_model(models, "starry_night") == "starry_night_lite"     # bundled
-    with pytest.raises(protocol.BadRequest, match="train distill --teacher the_scream"):
-        protocol.draft_model(models, "the_scream")
+    assert protocol.draft_model(models, "the_scream") == "the_scream_lite"         # bundled
+    with pytest.raises(protocol.BadRequest, match="train distill --teacher wave"):
+        protocol.draft_model(models, "wave")
 
 
 def test_krita_gallery_lists_each_style_once_and_the_draft_switch_follows_the_chosen_style(daemon, tmp_path):
