@@ -282,9 +282,9 @@ class TrainOption:
     """One training option of ``train_style`` (or ``distill``) requests and of ``brushwork train style``
     (``train distill``).
 
-    ``kind`` is int, float or bool; a request's value must lie in ``low``..``high`` (bounds that
-    protect the daemon's machine; the trainer's own command line takes any value) and be a
-    multiple of ``multiple_of``. ``default`` is the trainer's (None: it decides, e.g. from the
+    ``kind`` is int, float, bool or str; a request's number must lie in ``low``..``high`` (bounds
+    that protect the daemon's machine; the trainer's own command line takes any value) and be a
+    multiple of ``multiple_of``, a string one of ``choices``. ``default`` is the trainer's (None: it decides, e.g. from the
     VGG flavour); ``editor_default`` what the daemon uses for the editors' trainings unless a
     request says otherwise (None: the trainer's default). ``help`` is the trainer's ``--help``
     text (``%(default)s`` is the default); ``affects_speed`` marks the options that set how
@@ -301,6 +301,7 @@ class TrainOption:
     multiple_of: int = 1
     affects_speed: bool = False
     metavar: str = None
+    choices: tuple = None
 
     @property
     def flag(self):
@@ -311,12 +312,19 @@ class TrainOption:
         """Whether ``value`` is of the option's kind (true/false, or a number), whatever its range."""
         if self.kind is bool:
             return isinstance(value, bool)
+        if self.kind is str:
+            return isinstance(value, str)
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
     def check(self, value):
         """``value`` if a request may set the option to it; raises BadRequest saying what it takes."""
         if self.kind is bool:
             return check_switch(self.name, value)
+        if self.kind is str:
+            if value not in self.choices:
+                raise BadRequest(f"{self.name!r} must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
+                                 [:MAX_QUOTE])
+            return value
         if not self.takes_type(value) or (self.kind is int and not isinstance(value, int)) \
                 or not math.isfinite(value) or not self.low <= value <= self.high:
             raise BadRequest(f"{self.name!r} must be {'an integer' if self.kind is int else 'a number'} "
@@ -373,11 +381,17 @@ def check_train_option(name, value):
 
 
 # The options a distill request (and the lite version a train_style request asks for) may set:
-# `brushwork train distill`'s, with the editors' defaults. Those make a lite net in about 20
-# minutes on a laptop CPU: 256 crops of 128 px for the teacher to stylise once (a minute or two),
-# then the student's training, stopped after 15 minutes if its iterations take longer.
-# docs/protocol.md, "Distilling a lite net"; the recipe itself: docs/models.md, "Lite nets".
+# `brushwork train distill`'s, with the editors' defaults. Those make a quick lite net in about 20
+# minutes on a laptop CPU (``recipe`` "single"): 256 crops of 128 px for the teacher to stylise once
+# (a minute or two), then the student's training, stopped after 15 minutes if its iterations take
+# longer. ``recipe`` "two-step" is the bundled lite nets' recipe (about two hours on a 2-core CPU):
+# it sets the iterations and learning rates itself (RECIPE_SETS), and the editors' defaults do not
+# apply to it. docs/protocol.md, "Lite versions"; the recipe itself: docs/models.md, "Lite nets".
 DISTILL_OPTIONS = {option.name: option for option in (
+    TrainOption("recipe", str, None, None, "two-step", "two-step (default): the bundled lite nets' recipe, in parts "
+                "that each start from the last (RUN_DIR/step1, step2a, ...: pixels first, then the VGG terms; about "
+                "2 hours on a 2-core CPU), which sets the iterations, learning rates and loss weights; single: one "
+                "run with the options given", editor_default="single", choices=("two-step", "single")),
     dataclasses.replace(TRAIN_OPTIONS["iterations"], editor_default=3000),
     dataclasses.replace(TRAIN_OPTIONS["size"], low=32, editor_default=128),
     TrainOption("pool", int, 1, 20_000, 300, "crops the teacher stylises once, cached in the run dir "
@@ -385,8 +399,16 @@ DISTILL_OPTIONS = {option.name: option for option in (
     *(TRAIN_OPTIONS[name] for name in ("batch", "lr", "seed", "checkpoint_every", "channels", "blocks")),
     dataclasses.replace(TRAIN_OPTIONS["time_limit"], editor_default=900.0),
 )}
+RECIPE_SETS = ("iterations", "lr")          # distillation options the two-step recipe sets for each of its parts
 LITE_SUFFIX = "_lite"                       # a lite net's name: its teacher's + this, unless named
 MAX_DISTILL_TARGETS_BYTES = 4 * 1024 ** 3   # a request's teacher targets on disk: pool x 2 x 3 x size x size
+
+
+def lite_request(options, recipe):
+    """The distillation options an editor asks for a lite version with: its settings' ``options``
+    and ``recipe`` (the full recipe, "two-step", sets RECIPE_SETS itself: they are left out)."""
+    return {**{key: value for key, value in options.items()
+               if key != "recipe" and not (recipe == "two-step" and key in RECIPE_SETS)}, "recipe": recipe}
 
 
 def check_distill_option(name, value):

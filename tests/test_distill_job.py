@@ -111,7 +111,29 @@ def test_stop_and_keep_during_the_style_saves_it_and_makes_no_lite_version(daemo
     assert "stopped_style_lite" not in listed(client)
 
 
+def test_a_distill_request_with_the_two_step_recipe_names_its_part_and_stop_keeps_the_model(daemon, client):
+    """The full recipe from an editor: progress names the part, and Stop keeps the model as far as
+    it came (test_distill_recipe.py runs all the parts, in the trainer)."""
+    progress, stop = [], threading.Event()
+
+    def on_progress(done, total, message):
+        progress.append((done, total, message))
+        if message.startswith("lite version: part 1 of 6: loss") and done >= 2:
+            stop.set()
+    model = client.distill("mosaic", name="mosaic_full", recipe="two-step", progress=on_progress,
+                           should_stop=stop.is_set, **LITE_TINY)
+
+    assert Path(model["path"]) == daemon.train_out / "mosaic_full.json" and model["partly_trained"] is True
+    recipe = model["recipe"]
+    assert recipe["command"].endswith("# part step1, 1 of 6") and recipe["stopped_early"] is True
+    assert "--time-limit" not in recipe["command"] and "--iterations" not in recipe["command"]
+    assert recipe["planned_iterations"] == 2000 and recipe["lr"] == 2e-3     # step 1's, set by the recipe
+    assert "lite version: the teacher's examples: 4 of 4" in [m for _, _, m in progress]
+
+
 @pytest.mark.parametrize("teacher, fields, words", [
+    ("mosaic", {"recipe": "fast"}, "'recipe' must be one of 'two-step', 'single', got 'fast'"),
+    ("mosaic", {"recipe": "two-step", "iterations": 5}, r"leave out \['iterations'\], or ask for recipe 'single'"),
     ("no_such_style", {}, "teacher 'no_such_style': there is no model of that name; a teacher is a style model"),
     ("sr_x2", {}, "it is an sr model"),
     (None, {}, "'teacher'"),

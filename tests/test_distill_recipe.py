@@ -3,12 +3,15 @@ set of teacher targets, and the final model's recipe holds the chain. The parts 
 settings but run 2 iterations each here."""
 
 import json
+import os
 
 import pytest
 
+from backend import protocol
 from tests.helpers import make_model, training_photos
 from trainer import distill_recipe
 from trainer.cli import main
+from trainer.progress import stop_requests
 
 TINY = ["--size", "32", "--pool", "4", "--batch", "2", "--channels", "4", "--blocks", "1",
         "--precision", "fp32", "--device", "cpu"]
@@ -78,3 +81,33 @@ def test_the_recipe_refuses_the_options_it_sets(setup, capsys):
     assert distill(setup, "--iterations", "5", "--gram-weight", "0") == 1
     err = capsys.readouterr().err
     assert "leave out --gram-weight, --iterations, or give --recipe single" in err
+
+
+def test_with_progress_json_each_part_is_announced_and_the_last_line_names_the_installed_model(setup, short_recipe,
+                                                                                                tmp_path, capsys):
+    """What the daemon reads when an editor asks for the recipe."""
+    assert distill(setup, "--progress-json", into=tmp_path) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    announced = [(e["name"], e["number"], e["parts"]) for e in events if e["event"] == "part"]
+    assert announced == [("step1", 1, 3), ("step2a", 2, 3), ("step2b", 3, 3)]
+    kinds = [e["event"] for e in events]
+    assert kinds.index("targets") < kinds.index("part", 1)    # the teacher's targets are made once, in step 1
+    assert events[-1] == {"event": "done", "model": "tiny_style_lite",
+                          "path": str(tmp_path / "models" / "tiny_style_lite.json")}
+
+
+def test_the_parts_share_one_stop_reader_so_a_stop_ends_the_part_running():
+    """Each part's run asks for the stop requests on the trainer's stdin: all get the same reader,
+    so an editor's Stop is not swallowed by a finished part's."""
+    read_end, write_end = os.pipe()
+    with open(read_end) as stream, open(write_end, "w") as writer:
+        first_part = stop_requests(stream)
+        assert stop_requests(stream) is first_part
+        writer.write("stop\n")
+        writer.flush()
+        assert first_part.wait(10)
+
+
+def test_the_protocol_knows_which_distillation_options_the_recipe_sets():
+    """A daemon refuses those in a two-step request (``protocol.RECIPE_SETS``) before any training starts."""
+    assert set(protocol.RECIPE_SETS) == set(distill_recipe.SET_BY_RECIPE) & set(protocol.DISTILL_OPTIONS)

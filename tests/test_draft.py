@@ -108,7 +108,7 @@ def test_models_marks_lite_nets_and_the_styles_that_have_one(daemon, lite_models
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert code == 0 and "LITE" in rows["NAME"]
     assert "lite version of udnie" in rows["udnie_lite"] and "draft: udnie_lite" in rows["udnie"]
-    assert "lite" not in rows["wave"].split("x1", 1)[1]
+    assert "lite" not in rows["composition_vii"].split("x1", 1)[1]
 
 
 def stylize_directly(endpoint, path, model):
@@ -142,9 +142,10 @@ def test_draft_of_a_lite_net_named_directly_runs_it(daemon, photo_file, capsys):
 def test_draft_of_a_style_without_a_lite_net_says_how_to_make_one(daemon, lite_models_dir, photo_file, capsys,
                                                                     where):
     place = ["--endpoint", daemon] if where == "daemon" else ["--local", "--models", lite_models_dir, *ENGINE_ARGS]
-    code, _, err = run(["stylize", photo_file, "--style", "wave", "--draft", *place], capsys)
+    code, _, err = run(["stylize", photo_file, "--style", "composition_vii", "--draft", *place], capsys)
     assert code == protocol.EXIT_ERROR
-    assert "'wave' has no lite (draft) version: make one with `brushwork train distill --teacher wave`" in err
+    assert ("'composition_vii' has no lite (draft) version: make one with `brushwork train distill --teacher "
+            "composition_vii`") in err
     assert list(photo_file.parent.iterdir()) == [photo_file]
 
 
@@ -156,8 +157,8 @@ def test_draft_model_by_info(daemon):
     assert protocol.draft_model(models, "no_such_style") == "no_such_style"   # the daemon refuses it by name
     assert protocol.draft_model(models, "starry_night") == "starry_night_lite"     # bundled
     assert protocol.draft_model(models, "the_scream") == "the_scream_lite"         # bundled
-    with pytest.raises(protocol.BadRequest, match="train distill --teacher wave"):
-        protocol.draft_model(models, "wave")
+    with pytest.raises(protocol.BadRequest, match="train distill --teacher composition_vii"):
+        protocol.draft_model(models, "composition_vii")
 
 
 def test_krita_gallery_lists_each_style_once_and_the_draft_switch_follows_the_chosen_style(daemon, tmp_path):
@@ -166,11 +167,11 @@ def test_krita_gallery_lists_each_style_once_and_the_draft_switch_follows_the_ch
     with Client(daemon) as client:
         models = client.info()["models"]
     shown = [m["name"] for m in gallery.gallery_styles(models)]
-    assert "udnie" in shown and "udnie_lite" not in shown and "wave" in shown and "sr_x4_pixel" not in shown
+    assert "udnie" in shown and "udnie_lite" not in shown and "composition_vii" in shown and "sr_x4_pixel" not in shown
     assert gallery.draft_switch(models, "udnie")[0] and gallery.draft_model(models, "udnie") == "udnie_lite"
-    enabled, tooltip = gallery.draft_switch(models, "wave")
-    assert not enabled and "`brushwork train distill --teacher wave`" in tooltip
-    assert gallery.draft_model(models, "wave") is None                    # the full net runs
+    enabled, tooltip = gallery.draft_switch(models, "composition_vii")
+    assert not enabled and "`brushwork train distill --teacher composition_vii`" in tooltip
+    assert gallery.draft_model(models, "composition_vii") is None         # the full net runs
     # without its teacher the lite net is a style of its own
     alone = [m for m in models if m["name"] != "udnie"]
     assert "udnie_lite" in [m["name"] for m in gallery.gallery_styles(alone)]
@@ -192,4 +193,4 @@ def test_gimp_style_choices_leave_out_lite_nets_of_listed_styles(daemon, tmp_pat
     names = [name for name, _ in model_list.choices(models, "style")]
     assert "udnie" in names and "udnie_lite" not in names
     assert "udnie_lite" in model_list.draft_note(models, "udnie")
-    assert "`brushwork train distill --teacher wave`" in model_list.draft_note(models, "wave")
+    assert "`brushwork train distill --teacher composition_vii`" in model_list.draft_note(models, "composition_vii")

@@ -64,3 +64,22 @@ def test_krita_lite_settings_keep_known_distillation_options_and_drop_the_rest()
                                                                             "iterations": "9", "blocks": True}})
     assert loaded.train_lite is True and loaded.lite_options == {"pool": 64, "size": 96}
     assert krita_settings.Settings().lite_options == {} and krita_settings.Settings().train_lite is False
+
+
+@pytest.mark.parametrize("recipe, sent", [
+    ("single", {"pool": 64, "iterations": 500, "lr": 0.002, "recipe": "single"}),
+    ("two-step", {"pool": 64, "recipe": "two-step"}),     # the full recipe sets the iterations and learning rates
+    ("fast", {"pool": 64, "iterations": 500, "lr": 0.002, "recipe": "single"}),   # unknown: the quick one
+])
+def test_krita_asks_for_a_lite_version_with_the_chosen_recipe(recipe, sent):
+    loaded = krita_settings.from_dict({"lite_recipe": recipe,
+                                       "lite_options": {"pool": 64, "iterations": 500, "lr": 0.002, "recipe": "x"}})
+    assert loaded.lite_request() == sent
+    assert protocol.check_distill_option("recipe", sent["recipe"]) == sent["recipe"]
+
+
+def test_gimp_lite_options_leave_the_recipe_to_the_train_style_argument(tmp_path):
+    assert set(gimp_settings.LITE_OPTIONS) == set(protocol.DISTILL_OPTIONS) - {"recipe"}
+    (tmp_path / "brushwork.json").write_text(json.dumps({"endpoint": "", "lite_options": {"recipe": "two-step"}}))
+    with pytest.raises(ValueError, match="lite_options must map some of"):
+        gimp_settings.load_lite_options(tmp_path)

@@ -33,12 +33,13 @@ def test_every_option_reaches_the_trainer_under_its_own_name():
     assert {**parsed, **{name: str(parsed[name]) for name in paths}} == options
 
 
-def test_every_distillation_option_reaches_the_trainer_under_its_own_name():
-    options = {name: option.high for name, option in DISTILL_OPTIONS.items()}
-    options.update(name="job_lite", teacher="job_style", models="/models", content="photos", device="cpu")
+@pytest.mark.parametrize("recipe", ["two-step", "single"])
+def test_every_distillation_option_reaches_the_trainer_under_its_own_name(recipe):
+    values = {name: option.high for name, option in DISTILL_OPTIONS.items() if option.kind is not str}
+    options = dict(values, recipe=recipe, name="job_lite", teacher="job_style", models="/models", content="photos",
+                   device="cpu")
     args = build_parser().parse_args(["train", "distill", *trainer_arguments(options)])
-    assert {name: getattr(args, name) for name in DISTILL_OPTIONS} == \
-        {name: option.high for name, option in DISTILL_OPTIONS.items()}
+    assert {name: getattr(args, name) for name in DISTILL_OPTIONS} == {**values, "recipe": recipe}
     assert args.teacher == "job_style" and args.models == ["/models"] and str(args.content) == "photos"
     assert trainer_arguments({"flip": False, "blocks": None}) == []
     with pytest.raises(ValueError, match="unknown training option 'run_folder'"):

@@ -7,7 +7,8 @@ measured best on the 2-core CPU (docs/models.md, "Lite nets"). Every part is an 
 ``train distill`` run in ``RUN_DIR/<part>``, sharing the teacher's targets in ``RUN_DIR/targets``;
 each exports the student to ``RUN_DIR/<part>/model`` and the next starts from that model
 (``--init``), so the final model's recipe holds the whole chain; the last is installed into ``--out``.
-It runs in one process without ``--progress-json`` (the editors' jobs run ``--recipe single``).
+With ``--progress-json`` (the daemon's jobs) each part's lines follow a ``{"event": "part", "name",
+"number", "parts"}`` line, and a last ``done`` line names the installed model.
 """
 
 import argparse
@@ -21,6 +22,7 @@ from backend.model_store import user_models_dir
 from trainer import options
 from trainer.checkpoint import checkpoint_path, default_run_dir, latest_checkpoint
 from trainer.distill import student_name
+from trainer.progress import emit_json
 
 STEP_2 = {"lr": 3e-4, "lr_final": 1e-5, "grid_weight": 200.0, "gram_weight": 3e-10, "objective_weight": 3e-6,
           "content_weight": 3e-6}
@@ -30,7 +32,7 @@ PARTS = (
     ("step2a", {**STEP_2, "iterations": 800, "warmup": 20}),
     *((f"step2{letter}", {**STEP_2, "iterations": 400, "warmup": 10}) for letter in "bcde"),
 )
-SET_BY_RECIPE = sorted({key for _, settings in PARTS for key in settings} | {"init", "estimate", "progress_json"})
+SET_BY_RECIPE = sorted({key for _, settings in PARTS for key in settings} | {"init", "estimate"})
 
 
 def _defaults():
@@ -89,11 +91,17 @@ def run(args, run_part):
             part.time_limit = deadline - time.monotonic()
             if part.time_limit <= 0:
                 break
-        print(f"part {part_name} ({number} of {len(PARTS)}): {settings['iterations']:,} iterations", flush=True)
+        if args.progress_json:
+            emit_json({"event": "part", "name": part_name, "number": number, "parts": len(PARTS)})
+        else:
+            print(f"part {part_name} ({number} of {len(PARTS)}): {settings['iterations']:,} iterations", flush=True)
         json_path = run_part(part)
         recipe = json.loads(Path(json_path).read_text(encoding="utf-8"))["recipe"]
         if recipe.get("stopped_by_time_limit") or recipe.get("stopped_early"):
             break
     if json_path is None:
         raise ValueError("--time-limit ran out before the first part could start")
-    return _install(json_path, args.out if args.out is not None else user_models_dir())
+    installed = _install(json_path, args.out if args.out is not None else user_models_dir())
+    if args.progress_json:
+        emit_json({"event": "done", "model": name, "path": str(installed)})
+    return installed

@@ -31,6 +31,8 @@ def add_train_option(parser, name, **changes):
     arguments = {"type": option.kind, "default": option.default, "help": option.help}
     if option.metavar:
         arguments["metavar"] = option.metavar
+    if option.choices:
+        arguments["choices"] = option.choices
     return parser.add_argument(option.flag, **{**arguments, **changes})
 
 
@@ -148,11 +150,7 @@ def add_train_distill_arguments(parser):
     parser.add_argument("--display-name", help="name shown in the editors (default: the teacher's + ' (lite)')")
     parser.add_argument("--models", action="append", metavar="DIR",
                         help="extra model directory to find the teacher in (repeatable)")
-    parser.add_argument("--recipe", choices=("two-step", "single"), default="two-step",
-                        help="two-step (default): the bundled lite nets' recipe, in parts that each start from the "
-                             "last (RUN_DIR/step1, step2a, ...: pixels first, then the VGG terms; about 2 hours on "
-                             "a 2-core CPU), which sets the iterations, learning rates and loss weights; single: "
-                             "one run with the options given")
+    add_train_option(parser, "recipe")
     add_train_option(parser, "size")
     add_train_option(parser, "pool")
     parser.add_argument("--zoom", type=float, default=2.0, metavar="Z",

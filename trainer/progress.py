@@ -2,6 +2,7 @@
 ``--progress-json`` lines, the time the run will take once it is measured, and ``stop``
 requests read from stdin."""
 
+import functools
 import json
 import os
 import sys
@@ -97,22 +98,31 @@ class Progress:
             self.bar.write(text, file=sys.stderr)
 
     def emit(self, **fields):
-        if self.json_lines:
-            try:
-                print(json.dumps(fields), flush=True)
-            except BrokenPipeError:
-                self.json_lines, self.reader_gone = False, True
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())   # what is still buffered must not fail at exit
-                os.close(devnull)
+        if self.json_lines and not emit_json(fields):
+            self.json_lines, self.reader_gone = False, True
 
     def close(self):
         self.bar.close()
 
 
+def emit_json(fields):
+    """Print ``fields`` as one JSON line on stdout; False when its reader went away (stdout is then
+    sent to /dev/null, so that what is still buffered does not fail at exit)."""
+    try:
+        print(json.dumps(fields), flush=True)
+        return True
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
+
+
+@functools.cache
 def stop_requests(stream):
     """An Event set when ``stream`` (the trainer's stdin under ``--progress-json``) gives the line
-    ``stop``: how an editor's training is stopped early, keeping what it has learnt."""
+    ``stop``: how an editor's training is stopped early, keeping what it has learnt. One per
+    stream: the runs of a recipe's parts share it, so a ``stop`` ends the part that is running."""
     requested = threading.Event()
 
     def watch():

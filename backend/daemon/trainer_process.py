@@ -14,7 +14,8 @@ its log (``trainer.log``) there too, so nothing is left in /tmp when the daemon 
 a resumed run needs stays together. ``options`` are training options (``protocol.TRAIN_OPTIONS``
 or ``protocol.DISTILL_OPTIONS``, checked by the caller) and the settings the daemon chooses
 itself (DAEMON_SETTINGS). ``on_progress(done, total, message)`` (for a distillation first the
-teacher's targets made, then the iterations), ``on_done(info)`` with info ``{"name", "path"}``
+teacher's targets made, then the iterations; with option ``recipe`` "two-step" those of each part,
+the message beginning "part 2 of 6: "), ``on_done(info)`` with info ``{"name", "path"}``
 (with option ``estimate``: ``{"estimate": {"s_per_iteration", "hardware", ...}}``, and no
 model), ``on_error(BrushworkError)`` (code ``cancelled`` after :meth:`cancel`) are called from
 the job's reader thread. :meth:`stop` ends the training early and still exports the model.
@@ -66,8 +67,6 @@ class TrainerProcess:
         self.run_dir = Path(run_dir)
         self.command = [sys.executable, "-m", "trainer", "train", command, "--run-dir", str(run_dir),
                         "--progress-json", *trainer_arguments(options)]
-        if command == "distill":     # the editors' options (iterations, learning rate) are one run's
-            self.command += ["--recipe", "single"]
         if models_dir is not None:
             self.command += ["--out", str(models_dir)]
         self.process = None
@@ -91,6 +90,7 @@ class TrainerProcess:
 
     def _read(self):
         done = failure = None
+        part = ""      # "part 2 of 6: " while a two-step distillation runs its second part
         for raw in self.process.stdout:
             try:
                 event = json.loads(raw)
@@ -101,11 +101,13 @@ class TrainerProcess:
             if event.get("event") == "progress" and self.on_progress:
                 losses = event.get("losses", {})
                 eta = event.get("eta_s")
-                message = f"loss {losses.get('total', 0):.4g}" + (f", {eta / 60:.0f} min left" if eta else "")
+                message = part + f"loss {losses.get('total', 0):.4g}" + (f", {eta / 60:.0f} min left" if eta else "")
                 self.on_progress(event["iteration"], event["total"], message)
             elif event.get("event") == "targets" and self.on_progress:
                 self.on_progress(event["done"], event["total"],
                                  f"the teacher's examples: {event['done']:,} of {event['total']:,}")
+            elif event.get("event") == "part":
+                part = f"part {event['number']} of {event['parts']}: "
             elif event.get("event") == "done":
                 done = {"name": event["model"], "path": event["path"]}
             elif event.get("event") == "error" and event.get("code") in (protocol.IOFailure.code,

@@ -12,7 +12,8 @@ import numpy as np
 
 from backend import pixels, protocol
 from backend.model_files import MAX_TEXT
-from backend.protocol import DISTILL_OPTIONS, LITE_SUFFIX, MAX_DISTILL_TARGETS_BYTES, TRAIN_OPTIONS, BrushworkError
+from backend.protocol import (DISTILL_OPTIONS, LITE_SUFFIX, MAX_DISTILL_TARGETS_BYTES, RECIPE_SETS, TRAIN_OPTIONS,
+                              BrushworkError)
 
 MIN_STYLE_SIDE = TRAIN_OPTIONS["style_size"].low   # the trainer's smallest style image
 # What the editors' trainings and distillations use unless a request (or `brushwork serve`) says
@@ -137,11 +138,19 @@ def find_teacher(store, name):
 
 
 def distill_options(options):
-    """A distillation's options over DISTILL_DEFAULTS. Refuses one whose teacher targets (``pool``
-    crops of ``size``², input and output) would take more than MAX_DISTILL_TARGETS_BYTES on the
-    daemon's disk, or a pool smaller than a batch."""
-    options = {**DISTILL_DEFAULTS, **options}
-    pool, size, batch = options["pool"], options["size"], options.get("batch", TRAIN_OPTIONS["batch"].default)
+    """A distillation's options over DISTILL_DEFAULTS, or for ``recipe`` "two-step" over the
+    trainer's defaults (the recipe sets the schedule: RECIPE_SETS are refused). Refuses one whose
+    teacher targets (``pool`` crops of ``size``², input and output) would take more than
+    MAX_DISTILL_TARGETS_BYTES on the daemon's disk, or a pool smaller than a batch."""
+    if options.get("recipe") == "two-step":
+        given = sorted(set(RECIPE_SETS) & set(options))
+        if given:
+            raise protocol.BadRequest(f"the two-step recipe sets the iterations and learning rate of each of its "
+                                      f"parts: leave out {given}, or ask for recipe 'single'")
+    else:
+        options = {**DISTILL_DEFAULTS, **options}
+    pool, size = (options.get(name, DISTILL_OPTIONS[name].default) for name in ("pool", "size"))
+    batch = options.get("batch", TRAIN_OPTIONS["batch"].default)
     if pool < batch:
         raise protocol.BadRequest(f"'pool' ({pool}) must be at least 'batch' ({batch})")
     if pool * 6 * size * size > MAX_DISTILL_TARGETS_BYTES:

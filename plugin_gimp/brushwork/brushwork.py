@@ -127,10 +127,14 @@ def _define_train_style(procedure):
                                   0.0, protocol.TRAIN_OPTIONS["time_limit"].high / 60, 0.0, RW)
     procedure.add_boolean_argument("lite", "Also make a lite (fast) _version",
                                    "Afterwards, distil a smaller net that copies the new style and stylises "
-                                   "several times faster (named NAME_lite; its training stops after "
-                                   f"{protocol.DISTILL_OPTIONS['time_limit'].editor_default / 60:.0f} min at most)",
-                                   False, RW)
-    return ["name", "display-name", "iterations", "photos", "time-limit", "lite"]
+                                   "several times faster (named NAME_lite)", False, RW)
+    quick_minutes = protocol.DISTILL_OPTIONS["time_limit"].editor_default / 60
+    procedure.add_choice_argument("lite-recipe", "Lite version _recipe", "How the lite version is made: quickly "
+                                  "(good enough for drafts) or with the bundled lite nets' recipe (pixels first, then "
+                                  "the style's textures; close to the style itself)",
+                                  _choice(("single", f"Quick: one run of at most {quick_minutes:.0f} min"),
+                                          ("two-step", "Full: about 2 h on a laptop CPU")), "single", RW)
+    return ["name", "display-name", "iterations", "photos", "time-limit", "lite", "lite-recipe"]
 
 
 def _define_settings(procedure):

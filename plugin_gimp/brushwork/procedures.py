@@ -138,9 +138,10 @@ def stylize(args, image, drawables, interactive):
 
 def train_style(args, image, drawables, interactive):
     """Ask the daemon to train a style model from the selected pixels, on the chosen folder of
-    photos (or the daemon's own), and with ``lite`` then its lite version. Interactively, the
-    time the style takes (measured on the daemon's device) is shown first, and a window offers
-    to stop early and keep the model."""
+    photos (or the daemon's own), and with ``lite`` then its lite version (made as ``lite-recipe``
+    says, with the settings file's ``lite_options``). Interactively, the time the style takes
+    (measured on the daemon's device) is shown first, and a window offers to stop early and keep
+    the model."""
     name = args["name"].strip()
     if not name:
         raise Failure("give the new style a name")
@@ -152,7 +153,8 @@ def train_style(args, image, drawables, interactive):
                    iterations=args["iterations"] or None,
                    content=os.path.abspath(os.path.expanduser(photos)) if photos else None,
                    time_limit=minutes * 60 if minutes else None)
-    lite_options = settings_file.load_lite_options(host.config_dir()) or True   # read before training starts
+    lite_options = protocol.lite_request(settings_file.load_lite_options(host.config_dir()),  # read before training
+                                         args["lite-recipe"])
     client = _connect()
     stop = None
     if interactive:

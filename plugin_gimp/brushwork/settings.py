@@ -27,8 +27,9 @@ DEFAULTS = {"endpoint": "", "manage_daemon": True, "daemon_path": "", "timeout_s
 # train_style options ``train_options`` may set (docs/protocol.md, "Training a style"): all but
 # those the Train Style procedure has arguments for
 TRAIN_OPTIONS = tuple(name for name in protocol.TRAIN_OPTIONS if name not in ("iterations", "time_limit"))
-# distill options ``lite_options`` may set (docs/protocol.md, "Lite versions")
-LITE_OPTIONS = tuple(protocol.DISTILL_OPTIONS)
+# distill options ``lite_options`` may set (docs/protocol.md, "Lite versions"): all but the recipe,
+# which the Train Style procedure has an argument for
+LITE_OPTIONS = tuple(name for name in protocol.DISTILL_OPTIONS if name != "recipe")
 
 
 def settings_path(config_dir):

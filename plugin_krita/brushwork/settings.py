@@ -43,6 +43,7 @@ class Settings:
     train_options: dict = field(default_factory=dict)   # more train_style options, e.g. {"size": 128}
     train_lite: bool = False            # also make a lite (fast) version of a new style
     lite_options: dict = field(default_factory=dict)    # distillation options of lite versions, e.g. {"pool": 64}
+    lite_recipe: str = "single"         # how lite versions are made: "single" (quick) or "two-step" (the full recipe)
 
     def validated(self):
         """A copy with out-of-range values replaced by their defaults."""
@@ -61,7 +62,13 @@ class Settings:
                                if key in TRAIN_OPTIONS and protocol.TRAIN_OPTIONS[key].takes_type(value)}
         fixed.lite_options = {key: value for key, value in self.lite_options.items()
                               if key in protocol.DISTILL_OPTIONS and protocol.DISTILL_OPTIONS[key].takes_type(value)}
+        if fixed.lite_recipe not in protocol.DISTILL_OPTIONS["recipe"].choices:
+            fixed.lite_recipe = defaults.lite_recipe
         return fixed
+
+    def lite_request(self):
+        """The distillation options a lite version is asked for with (``protocol.lite_request``)."""
+        return protocol.lite_request(self.lite_options, self.lite_recipe)
 
 
 def from_dict(data):

@@ -6,8 +6,8 @@ started with) and the iterations, and shows the time those take on the daemon's 
 measured there (``Controller.estimate_training``). Start stays disabled until that estimate
 is known. "Also make a lite (fast) version" distils one from the new style once it is saved;
 "Make lite version" distils one of an installed style instead, on the same photos
-(``Controller.make_lite_version``). While a training runs, the docker's Train button stops it
-and keeps the model.
+(``Controller.make_lite_version``); either quickly or with the full recipe ("Lite version").
+While a training runs, the docker's Train button stops it and keeps the model.
 """
 
 import os
@@ -17,7 +17,9 @@ from .qt import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, Q
                  QLineEdit, QPushButton, QSpinBox, QStandardPaths, QVBoxLayout)
 
 ITERATIONS = protocol.TRAIN_OPTIONS["iterations"]
-LITE_MINUTES = protocol.DISTILL_OPTIONS["time_limit"].editor_default / 60   # the daemon's limit on a lite version
+LITE_MINUTES = protocol.DISTILL_OPTIONS["time_limit"].editor_default / 60   # the daemon's limit on a quick one
+LITE_RECIPES = (("single", f"Quick: one run of at most {LITE_MINUTES:.0f} min"),
+                ("two-step", "Full: the bundled lite nets' recipe, about 2 h on a laptop CPU"))
 
 
 def lite_teachers(models):
@@ -57,9 +59,17 @@ class TrainDialog(QDialog):
         form.addRow("Iterations", self.iterations)
         self.lite = QCheckBox("Also make a lite (fast) version")
         self.lite.setChecked(s.train_lite)
-        self.lite.setToolTip(f"Afterwards, a smaller net learns to copy the new style (at most {LITE_MINUTES:.0f} "
-                             "min of training): it stylises several times faster, for drafts.")
+        self.lite.setToolTip("Afterwards, a smaller net learns to copy the new style (see Lite version): it "
+                             "stylises several times faster, for drafts.")
         form.addRow("", self.lite)
+        self.lite_recipe = QComboBox()
+        for recipe, label in LITE_RECIPES:
+            self.lite_recipe.addItem(label, recipe)
+        self.lite_recipe.setCurrentIndex(self.lite_recipe.findData(s.lite_recipe))
+        self.lite_recipe.setToolTip("How a lite version is made. Quick: good enough for drafts. Full: step by step, "
+                                    "pixels first, then the style's textures; close to the style itself. Stop keeps "
+                                    "what it has learnt either way.")
+        form.addRow("Lite version", self.lite_recipe)
         self.teacher = QComboBox()
         for model in lite_teachers(controller.models):
             self.teacher.addItem(model.get("display_name") or model["name"], model["name"])
@@ -159,16 +169,17 @@ class TrainDialog(QDialog):
     def _start(self):
         name = self.name.text().strip() or "my_style"
         self.controller.update_settings(train_name=name, train_iterations=self.iterations.value(),
-                                        train_content=self.content(), train_lite=self.lite.isChecked())
+                                        train_content=self.content(), train_lite=self.lite.isChecked(),
+                                        lite_recipe=self.lite_recipe.currentData())
         options = self._options()
         if self.lite.isChecked():
-            options["lite"] = self.controller.settings.lite_options or True
+            options["lite"] = self.controller.settings.lite_request()
         self._close()
         self.controller.start_training(self.snapshot, name, options)
 
     def _make_lite(self):
-        self.controller.update_settings(train_content=self.content())
-        options = {"content": self._options()["content"], **self.controller.settings.lite_options}
+        self.controller.update_settings(train_content=self.content(), lite_recipe=self.lite_recipe.currentData())
+        options = {"content": self._options()["content"], **self.controller.settings.lite_request()}
         self._close()
         self.controller.make_lite_version(self.snapshot.document, self.teacher.currentData(), options)
 

@@ -139,6 +139,8 @@ def test_dialog_mnemonics_are_unique(dialogs, name):
 
 
 def test_train_style_dialog_offers_a_lite_version(dialogs):
-    """Train Style's "Also make a lite (fast) version" switch (off unless chosen), with its own mnemonic."""
+    """Train Style's "Also make a lite (fast) version" switch (off unless chosen) and how to make it,
+    each with its own mnemonic."""
     seen = record(dialogs, "train_style")
     assert ["v", "Also make a lite (fast) _version"] in seen["mnemonics"], seen["mnemonics"]
+    assert ["r", "Lite version _recipe"] in seen["mnemonics"], seen["mnemonics"]

@@ -51,9 +51,9 @@ def build_cases(training_endpoint, local_endpoint, photos):
         # a display name, as a user types it (the test model starry_night is "Starry Night")
         Case("stylize_display_name", u8, "stylize", {"style": "starry night"}, [(24, 20, True, (0, 0))], (24, 20)),
         Case("unknown_style", u8, "stylize", {"style": "no_such_style"}, [(16, 16, True, (0, 0))], (16, 16)),
-        # Draft runs the style's lite net (the daemon serves udnie_lite, a real one); wave has none
+        # Draft runs the style's lite net (the daemon serves udnie_lite, a real one); composition_vii has none
         Case("stylize_draft", u8, "stylize", {"style": "udnie", "draft": True}, [(28, 24, True, (0, 0))], (28, 24)),
-        Case("draft_without_lite", u8, "stylize", {"style": "wave", "draft": True}, [(16, 16, True, (0, 0))],
+        Case("draft_without_lite", u8, "stylize", {"style": "composition_vii", "draft": True}, [(16, 16, True, (0, 0))],
              (16, 16)),
         # the test daemon has no --content: it refuses to train
         Case("train_refused", u8, "train-style", {"name": "refused_style", "iterations": 2},
@@ -62,11 +62,13 @@ def build_cases(training_endpoint, local_endpoint, photos):
         Case("train_style", u8, "train-style", {"name": "GIMP Test Style", "iterations": 3},
              [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION,
              settings_file={"endpoint": training_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING}),
-        # with lite on, the same request then distils the new style's lite version (lite_options)
-        Case("train_style_lite", u8, "train-style", {"name": "GIMP Drafted", "iterations": 2, "lite": True},
+        # with lite on, the same request then distils the new style's lite version (lite_options),
+        # here with the full recipe: its first part, cut short by the lite_options' time limit
+        Case("train_style_lite", u8, "train-style", {"name": "GIMP Drafted", "iterations": 2, "lite": True,
+                                                     "lite-recipe": "two-step"},
              [(32, 32, False, (0, 0))], (32, 32), selection=TRAIN_SELECTION,
              settings_file={"endpoint": training_endpoint, "manage_daemon": False, "train_options": TINY_TRAINING,
-                            "lite_options": TINY_LITE}),
+                            "lite_options": {**TINY_LITE, "time_limit": 2}}),
         # a daemon as `make serve` starts it (no --content): the artist's own photos, stopped after
         # 3 s of training (time-limit is in minutes) and kept
         Case("train_own_photos", u8, "train-style", {"name": "GIMP Own Photos", "iterations": 100_000,
@@ -244,7 +246,7 @@ def test_stylize_draft_runs_the_styles_lite_net(gimp_run):
 
 @pytest.mark.parametrize("name, message", [("unknown_style", "no_such_style"),
                                            ("draft_without_lite", "make one with `brushwork train distill "
-                                                                  "--teacher wave`"),
+                                                                  "--teacher composition_vii`"),
                                            ("daemon_down", "No brushwork daemon answers")])
 def test_errors_leave_the_image_unchanged(gimp_run, name, message):
     cases, results, host, _ = gimp_run
@@ -273,14 +275,15 @@ def test_train_style_from_selection(gimp_run, gimp_training_daemon):
 @pytest.mark.skipif(not VGG_WEIGHTS.is_file(), reason=f"training needs the VGG-16 weights at {VGG_WEIGHTS}")
 def test_train_style_with_lite_makes_the_style_and_its_lite_version(gimp_run, gimp_training_daemon):
     """Train Style with ``lite`` trains the style, then distils its lite version with the settings
-    file's lite_options; the daemon serves both, the lite net marked with its teacher."""
+    file's lite_options and the chosen recipe; the daemon serves both, the lite net marked with its teacher."""
     case, result, host, _ = outcome(gimp_run, "train_style_lite")
     assert np.array_equal(read_layer(host, case.precision, result["image"]["layers"][0]), case.layers[0][0])
     models = {m["name"]: m for m in Client(gimp_training_daemon).info()["models"]}
     assert models["gimp_drafted"]["recipe"]["iterations"] == 2
     lite = models["gimp_drafted_lite"]
     assert lite["teacher"] == "gimp_drafted" and lite["recipe"]["teacher"] == "gimp_drafted"
-    assert lite["recipe"]["iterations"] == 2 and lite["architecture"]["channels"] == 4
+    assert lite["architecture"]["channels"] == 4    # lite_options' iterations are the quick recipe's only
+    assert lite["recipe"]["command"].endswith("# part step1, 1 of 6") and lite["recipe"]["stopped_by_time_limit"]
     assert models["gimp_drafted"]["lite"] == "gimp_drafted_lite"
 
 

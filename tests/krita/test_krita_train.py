@@ -112,11 +112,13 @@ TINY_LITE = {"iterations": 2, "size": 32, "pool": 4, "batch": 2, "channels": 4, 
 def test_train_a_style_with_its_lite_version_then_a_lite_version_of_an_installed_style(krita_home,
                                                                                        training_daemon, tmp_path):
     """"Also make a lite (fast) version" trains the style, then distils its lite version, with
-    progress naming each phase; then "Make lite version" distils one of an installed style. Each
-    is marked with its teacher and is its style's Draft, not a gallery entry of its own."""
+    progress naming each phase; then "Make lite version" distils one of an installed style with
+    the full recipe (its first part, cut short by the settings' time limit). Each is marked with
+    its teacher and is its style's Draft, not a gallery entry of its own."""
     result, _, _ = train_in_krita(krita_home, tmp_path, training_daemon,
-                                  [{"name": "Quick", "iterations": 2, "lite": True}, {"make_lite": "mosaic"}],
-                                  train_options=TINY_TRAINING, lite_options=TINY_LITE)
+                                  [{"name": "Quick", "iterations": 2, "lite": True},
+                                   {"make_lite": "mosaic", "lite_recipe": "two-step"}],
+                                  train_options=TINY_TRAINING, lite_options={**TINY_LITE, "time_limit": 2})
 
     assert result["error"] == "", result["error"]
     messages = [status for _, _, status, _, _ in result["progress"]]
@@ -124,11 +126,15 @@ def test_train_a_style_with_its_lite_version_then_a_lite_version_of_an_installed
     assert any(m.startswith("training: lite version: the teacher's examples") for m in messages)
     assert result["train"]["make_lite_enabled"] and "mosaic" in result["train"]["lite_teachers"]
     assert "quick_lite" not in result["train"]["lite_teachers"]   # a lite version is no teacher
-    assert "made 'Mosaic (lite)', the lite version of" in result["status"]
+    assert re.search(r"made 'Mosaic \(lite\)' \(partly trained: [\d,]+ of 2,000 iterations\), the lite version of",
+                     result["status"]), result["status"]     # the full recipe's first part, stopped by its time limit
     models = {m["name"]: m for m in Client(training_daemon).info()["models"]}
     assert models["quick_lite"]["recipe"]["teacher"] == "quick" and models["quick"]["recipe"]["iterations"] == 2
     assert models["mosaic_lite"]["recipe"]["teacher"] == "mosaic"
-    assert models["mosaic_lite"]["recipe"]["iterations"] == 2 and models["mosaic_lite"]["architecture"]["blocks"] == 1
+    assert models["mosaic_lite"]["architecture"]["blocks"] == 1 and models["quick_lite"]["recipe"]["iterations"] == 2
+    full = models["mosaic_lite"]["recipe"]    # the settings' iterations are the quick recipe's only
+    assert full["command"].endswith("# part step1, 1 of 6") and full["stopped_by_time_limit"] is True
+    assert any(m.startswith("training: lite version: part 1 of 6: loss") for m in messages)
     assert {"quick", "mosaic"} <= set(result["gallery"])
     assert not {"quick_lite", "mosaic_lite"} & set(result["gallery"])
 

@@ -219,7 +219,7 @@ def train_dialog():
 
 def step_train_dialog(step, then):
     """Press Train and fill in its dialog once it showed its first estimate: ``name``, ``iterations``
-    and, optionally, the photos folder ``content`` and the ``lite`` check box; note both estimates
+    and, optionally, the photos folder ``content``, the ``lite`` check box and the ``lite_recipe``; note both estimates
     and whether Start was enabled, press Start (Cancel while it is disabled) and, with ``stop_after``,
     press the docker's "Stop and keep" once that many iterations are done, or with ``cancel_on`` its
     Cancel once a progress message holds that text. With ``make_lite`` (a
@@ -244,6 +244,8 @@ def step_train_dialog(step, then):
         dialog.iterations.setValue(step.get("iterations", 1))
         if "lite" in step:
             dialog.lite.setChecked(step["lite"])
+        if "lite_recipe" in step:
+            dialog.lite_recipe.setCurrentIndex(dialog.lite_recipe.findData(step["lite_recipe"]))
         if "content" in step:
             dialog.folder.setText(step["content"])
             dialog.folder.editingFinished.emit()   # as when the artist leaves the field
