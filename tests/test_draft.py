@@ -18,11 +18,19 @@ from test_cli import private_user_dirs  # noqa: F401 (autouse: no user models, n
 
 
 @pytest.fixture(scope="module")
-def daemon(lite_models_dir, tmp_path_factory):
-    """A daemon serving the bundled models (starry_night_lite among them) and udnie_lite."""
+def sketch_dir(tmp_path_factory):
+    """A folder holding ``sketch``, a style with no lite net (random weights)."""
+    directory = tmp_path_factory.mktemp("sketch")
+    make_model(directory, "sketch", architecture={"channels": 8, "blocks": 1})
+    return directory
+
+
+@pytest.fixture(scope="module")
+def daemon(lite_models_dir, sketch_dir, tmp_path_factory):
+    """A daemon serving the bundled models (starry_night_lite among them), udnie_lite and sketch."""
     tmp = tmp_path_factory.mktemp("draft")
     endpoint = f"ipc://{tmp}/draft.sock"
-    proc = start_daemon(tmp, endpoint, lite_models_dir)
+    proc = start_daemon(tmp, endpoint, lite_models_dir, "--models", str(sketch_dir))
     yield endpoint
     stop_daemon(proc)
 
@@ -47,7 +55,9 @@ def test_the_daemons_info_names_each_lite_net_and_the_style_it_is_the_lite_versi
     assert models["starry_night"]["lite"] == "starry_night_lite"          # the bundled lite net
     assert models["starry_night_lite"]["teacher"] == "starry_night"
     assert models["the_scream"]["lite"] == "the_scream_lite" and models["the_scream_lite"]["teacher"] == "the_scream"
-    paired = ("udnie", "udnie_lite", "starry_night", "starry_night_lite", "the_scream", "the_scream_lite")
+    assert models["wave"]["lite"] == "wave_lite" and models["wave_lite"]["teacher"] == "wave"
+    paired = ("udnie", "udnie_lite", "starry_night", "starry_night_lite", "the_scream", "the_scream_lite", "wave",
+              "wave_lite")
     assert not any("lite" in m or "teacher" in m for name, m in models.items() if name not in paired)
 
 
@@ -72,7 +82,8 @@ def test_a_style_with_several_lite_nets_prefers_name_lite_else_the_first_by_name
     make_model(extra, "udnie_tiny", architecture={"channels": 8, "blocks": 1}, teacher="udnie")
     store = ModelStore([lite_models_dir, extra], include_user=False)
     assert lite_versions(store.list()) == {"mosaic": "mosaic_fast", "udnie": "udnie_lite",
-                                           "starry_night": "starry_night_lite", "the_scream": "the_scream_lite"}
+                                           "starry_night": "starry_night_lite", "the_scream": "the_scream_lite",
+                                           "wave": "wave_lite"}
 
 
 @pytest.mark.parametrize("teacher", [42, "Not A Name", "self", ""])
@@ -102,13 +113,13 @@ def run(argv, capsys):
 
 
 @pytest.mark.parametrize("where", ["daemon", "local"])
-def test_models_marks_lite_nets_and_the_styles_that_have_one(daemon, lite_models_dir, capsys, where):
-    code, out, _ = run(["models", *(["--endpoint", daemon] if where == "daemon" else ["--models", lite_models_dir])],
-                       capsys)
+def test_models_marks_lite_nets_and_the_styles_that_have_one(daemon, lite_models_dir, sketch_dir, capsys, where):
+    local = ["--models", lite_models_dir, "--models", sketch_dir]
+    code, out, _ = run(["models", *(["--endpoint", daemon] if where == "daemon" else local)], capsys)
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert code == 0 and "LITE" in rows["NAME"]
     assert "lite version of udnie" in rows["udnie_lite"] and "draft: udnie_lite" in rows["udnie"]
-    assert "lite" not in rows["composition_vii"].split("x1", 1)[1]
+    assert "lite" not in rows["sketch"].split("x1", 1)[1]
 
 
 def stylize_directly(endpoint, path, model):
@@ -139,13 +150,11 @@ def test_draft_of_a_lite_net_named_directly_runs_it(daemon, photo_file, capsys):
 
 
 @pytest.mark.parametrize("where", ["daemon", "local"])
-def test_draft_of_a_style_without_a_lite_net_says_how_to_make_one(daemon, lite_models_dir, photo_file, capsys,
-                                                                    where):
-    place = ["--endpoint", daemon] if where == "daemon" else ["--local", "--models", lite_models_dir, *ENGINE_ARGS]
-    code, _, err = run(["stylize", photo_file, "--style", "composition_vii", "--draft", *place], capsys)
+def test_draft_of_a_style_without_a_lite_net_says_how_to_make_one(daemon, sketch_dir, photo_file, capsys, where):
+    place = ["--endpoint", daemon] if where == "daemon" else ["--local", "--models", sketch_dir, *ENGINE_ARGS]
+    code, _, err = run(["stylize", photo_file, "--style", "sketch", "--draft", *place], capsys)
     assert code == protocol.EXIT_ERROR
-    assert ("'composition_vii' has no lite (draft) version: make one with `brushwork train distill --teacher "
-            "composition_vii`") in err
+    assert "'sketch' has no lite (draft) version: make one with `brushwork train distill --teacher sketch`" in err
     assert list(photo_file.parent.iterdir()) == [photo_file]
 
 
@@ -157,8 +166,9 @@ def test_draft_model_by_info(daemon):
     assert protocol.draft_model(models, "no_such_style") == "no_such_style"   # the daemon refuses it by name
     assert protocol.draft_model(models, "starry_night") == "starry_night_lite"     # bundled
     assert protocol.draft_model(models, "the_scream") == "the_scream_lite"         # bundled
-    with pytest.raises(protocol.BadRequest, match="train distill --teacher composition_vii"):
-        protocol.draft_model(models, "composition_vii")
+    assert protocol.draft_model(models, "wave") == "wave_lite"                     # bundled
+    with pytest.raises(protocol.BadRequest, match="train distill --teacher sketch"):
+        protocol.draft_model(models, "sketch")
 
 
 def test_krita_gallery_lists_each_style_once_and_the_draft_switch_follows_the_chosen_style(daemon, tmp_path):
@@ -167,11 +177,11 @@ def test_krita_gallery_lists_each_style_once_and_the_draft_switch_follows_the_ch
     with Client(daemon) as client:
         models = client.info()["models"]
     shown = [m["name"] for m in gallery.gallery_styles(models)]
-    assert "udnie" in shown and "udnie_lite" not in shown and "composition_vii" in shown and "sr_x4_pixel" not in shown
+    assert "udnie" in shown and "udnie_lite" not in shown and "sketch" in shown and "sr_x4_pixel" not in shown
     assert gallery.draft_switch(models, "udnie")[0] and gallery.draft_model(models, "udnie") == "udnie_lite"
-    enabled, tooltip = gallery.draft_switch(models, "composition_vii")
-    assert not enabled and "`brushwork train distill --teacher composition_vii`" in tooltip
-    assert gallery.draft_model(models, "composition_vii") is None         # the full net runs
+    enabled, tooltip = gallery.draft_switch(models, "sketch")
+    assert not enabled and "`brushwork train distill --teacher sketch`" in tooltip
+    assert gallery.draft_model(models, "sketch") is None                  # the full net runs
     # without its teacher the lite net is a style of its own
     alone = [m for m in models if m["name"] != "udnie"]
     assert "udnie_lite" in [m["name"] for m in gallery.gallery_styles(alone)]
@@ -193,4 +203,4 @@ def test_gimp_style_choices_leave_out_lite_nets_of_listed_styles(daemon, tmp_pat
     names = [name for name, _ in model_list.choices(models, "style")]
     assert "udnie" in names and "udnie_lite" not in names
     assert "udnie_lite" in model_list.draft_note(models, "udnie")
-    assert "`brushwork train distill --teacher composition_vii`" in model_list.draft_note(models, "composition_vii")
+    assert "`brushwork train distill --teacher sketch`" in model_list.draft_note(models, "sketch")

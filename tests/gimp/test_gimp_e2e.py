@@ -51,9 +51,9 @@ def build_cases(training_endpoint, local_endpoint, photos):
         # a display name, as a user types it (the test model starry_night is "Starry Night")
         Case("stylize_display_name", u8, "stylize", {"style": "starry night"}, [(24, 20, True, (0, 0))], (24, 20)),
         Case("unknown_style", u8, "stylize", {"style": "no_such_style"}, [(16, 16, True, (0, 0))], (16, 16)),
-        # Draft runs the style's lite net (the daemon serves udnie_lite, a real one); composition_vii has none
+        # Draft runs the style's lite net (the daemon serves udnie_lite, a real one); mosaic (a test model) has none
         Case("stylize_draft", u8, "stylize", {"style": "udnie", "draft": True}, [(28, 24, True, (0, 0))], (28, 24)),
-        Case("draft_without_lite", u8, "stylize", {"style": "composition_vii", "draft": True}, [(16, 16, True, (0, 0))],
+        Case("draft_without_lite", u8, "stylize", {"style": "mosaic", "draft": True}, [(16, 16, True, (0, 0))],
              (16, 16)),
         # the test daemon has no --content: it refuses to train
         Case("train_refused", u8, "train-style", {"name": "refused_style", "iterations": 2},
@@ -246,7 +246,7 @@ def test_stylize_draft_runs_the_styles_lite_net(gimp_run):
 
 @pytest.mark.parametrize("name, message", [("unknown_style", "no_such_style"),
                                            ("draft_without_lite", "make one with `brushwork train distill "
-                                                                  "--teacher composition_vii`"),
+                                                                  "--teacher mosaic`"),
                                            ("daemon_down", "No brushwork daemon answers")])
 def test_errors_leave_the_image_unchanged(gimp_run, name, message):
     cases, results, host, _ = gimp_run

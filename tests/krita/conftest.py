@@ -61,7 +61,7 @@ def training_daemon(tmp_path_factory, models_dir):
 
 @pytest.fixture(scope="session")
 def draft_daemon(tmp_path_factory, models_dir, lite_models_dir):
-    """A daemon that also serves ``udnie_lite``, a real lite net of the bundled udnie (composition_vii has none)."""
+    """A daemon that also serves ``udnie_lite``, a real lite net of the bundled udnie (the test model mosaic has none)."""
     directory = tmp_path_factory.mktemp("draft-daemon")
     endpoint = f"ipc://{directory}/daemon.sock"
     process = start_daemon(directory, endpoint, models_dir, "--models", str(lite_models_dir))

@@ -22,14 +22,14 @@ def test_draft_switch_runs_the_styles_lite_net(krita_home, draft_daemon, tmp_pat
         {"do": "show_docker"}, {"do": "wait_idle"}, {"do": "dump", "tag": "listed"},
         {"do": "click", "widget": "draft", "at": [0.03, 0.5]},   # on its box
         {"do": "trigger", "action": "brushwork_stylize"}, {"do": "dump", "tag": "drafted"},
-        {"do": "choose_style", "name": "composition_vii"}, {"do": "dump", "tag": "other"},
+        {"do": "choose_style", "name": "mosaic"}, {"do": "dump", "tag": "other"},
         {"do": "trigger", "action": "brushwork_stylize"}, {"do": "dump", "tag": "full"}])
     states = run_steps_in_krita(krita_home, tmp_path, params, endpoint=draft_daemon, manage_daemon=False,
                                 style="udnie")
     listed, drafted, other, full = states["listed"], states["drafted"], states["other"], states["full"]
 
     # each style once: udnie's lite net is its Draft switch, not an entry of its own
-    assert "udnie" in listed["gallery"] and "composition_vii" in listed["gallery"] and "udnie_lite" not in listed["gallery"]
+    assert "udnie" in listed["gallery"] and "mosaic" in listed["gallery"] and "udnie_lite" not in listed["gallery"]
     assert listed["draft"] == {"checked": False, "enabled": True, "tooltip": listed["draft"]["tooltip"]}
     assert "udnie_lite" in listed["draft"]["tooltip"]
 
@@ -38,17 +38,18 @@ def test_draft_switch_runs_the_styles_lite_net(krita_home, draft_daemon, tmp_pat
     assert "its lite net udnie_lite" in drafted["status"]
     with Client(draft_daemon) as client:
         lite, teacher, other_full = (bytes(client.stylize(pixels, width, height, U8_FORMAT, name).pixels)
-                                     for name in ("udnie_lite", "udnie", "composition_vii"))
+                                     for name in ("udnie_lite", "udnie", "mosaic"))
     layer = layer_pixels(drafted["layers"][1])
     assert_close(layer, bytes(lite), "u8")                                # the lite net's result ...
     difference = np.abs(np.frombuffer(layer, np.uint8).astype(int) - np.frombuffer(teacher, np.uint8).astype(int))
     assert difference.mean() > 5                                          # ... not the full net's
 
-    # composition_vii has no lite net: the switch is disabled (still on), says how to make one, and the full net runs
+    # mosaic (a test model) has no lite net: the switch is disabled (still on), says how to make one,
+    # and the full net runs
     assert other["draft"]["checked"] and not other["draft"]["enabled"]
-    assert "`brushwork train distill --teacher composition_vii`" in other["draft"]["tooltip"]
+    assert "`brushwork train distill --teacher mosaic`" in other["draft"]["tooltip"]
     assert full["error"] == ""
     names = [layer["name"] for layer in full["layers"]]
-    assert names[1] == "Photo (Composition VII (Kandinsky))" and "(draft)" not in names[1]
-    assert "no draft" in full["status"] and "`brushwork train distill --teacher composition_vii`" in full["status"]
+    assert names[1] == "Photo (Mosaic)" and "(draft)" not in names[1]
+    assert "no draft" in full["status"] and "`brushwork train distill --teacher mosaic`" in full["status"]
     assert_close(layer_pixels(full["layers"][1]), bytes(other_full), "u8")
