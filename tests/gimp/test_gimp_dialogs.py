@@ -143,4 +143,4 @@ def test_train_style_dialog_offers_a_lite_version(dialogs):
     each with its own mnemonic."""
     seen = record(dialogs, "train_style")
     assert ["v", "Also make a lite (fast) _version"] in seen["mnemonics"], seen["mnemonics"]
-    assert ["r", "Lite version _recipe"] in seen["mnemonics"], seen["mnemonics"]
+    assert ["q", "Lite version: _quick or full"] in seen["mnemonics"], seen["mnemonics"]
