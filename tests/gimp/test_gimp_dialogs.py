@@ -33,7 +33,7 @@ def dialog_cases(endpoint, daemon_program):
     return [  # in this order: the first runs before the daemon ever answered
         case("stylize_down_first", "stylize", down),
         case("stylize_down_managed", "stylize", down_managed),
-        case("stylize_up", "stylize", up),
+        case("stylize_up", "stylize", up, {"style": "mosaic"}),
         case("stylize_down_later", "stylize", down),
         case("stylize_draft", "stylize", up, {"style": "udnie", "draft": True}),
         case("upscale_image", "upscale-image", up, {"scale": "4"}),
@@ -115,7 +115,7 @@ def test_stylize_dialog_has_the_draft_switch_and_says_what_it_runs(dialogs):
     assert "_Draft (fast lite net)" in seen["labels"], seen["labels"]
     assert "udnie_lite" not in str(style_combo(seen)["rows"])
     assert any(label.startswith("Draft runs udnie_lite, a lite net") for label in seen["labels"]), seen["labels"]
-    others = record(dialogs, "stylize_up")   # its first style, composition_vii, has no lite net
+    others = record(dialogs, "stylize_up")   # its style, the test model mosaic, has no lite net
     assert any("`brushwork train distill --teacher" in label for label in others["labels"]), others["labels"]
 
 
