@@ -284,11 +284,11 @@ class TrainOption:
 
     ``kind`` is int, float, bool or str; a request's number must lie in ``low``..``high`` (bounds
     that protect the daemon's machine; the trainer's own command line takes any value) and be a
-    multiple of ``multiple_of``, a string one of ``choices``. ``default`` is the trainer's (None: it decides, e.g. from the
-    VGG flavour); ``editor_default`` what the daemon uses for the editors' trainings unless a
-    request says otherwise (None: the trainer's default). ``help`` is the trainer's ``--help``
-    text (``%(default)s`` is the default); ``affects_speed`` marks the options that set how
-    long one iteration takes.
+    multiple of ``multiple_of``, a string one of ``choices``. ``default`` is the trainer's (None:
+    it decides, e.g. from the VGG flavour); ``editor_default`` what the daemon uses for the
+    editors' trainings unless a request says otherwise (None: the trainer's default). ``help`` is
+    the trainer's ``--help`` text (``%(default)s`` is the default); ``affects_speed`` marks the
+    options that set how long one iteration takes.
     """
 
     name: str
@@ -309,7 +309,7 @@ class TrainOption:
         return "--" + self.name.replace("_", "-")
 
     def takes_type(self, value):
-        """Whether ``value`` is of the option's kind (true/false, or a number), whatever its range."""
+        """Whether ``value`` is of the option's kind (true/false, a number or a string), whatever its range."""
         if self.kind is bool:
             return isinstance(value, bool)
         if self.kind is str:
