@@ -56,8 +56,9 @@ def test_the_daemons_info_names_each_lite_net_and_the_style_it_is_the_lite_versi
     assert models["starry_night_lite"]["teacher"] == "starry_night"
     assert models["the_scream"]["lite"] == "the_scream_lite" and models["the_scream_lite"]["teacher"] == "the_scream"
     assert models["wave"]["lite"] == "wave_lite" and models["wave_lite"]["teacher"] == "wave"
+    assert models["composition_vii"]["lite"] == "composition_vii_lite"
     paired = ("udnie", "udnie_lite", "starry_night", "starry_night_lite", "the_scream", "the_scream_lite", "wave",
-              "wave_lite")
+              "wave_lite", "composition_vii", "composition_vii_lite")
     assert not any("lite" in m or "teacher" in m for name, m in models.items() if name not in paired)
 
 
@@ -83,7 +84,7 @@ def test_a_style_with_several_lite_nets_prefers_name_lite_else_the_first_by_name
     store = ModelStore([lite_models_dir, extra], include_user=False)
     assert lite_versions(store.list()) == {"mosaic": "mosaic_fast", "udnie": "udnie_lite",
                                            "starry_night": "starry_night_lite", "the_scream": "the_scream_lite",
-                                           "wave": "wave_lite"}
+                                           "wave": "wave_lite", "composition_vii": "composition_vii_lite"}
 
 
 @pytest.mark.parametrize("teacher", [42, "Not A Name", "self", ""])
@@ -167,6 +168,7 @@ def test_draft_model_by_info(daemon):
     assert protocol.draft_model(models, "starry_night") == "starry_night_lite"     # bundled
     assert protocol.draft_model(models, "the_scream") == "the_scream_lite"         # bundled
     assert protocol.draft_model(models, "wave") == "wave_lite"                     # bundled
+    assert protocol.draft_model(models, "composition_vii") == "composition_vii_lite"
     with pytest.raises(protocol.BadRequest, match="train distill --teacher sketch"):
         protocol.draft_model(models, "sketch")
 
