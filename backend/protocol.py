@@ -400,6 +400,9 @@ DISTILL_OPTIONS = {option.name: option for option in (
     dataclasses.replace(TRAIN_OPTIONS["time_limit"], editor_default=900.0),
 )}
 RECIPE_SETS = ("iterations", "lr")          # distillation options the two-step recipe sets for each of its parts
+# the editors' choice of how a lite version is made: (recipe, label)
+LITE_RECIPES = (("single", f"Quick: one run of at most {DISTILL_OPTIONS['time_limit'].editor_default / 60:.0f} min"),
+                ("two-step", "Full: the bundled lite nets' recipe, about 2 h on a laptop CPU"))
 LITE_SUFFIX = "_lite"                       # a lite net's name: its teacher's + this, unless named
 MAX_DISTILL_TARGETS_BYTES = 4 * 1024 ** 3   # a request's teacher targets on disk: pool x 2 x 3 x size x size
 

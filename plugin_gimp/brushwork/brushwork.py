@@ -128,12 +128,10 @@ def _define_train_style(procedure):
     procedure.add_boolean_argument("lite", "Also make a lite (fast) _version",
                                    "Afterwards, distil a smaller net that copies the new style and stylises "
                                    "several times faster (named NAME_lite)", False, RW)
-    quick_minutes = protocol.DISTILL_OPTIONS["time_limit"].editor_default / 60
-    procedure.add_choice_argument("lite-recipe", "Lite version: _quick or full", "How the lite version is made: quickly "
-                                  "(good enough for drafts) or with the bundled lite nets' recipe (pixels first, then "
-                                  "the style's textures; close to the style itself)",
-                                  _choice(("single", f"Quick: one run of at most {quick_minutes:.0f} min"),
-                                          ("two-step", "Full: about 2 h on a laptop CPU")), "single", RW)
+    procedure.add_choice_argument("lite-recipe", "Lite version: _quick or full", "How the lite version is made: "
+                                  "quickly (good enough for drafts) or with the bundled lite nets' recipe (pixels "
+                                  "first, then the style's textures; close to the style itself)",
+                                  _choice(*protocol.LITE_RECIPES), "single", RW)
     return ["name", "display-name", "iterations", "photos", "time-limit", "lite", "lite-recipe"]
 
 

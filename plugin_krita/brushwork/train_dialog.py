@@ -17,9 +17,6 @@ from .qt import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, Q
                  QLineEdit, QPushButton, QSpinBox, QStandardPaths, QVBoxLayout)
 
 ITERATIONS = protocol.TRAIN_OPTIONS["iterations"]
-LITE_MINUTES = protocol.DISTILL_OPTIONS["time_limit"].editor_default / 60   # the daemon's limit on a quick one
-LITE_RECIPES = (("single", f"Quick: one run of at most {LITE_MINUTES:.0f} min"),
-                ("two-step", "Full: the bundled lite nets' recipe, about 2 h on a laptop CPU"))
 
 
 def lite_teachers(models):
@@ -63,7 +60,7 @@ class TrainDialog(QDialog):
                              "stylises several times faster, for drafts.")
         form.addRow("", self.lite)
         self.lite_recipe = QComboBox()
-        for recipe, label in LITE_RECIPES:
+        for recipe, label in protocol.LITE_RECIPES:
             self.lite_recipe.addItem(label, recipe)
         self.lite_recipe.setCurrentIndex(self.lite_recipe.findData(s.lite_recipe))
         self.lite_recipe.setToolTip("How a lite version is made. Quick: good enough for drafts. Full: step by step, "
