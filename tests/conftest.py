@@ -38,7 +38,8 @@ def models_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lite_models_dir(tmp_path_factory):
     """A tmp dir holding ``udnie_lite``: a real lite net of the bundled ``udnie``, distilled by the
-    real trainer (2 iterations on 32-px crops: its output differs from udnie's)."""
+    real trainer (2 iterations on 32-px crops: its output differs from udnie's). Given with ``--models``,
+    it stands in for the bundled ``udnie_lite`` (a later dir overrides by name)."""
     root = tmp_path_factory.mktemp("lite")
     distill_lite_model(root / "models", root / "distill")
     return root / "models"

@@ -22,8 +22,7 @@ from backend.model_store import BUNDLED_MODELS_DIR, ModelStore  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "bundled"
 STYLES = {"starry_night", "wave", "the_scream", "composition_vii", "udnie"}
-LITE = {"starry_night_lite": "starry_night", "the_scream_lite": "the_scream",   # lite net: its teacher
-        "wave_lite": "wave", "composition_vii_lite": "composition_vii"}          # (docs/models.md, "Lite nets")
+LITE = {f"{style}_lite": style for style in STYLES}   # lite net: its teacher (docs/models.md, "Lite nets")
 UPSCALERS = {"sr_x4_feat": ("feat", 4), "sr_x4_pixel": ("pixel", 4), "sr_x8_feat": ("feat", 8),
              "sr_x2_pixel": ("pixel", 2)}
 HOLDOUT = {line.strip() for line in (REPO / "trainer" / "recipes" / "sun_hays80_holdout.txt").read_text().splitlines()

@@ -97,7 +97,7 @@ def test_an_empty_mask_leaves_the_image_unchanged(models_dir, images, tmp_path, 
     (["stylize", "{images}/a.png", "--style", "no_such_style"],
      "no style model named 'no_such_style' (style models: composition_vii, composition_vii_lite, mosaic, starry_night, "
      "starry_night_lite, "
-     "the_scream, the_scream_lite, udnie, wave, wave_lite)"),   # no SR model in the list
+     "the_scream, the_scream_lite, udnie, udnie_lite, wave, wave_lite)"),   # no SR model in the list
     (["stylize", "{images}", "--style", "mosaic"], "is a folder; give image files, e.g. '"),
     (["upscale", "{images}/a.png", "--scale", "4", "--model", "sr_x2"],
      "'sr_x2' upscales x2, not x4 (x4 models: sr_x4, "),
