@@ -27,6 +27,7 @@ UPSCALERS = {"sr_x4_feat": ("feat", 4), "sr_x4_pixel": ("pixel", 4), "sr_x8_feat
              "sr_x2_pixel": ("pixel", 2)}
 HOLDOUT = {line.strip() for line in (REPO / "trainer" / "recipes" / "sun_hays80_holdout.txt").read_text().splitlines()
            if line.strip() and not line.startswith("#")}
+TRAINER = ("python -m trainer train ", "brushwork train ")   # the trainer's two entry points (README)
 
 
 def bundled_store():
@@ -55,7 +56,7 @@ def test_bundled_model_has_complete_metadata_and_its_recipe(name):
     meta = bundled_store().get(name).metadata
     recipe, data = meta["recipe"], meta["data"]
     assert meta["display_name"] and meta["display_name"] != name
-    assert recipe["command"].startswith("python -m trainer train ")
+    assert recipe["command"].startswith(TRAINER)
     assert "--holdout-list trainer/recipes/sun_hays80_holdout.txt" in recipe["command"]
     for key in ("iterations", "batch", "lr", "seed", "precision", "hardware", "wall_time_s", "weights_precision"):
         assert recipe[key] not in (None, ""), key
@@ -69,7 +70,7 @@ def test_bundled_model_has_complete_metadata_and_its_recipe(name):
         assert meta["kind"] == "sr" and meta["loss"] == loss and meta["scale"] == scale
     if name in LITE:     # distilled from its bundled teacher, run plain (it learnt line-free edges)
         assert meta["teacher"] == LITE[name] and meta["mirror_edges"] is False
-        assert recipe["command"].startswith("python -m trainer train distill ")
+        assert recipe["command"].startswith(tuple(f"{trainer}distill " for trainer in TRAINER))
         assert f" --teacher {LITE[name]} " in recipe["command"]
         assert recipe["teacher_sha256"] == bundled_store().get(LITE[name]).metadata["sha256"]
 
