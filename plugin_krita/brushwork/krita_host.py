@@ -146,7 +146,9 @@ def add_layer_above(snapshot, pixels, name):
     layer.setPixelData(QByteArray(bytes(pixels)), *snapshot.region)
     node.parentNode().addChildNode(layer, node)
     snapshot.document.refreshProjection()
-    # Krita makes the added layer active from its event queue: give the source back its place after that
+    # Krita adds the layer in its image thread and then makes it active from the event queue: wait for
+    # the image, so that activation is queued before ours, and give the source back its place after it
+    snapshot.document.waitForDone()
     QTimer.singleShot(0, lambda: _activate(snapshot.document, node))
     return layer
 
