@@ -15,6 +15,10 @@ from backend.protocol import BadPixels, BadRequest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NO_ALPHA = {".jpg", ".jpeg", ".bmp"}
+# zlib level of the PNGs we write: at 1024² level 1 takes a third of the time of Pillow's default 6
+# (0.10 s against 0.32 s on a 2-core CPU, a third of a whole `brushwork stylize` with a lite net)
+# for about 10 % more bytes.
+PNG_COMPRESS_LEVEL = 1
 
 
 def _png_bit_depth(path):
@@ -107,14 +111,16 @@ def write_image(path, array, quality=95):
         if suffix == ".png" and array.dtype != np.uint8:
             if array.dtype != np.uint16:
                 array = (np.clip(array, 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)
-            writer = png.Writer(width, height, greyscale=False, alpha=planes == 4, bitdepth=16)
+            writer = png.Writer(width, height, greyscale=False, alpha=planes == 4, bitdepth=16,
+                                compression=PNG_COMPRESS_LEVEL)
             with open(path, "wb") as f:
                 writer.write_array(f, array.reshape(-1))
             return
         image = Image.fromarray(_to_u8(array), "RGBA" if planes == 4 else "RGB")
         if suffix in NO_ALPHA:
             image = image.convert("RGB")
-        options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+        options = ({"quality": quality} if suffix in (".jpg", ".jpeg", ".webp")
+                   else {"compress_level": PNG_COMPRESS_LEVEL} if suffix == ".png" else {})
         image.save(path, **options)
     except (OSError, ValueError, KeyError) as exc:
         raise BadRequest(f"{path}: cannot write image ({exc})") from None
