@@ -119,8 +119,11 @@ def write_image(path, array, quality=95):
         image = Image.fromarray(_to_u8(array), "RGBA" if planes == 4 else "RGB")
         if suffix in NO_ALPHA:
             image = image.convert("RGB")
-        options = ({"quality": quality} if suffix in (".jpg", ".jpeg", ".webp")
-                   else {"compress_level": PNG_COMPRESS_LEVEL} if suffix == ".png" else {})
-        image.save(path, **options)
+        if suffix in (".jpg", ".jpeg", ".webp"):
+            image.save(path, quality=quality)
+        elif suffix == ".png":
+            image.save(path, compress_level=PNG_COMPRESS_LEVEL)
+        else:
+            image.save(path)
     except (OSError, ValueError, KeyError) as exc:
         raise BadRequest(f"{path}: cannot write image ({exc})") from None
