@@ -118,14 +118,14 @@ def test_a_distill_request_with_the_two_step_recipe_names_its_part_and_stop_keep
 
     def on_progress(done, total, message):
         progress.append((done, total, message))
-        if message.startswith("lite version: part 1 of 6: loss") and done >= 2:
+        if message.startswith("lite version: part 1 of 7: loss") and done >= 2:
             stop.set()
     model = client.distill("mosaic", name="mosaic_full", recipe="two-step", progress=on_progress,
                            should_stop=stop.is_set, **LITE_TINY)
 
     assert Path(model["path"]) == daemon.train_out / "mosaic_full.json" and model["partly_trained"] is True
     recipe = model["recipe"]
-    assert recipe["command"].endswith("# part step1, 1 of 6") and recipe["stopped_early"] is True
+    assert recipe["command"].endswith("# part step1, 1 of 7") and recipe["stopped_early"] is True
     assert "--time-limit" not in recipe["command"] and "--iterations" not in recipe["command"]
     assert recipe["planned_iterations"] == 2000 and recipe["lr"] == 2e-3     # step 1's, set by the recipe
     assert "lite version: the teacher's examples: 4 of 4" in [m for _, _, m in progress]

@@ -1,6 +1,6 @@
 """``train distill --recipe two-step`` (the default): its parts run in order, each from the last, on one
-set of teacher targets, and the final model's recipe holds the chain. The parts keep their real
-settings but run 2 iterations each here."""
+set of teacher targets per crop size, and the final model's recipe holds the chain. The parts keep their
+real settings but run 2 iterations each here (the first two and the last, on larger crops)."""
 
 import json
 import os
@@ -19,7 +19,8 @@ TINY = ["--size", "32", "--pool", "4", "--batch", "2", "--channels", "4", "--blo
 
 @pytest.fixture
 def short_recipe(monkeypatch):
-    parts = tuple((name, {**settings, "iterations": 2}) for name, settings in distill_recipe.PARTS[:3])
+    chosen = distill_recipe.PARTS[:2] + distill_recipe.PARTS[-1:]
+    parts = tuple((name, {**settings, "iterations": 2}) for name, settings in chosen)
     monkeypatch.setattr(distill_recipe, "PARTS", parts)
     return parts
 
@@ -46,25 +47,29 @@ def test_the_parts_run_in_order_from_one_set_of_targets_and_the_recipe_holds_the
     assert distill(setup) == 0
     assert (root / "run" / "targets" / "targets.npy").is_file()
     assert not any((root / "run" / name / "targets").exists() for name, _ in short_recipe)
+    larger = json.loads((root / "run" / "targets_x2" / "targets.json").read_text())["identity"]
+    assert larger["size"] == 64 and larger["count"] == 4
     meta = json.loads((root / "models" / "tiny_style_lite.json").read_text())
     assert (root / "models" / meta["weights"]).is_file() and meta["teacher"] == "tiny_style"
     chain, recipe = [], meta["recipe"]
     while recipe is not None:
         chain.append(recipe)
         recipe = recipe.get("init", {}).get("recipe")
-    assert [r["command"].rsplit("# part ", 1)[1] for r in chain] == ["step2b, 3 of 3", "step2a, 2 of 3",
+    assert [r["command"].rsplit("# part ", 1)[1] for r in chain] == ["step3, 3 of 3", "step2a, 2 of 3",
                                                                       "step1, 1 of 3"]
-    step2, step1 = chain[0]["distill_weights"], chain[-1]["distill_weights"]
+    step3, step2, step1 = (r["distill_weights"] for r in chain)
+    assert step3 == {"l1": 1.0, "grid": 200.0, "gram": 1e-9, "objective": 1e-5, "content": 1e-5}
     assert step2 == {"l1": 1.0, "grid": 200.0, "gram": 3e-10, "objective": 3e-6, "content": 3e-6}
     assert step1 == {"l1": 1.0, "grid": 50.0}
+    assert [(r["size"], r["batch"]) for r in chain] == [(64, 1), (32, 2), (32, 2)]
     assert chain[-1]["lr"] == 2e-3 and chain[0]["lr"] == 3e-4
-    assert meta["sha256"] == json.loads((root / "run" / "step2b" / "model" / "tiny_style_lite.json").read_text())[
+    assert meta["sha256"] == json.loads((root / "run" / "step3" / "model" / "tiny_style_lite.json").read_text())[
         "sha256"]
 
     # --resume with every part finished trains nothing more
-    finished = sorted(p.name for p in (root / "run" / "step2b").glob("checkpoint_*.pt"))
+    finished = sorted(p.name for p in (root / "run" / "step3").glob("checkpoint_*.pt"))
     assert distill(setup, "--resume") == 0
-    assert sorted(p.name for p in (root / "run" / "step2b").glob("checkpoint_*.pt")) == finished
+    assert sorted(p.name for p in (root / "run" / "step3").glob("checkpoint_*.pt")) == finished
 
 
 def test_a_recipe_part_left_unfinished_continues_with_resume(setup, short_recipe, tmp_path):
@@ -73,7 +78,7 @@ def test_a_recipe_part_left_unfinished_continues_with_resume(setup, short_recipe
     assert first["stopped_by_time_limit"] and first["iterations"] < 2 and "init" not in first
     assert distill(setup, "--resume", into=tmp_path) == 0
     meta = json.loads((tmp_path / "models" / "tiny_style_lite.json").read_text())
-    assert meta["recipe"]["command"].endswith("# part step2b, 3 of 3")
+    assert meta["recipe"]["command"].endswith("# part step3, 3 of 3")
     assert meta["recipe"]["init"]["recipe"]["init"]["recipe"]["iterations"] == 2   # step 1, finished
 
 
@@ -89,9 +94,11 @@ def test_with_progress_json_each_part_is_announced_and_the_last_line_names_the_i
     assert distill(setup, "--progress-json", into=tmp_path) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     announced = [(e["name"], e["number"], e["parts"]) for e in events if e["event"] == "part"]
-    assert announced == [("step1", 1, 3), ("step2a", 2, 3), ("step2b", 3, 3)]
+    assert announced == [("step1", 1, 3), ("step2a", 2, 3), ("step3", 3, 3)]
     kinds = [e["event"] for e in events]
-    assert kinds.index("targets") < kinds.index("part", 1)    # the teacher's targets are made once, in step 1
+    parts = [i for i, kind in enumerate(kinds) if kind == "part"]
+    targets = [i for i, kind in enumerate(kinds) if kind == "targets"]
+    assert targets and all(i < parts[1] or i > parts[2] for i in targets)   # made in step 1 and step 3 only
     assert events[-1] == {"event": "done", "model": "tiny_style_lite",
                           "path": str(tmp_path / "models" / "tiny_style_lite.json")}
 

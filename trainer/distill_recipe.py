@@ -3,9 +3,11 @@
 Step 1 teaches the teacher's pictures pixel by pixel (the L1 and grid terms, no VGG pass: fast);
 step 2 adds the VGG terms (the Gram term, the teacher's objective and its content term once more)
 at a lower learning rate, in warm-restarted parts, each with a fresh Adam: the schedule that
-measured best on the 2-core CPU (docs/models.md, "Lite nets"). Every part is an ordinary
-``train distill`` run in ``RUN_DIR/<part>``, sharing the teacher's targets in ``RUN_DIR/targets``;
-each exports the student to ``RUN_DIR/<part>/model`` and the next starts from that model
+measured best on the 2-core CPU (docs/models.md, "Lite nets"). Step 3 continues on crops twice as
+large (half the batch) with the VGG terms three times heavier, which the nets' Eq. 5 at 512² needs.
+Every part is an ordinary ``train distill`` run in ``RUN_DIR/<part>``; the parts at ``--size`` share
+the teacher's targets in ``RUN_DIR/targets``, step 3 has its own in ``RUN_DIR/targets_x2``. Each
+exports the student to ``RUN_DIR/<part>/model`` and the next starts from that model
 (``--init``), so the final model's recipe holds the whole chain; the last is installed into ``--out``.
 With ``--progress-json`` (the daemon's jobs) each part's lines follow a ``{"event": "part", "name",
 "number", "parts"}`` line, and a last ``done`` line names the installed model.
@@ -31,8 +33,10 @@ PARTS = (
                "gram_weight": 0.0}),
     ("step2a", {**STEP_2, "iterations": 800, "warmup": 20}),
     *((f"step2{letter}", {**STEP_2, "iterations": 400, "warmup": 10}) for letter in "bcde"),
+    ("step3", {**STEP_2, "iterations": 600, "warmup": 10, "gram_weight": 1e-9, "objective_weight": 1e-5,
+               "content_weight": 1e-5, "crop_scale": 2}),
 )
-SET_BY_RECIPE = sorted({key for _, settings in PARTS for key in settings} | {"init", "estimate"})
+SET_BY_RECIPE = sorted({key for _, settings in PARTS for key in settings} - {"crop_scale"} | {"init", "estimate"})
 
 
 def _defaults():
@@ -77,9 +81,13 @@ def run(args, run_part):
     deadline = time.monotonic() + args.time_limit if args.time_limit else None
     json_path = None
     for number, (part_name, settings) in enumerate(PARTS, 1):
+        settings = dict(settings)
+        scale = settings.pop("crop_scale", 1)     # crops `scale` times larger, batches as many times smaller
         part = copy.copy(args)
         vars(part).update(settings, run_dir=run_dir / part_name, out=run_dir / part_name / "model",
-                          targets_dir=run_dir / "targets", init=json_path and str(json_path))
+                          size=args.size * scale, batch=max(1, args.batch // scale),
+                          targets_dir=run_dir / ("targets" if scale == 1 else f"targets_x{scale}"),
+                          init=json_path and str(json_path))
         if getattr(args, "command_line", None):
             part.command_line = f"{args.command_line}  # part {part_name}, {number} of {len(PARTS)}"
         exported = part.out / f"{name}.json"
@@ -94,7 +102,8 @@ def run(args, run_part):
         if args.progress_json:
             emit_json({"event": "part", "name": part_name, "number": number, "parts": len(PARTS)})
         else:
-            print(f"part {part_name} ({number} of {len(PARTS)}): {settings['iterations']:,} iterations", flush=True)
+            print(f"part {part_name} ({number} of {len(PARTS)}): {settings['iterations']:,} iterations on "
+                  f"{part.size}² crops", flush=True)
         json_path = run_part(part)
         recipe = json.loads(Path(json_path).read_text(encoding="utf-8"))["recipe"]
         if recipe.get("stopped_by_time_limit") or recipe.get("stopped_early"):

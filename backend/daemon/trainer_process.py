@@ -15,7 +15,7 @@ a resumed run needs stays together. ``options`` are training options (``protocol
 or ``protocol.DISTILL_OPTIONS``, checked by the caller) and the settings the daemon chooses
 itself (DAEMON_SETTINGS). ``on_progress(done, total, message)`` (for a distillation first the
 teacher's targets made, then the iterations; with option ``recipe`` "two-step" those of each part,
-the message beginning "part 2 of 6: "), ``on_done(info)`` with info ``{"name", "path"}``
+the message beginning "part 2 of 7: "), ``on_done(info)`` with info ``{"name", "path"}``
 (with option ``estimate``: ``{"estimate": {"s_per_iteration", "hardware", ...}}``, and no
 model), ``on_error(BrushworkError)`` (code ``cancelled`` after :meth:`cancel`) are called from
 the job's reader thread. :meth:`stop` ends the training early and still exports the model.
@@ -90,7 +90,7 @@ class TrainerProcess:
 
     def _read(self):
         done = failure = None
-        part = ""      # "part 2 of 6: " while a two-step distillation runs its second part
+        part = ""      # "part 2 of 7: " while a two-step distillation runs its second part
         for raw in self.process.stdout:
             try:
                 event = json.loads(raw)

@@ -283,7 +283,7 @@ def test_train_style_with_lite_makes_the_style_and_its_lite_version(gimp_run, gi
     lite = models["gimp_drafted_lite"]
     assert lite["teacher"] == "gimp_drafted" and lite["recipe"]["teacher"] == "gimp_drafted"
     assert lite["architecture"]["channels"] == 4    # lite_options' iterations are the quick recipe's only
-    assert lite["recipe"]["command"].endswith("# part step1, 1 of 6") and lite["recipe"]["stopped_by_time_limit"]
+    assert lite["recipe"]["command"].endswith("# part step1, 1 of 7") and lite["recipe"]["stopped_by_time_limit"]
     assert models["gimp_drafted"]["lite"] == "gimp_drafted_lite"
 
 

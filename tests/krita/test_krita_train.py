@@ -137,8 +137,8 @@ def test_train_a_style_with_its_lite_version_then_a_lite_version_of_an_installed
     assert models["mosaic_lite"]["recipe"]["teacher"] == "mosaic"
     assert models["mosaic_lite"]["architecture"]["blocks"] == 1 and models["quick_lite"]["recipe"]["iterations"] == 2
     full = models["mosaic_lite"]["recipe"]    # the settings' iterations are the quick recipe's only
-    assert full["command"].endswith("# part step1, 1 of 6") and full["stopped_by_time_limit"] is True
-    assert any(m.startswith("training: lite version: part 1 of 6: loss") for m in messages)
+    assert full["command"].endswith("# part step1, 1 of 7") and full["stopped_by_time_limit"] is True
+    assert any(m.startswith("training: lite version: part 1 of 7: loss") for m in messages)
     assert {"quick", "mosaic"} <= set(result["gallery"])
     assert not {"quick_lite", "mosaic_lite"} & set(result["gallery"])
 
