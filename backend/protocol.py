@@ -384,7 +384,7 @@ def check_train_option(name, value):
 # `brushwork train distill`'s, with the editors' defaults. Those make a quick lite net in about 20
 # minutes on a laptop CPU (``recipe`` "single"): 256 crops of 128 px for the teacher to stylise once
 # (a minute or two), then the student's training, stopped after 15 minutes if its iterations take
-# longer. ``recipe`` "two-step" is the bundled lite nets' recipe (about three hours on a 2-core CPU):
+# longer. ``recipe`` "two-step" is the bundled lite nets' recipe (1.5 to 2.5 hours on a 2-core CPU):
 # it sets the iterations and learning rates itself (RECIPE_SETS), and the editors' defaults do not
 # apply to it. docs/protocol.md, "Lite versions"; the recipe itself: docs/models.md, "Lite nets".
 DISTILL_OPTIONS = {option.name: option for option in (
