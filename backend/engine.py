@@ -26,6 +26,9 @@ taken from the image alone, and crops the result back; a model's metadata can tu
 by its border, as its forward does, with statistics that include the border. Tiled, only the
 tiles at the image's edge read the mirrored margin.
 
+A distilled (lite) net's output gets its photo's pattern on the net's 4-px stride grid in
+place of its own (:mod:`backend.stride_pattern`), as the targets it was taught from did.
+
 Style images of up to ``tile_size``**2 pixels (2048**2 by default) run whole. Larger ones run
 in tiles of half that side that use the whole image's exact instance-norm statistics
 (see :mod:`backend.tiling`): no seams, and the same output as an untiled run up to rounding.
@@ -52,6 +55,7 @@ from backend import fastnet, tiling
 from backend.nets import STYLE_STRIDE, edge_hiding_border, mirror_pad
 from backend.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 from backend.protocol import BadPixels, BadRequest, OutOfMemory, UnknownModel, check_strength
+from backend.stride_pattern import replace_phase_pattern
 
 log = logging.getLogger("brushwork.engine")
 
@@ -292,6 +296,8 @@ class Engine:
         with self._lock:
             net, margin = self._prepared(info)
             result = self._run(net, source, 1, progress, is_cancelled, margin)
+        if info.teacher:   # a distilled net: its output cleaned as its targets were
+            replace_phase_pattern(result, source)
         np.clip(result, 0, 1, out=result)
         if preserve_colors:
             ycc = rgb_to_ycbcr(rgb)

@@ -5,7 +5,8 @@
 
 On the held-out photos (trainer/recipes/sun_hays80_holdout.txt; shorter side scaled to each
 size, centre square, as ``brushwork eval style``), both nets run as the engine runs them (fp32,
-mirrored edges unless a model says ``"mirror_edges": false``), and the table gives per size the
+mirrored edges unless a model says ``"mirror_edges": false``; the student's output given its
+photo's period-4 pattern, :mod:`backend.stride_pattern`), and the table gives per size the
 mean Eq. 5 objective (the teacher's VGG, loss weights and style image) of the teacher, of the
 student and their ratio; the RMS of
 the fixed period-4 pattern (:func:`trainer.distill_targets.phase_pattern`, 8-bit luma levels) of
