@@ -35,6 +35,7 @@ def replace_phase_pattern(result, photo, period=STYLE_STRIDE):
     replaced by that of ``photo`` (the same shape): the difference of the two, repeated from the
     top-left corner, subtracted. Values may leave [0, 1] by as much; the caller clips."""
     change = (phase_pattern(result, period) - phase_pattern(photo, period)).astype(result.dtype)
-    height, width = result.shape[:2]
-    result -= np.tile(change, (-(-height // period), -(-width // period), 1))[:height, :width]
+    rows = np.tile(change, (1, -(-result.shape[1] // period), 1))[:, :result.shape[1]]   # period x W x C
+    for place in range(period):     # row by row: no full-size temporary
+        result[place::period] -= rows[place]
     return result
