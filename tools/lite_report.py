@@ -12,7 +12,7 @@ student and their ratio; the RMS of
 the fixed period-4 pattern (:func:`trainer.distill_targets.phase_pattern`, 8-bit luma levels) of
 the photos, the teacher and the student; and their edge ratio (:func:`trainer.metrics.edge_ratio`).
 It also scores the *cleaned* teacher: its output with its period-4 pattern replaced by the photo's
-(:func:`trainer.distill_targets.with_photos_pattern`), which is what the student is taught. Eq. 5 rewards that pattern
+(:func:`backend.stride_pattern.replace_phase_pattern`), which is what the student is taught. Eq. 5 rewards that pattern
 (``starry_night``'s screen door lowers its teacher's objective by about 11 %), so a student
 free of it is measured against the cleaned teacher (docs/models.md, "Lite nets"). Eq. 5 also
 rewards an even spread of the style's texture over the photo's structure, so the table gives
@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from backend.engine import Engine  # noqa: E402
 from backend.model_store import ModelStore  # noqa: E402
-from trainer.distill_targets import pattern_rms_levels, phase_pattern, with_photos_pattern  # noqa: E402
+from backend.stride_pattern import replace_phase_pattern  # noqa: E402
+from trainer.distill_targets import pattern_rms_levels, phase_pattern  # noqa: E402
 from trainer.eval_style import square_content  # noqa: E402
 from trainer.gatys import model_objective  # noqa: E402
 from trainer.metrics import blown_patches, edge_ratio  # noqa: E402
@@ -86,7 +87,7 @@ def measure(engine, objective, teacher, student, sizes):
             photo = content[0].permute(1, 2, 0).numpy()
             outputs = {"photo": photo, "teacher": engine.stylize(photo, None, teacher)[0],
                        "student": engine.stylize(photo, None, student)[0]}
-            outputs["cleaned"] = with_photos_pattern(as_tensor(outputs["teacher"]), content)[0].permute(1, 2, 0).numpy()
+            outputs["cleaned"] = np.clip(replace_phase_pattern(outputs["teacher"].copy(), photo), 0, 1)
             for label, image in outputs.items():
                 pattern_rms = pattern_rms_levels(phase_pattern(image.transpose(2, 0, 1)[None]))
                 sums[f"{label} pattern"] = sums.get(f"{label} pattern", 0) + pattern_rms
