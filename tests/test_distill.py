@@ -143,6 +143,9 @@ def test_distill_without_the_gram_term_continues_with_it(setup):
     assert set(json.loads(first.read_text())["recipe"]["final_losses"]) == {"total", "l1", "grid"}
     assert distill(setup, "gram2", "--iterations", "1", "--gram-weight", "1e-9", "--init", str(first)) == 0
     assert distill(setup, "gram3", "--iterations", "1", "--widths", "4", "8", "8", "4", "4", "--init", str(first)) == 1
+    assert distill(setup, "wide", "--iterations", "1", "--widths", "4", "8", "16", "12", "4", "--init", str(first)) == 0
+    wide = json.loads((root / "wide" / "models" / "tiny_style_lite.json").read_text())
+    assert wide["architecture"]["widths"] == [4, 8, 16, 12, 4] and wide["recipe"]["init"]["model"] == "tiny_style_lite"
     meta = json.loads((root / "gram2" / "models" / "tiny_style_lite.json").read_text())
     assert set(meta["recipe"]["final_losses"]) == {"total", "l1", "grid", "gram"}
     assert meta["recipe"]["distill_weights"]["gram"] == 1e-9

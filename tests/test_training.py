@@ -16,7 +16,7 @@ from backend.nets import style_reach
 from backend.protocol import BrushworkError
 from tiny_training import STYLE, TINY, parse, train_style_run
 from trainer.checkpoint import latest_checkpoint, load_checkpoint
-from trainer.init_weights import copy_and_deepen, deeper_by
+from trainer.init_weights import copy_and_deepen, deeper_by, load_init_weights, wider
 from trainer import train_style
 
 
@@ -128,6 +128,28 @@ def test_init_fine_tunes_an_existing_model_and_the_recipe_names_it(style_run, tm
                         "--init", parent_json)
     with pytest.raises(BrushworkError, match="no model named"):
         train_style_run(tmp_path, "--iterations", "1", "--run-dir", tmp_path / "run3", "--init", "no_such_model")
+
+
+def test_init_with_more_channels_and_blocks_starts_from_the_same_function(style_run):
+    tmp, parent_json = style_run
+    parent = json.loads(parent_json.read_text())["architecture"]    # 8 channels: widths 8 16 32 16 8
+    wide = {**parent, "blocks": parent["blocks"] + 1, "widths": [8, 16, 40, 24, 12]}
+    assert wider(parent, wide) and not wider(wide, parent) and not wider(parent, parent)
+    assert not wider(parent, {**wide, "widths": [8, 16, 40, 24, 4]})    # one layer narrower
+    net = train_style.build_net(wide)
+    record = load_init_weights(str(parent_json), net, wide)
+    assert record["model"] == "tiny_udnie"
+    source = ModelStore(tmp / "models", include_bundled=False, include_user=False).load("tiny_udnie")
+    image = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(image), source(image), atol=1e-5)
+    # The decoder's first stage has 24 channels, copies of the source's 16: the next layer reads
+    # a channel and its copy with different weights, so they learn apart.
+    weight = net.decoder[3][1][1].weight
+    assert not torch.allclose(weight[:, 0], weight[:, 16])
+    assert torch.allclose(weight[:8, 0] + weight[:8, 16], source.decoder[3][1][1].weight[:, 0], atol=1e-6)
+    with pytest.raises(ValueError, match="fewer channels"):
+        load_init_weights(str(parent_json), train_style.build_net({**parent, "channels": 4}), {**parent, "channels": 4})
 
 
 def test_init_with_more_blocks_starts_from_the_same_function_and_may_add_a_border(style_run, tmp_path):

@@ -35,7 +35,7 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 from tqdm import tqdm
 
-from trainer.losses import phase_patterns
+from backend.stride_pattern import phase_pattern as image_phase_pattern, replace_phase_pattern
 from trainer.metrics import blown_mask
 
 CHUNK = 16          # crops made between two saves of the progress record
@@ -45,14 +45,12 @@ FILL_SIGMA = 8      # px: the Gaussian over which a patch's fill averages what l
 
 
 def phase_pattern(images, period=PERIOD):
-    """The mean of ``images`` (N x C x H x W, any array dtype, e.g. a memory map) at each position
-    of a ``period`` x ``period`` grid anchored at the top-left, minus the mean over positions:
-    C x period x period float64 (:func:`trainer.losses.phase_patterns`, averaged over the images)."""
-    total = 0
-    for first in range(0, len(images), 64):
-        block = torch.from_numpy(np.asarray(images[first:first + 64], dtype=np.float64))
-        total = total + phase_patterns(block, period).sum(dim=0)
-    return (total / len(images)).numpy()
+    """The mean of ``images`` (N x C x H x W, any array dtype, e.g. a memory map, read one image at a
+    time) at each position of a ``period`` x ``period`` grid anchored at the top-left, minus the
+    mean over positions: C x period x period float64
+    (:func:`backend.stride_pattern.phase_pattern`, averaged over the images)."""
+    total = sum(image_phase_pattern(np.asarray(image).transpose(1, 2, 0), period) for image in images)
+    return (total / len(images)).transpose(2, 0, 1)
 
 
 def pattern_rms_levels(pattern):
@@ -81,16 +79,6 @@ def fill_blown_patches(target, photo):
     return filled.numpy().transpose(1, 2, 0), count
 
 
-def with_photos_pattern(images, photos):
-    """``images`` (N x C x H x W float tensor in [0, 1]) with each one's period-4 pattern
-    (:func:`trainer.losses.phase_patterns`) replaced by that of its photo in ``photos`` (same
-    shape): the difference tiled from the top-left corner and subtracted, clipped to [0, 1]."""
-    change = phase_patterns(images, PERIOD) - phase_patterns(photos, PERIOD)
-    height, width = images.shape[-2:]
-    tiled = change.tile((-(-height // PERIOD), -(-width // PERIOD)))[..., :height, :width]
-    return (images - tiled).clamp(0, 1)
-
-
 class TargetPool:
     """The cached (input, target) pairs of a finished build, read from the memory-mapped array."""
 
@@ -103,9 +91,12 @@ class TargetPool:
     def pairs(self, indices):
         """Inputs and targets of the crops ``indices`` as float tensors in [0, 1] (N x 3 x S x S);
         each target's period-4 pattern replaced by its photo's (the module docstring)."""
-        pairs = torch.from_numpy(np.stack([self.array[i] for i in indices])).float().div_(255)
-        photos = pairs[:, 0].contiguous()
-        return photos, with_photos_pattern(pairs[:, 1], photos)
+        pairs = np.stack([self.array[i] for i in indices]).astype(np.float32) / 255
+        for photo, target in pairs:     # in place, through channels-last views
+            replace_phase_pattern(target.transpose(1, 2, 0), photo.transpose(1, 2, 0), PERIOD)
+        np.clip(pairs, 0, 1, out=pairs)
+        pairs = torch.from_numpy(pairs)
+        return pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
 
 
 def _read_record(path):

@@ -82,7 +82,8 @@ def phase_patterns(images, period):
     """Each image's pattern repeating every ``period`` pixels: its mean over every ``period`` x
     ``period`` block (anchored at the top-left) at each position in a block, minus the mean of
     those; N x C x period x period for N x C x H x W ``images``. Sides that are not multiples of
-    ``period`` lose their last rows/columns."""
+    ``period`` lose their last rows/columns. A tensor with gradients, for :func:`grid_loss`; images
+    that need no gradient are measured and cleaned in NumPy (:mod:`backend.stride_pattern`)."""
     n, c, height, width = images.shape
     height, width = height - height % period, width - width % period
     blocks = images[:, :, :height, :width].reshape(n, c, height // period, period, width // period, period)

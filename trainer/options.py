@@ -84,8 +84,9 @@ def add_loop_arguments(parser, iterations, batch):
     add_train_option(parser, "blocks")
     parser.add_argument("--init", default=None, metavar="MODEL",
                         help="start from this model's weights (a model name or a model .json path; same "
-                             "architecture, or more --blocks, which start as the identity) instead of random "
-                             "ones: fine-tuning. The recipe records it")
+                             "architecture, or more --blocks, which start as the identity, or for a style net "
+                             "more channels (--widths), copies of its own) instead of random ones: fine-tuning. "
+                             "The recipe records it")
     add_train_option(parser, "time_limit")
     parser.add_argument("--estimate", action="store_true",
                         help="only time a few iterations on this device, print how long --iterations would "
