@@ -91,7 +91,8 @@ class TargetPool:
     def pairs(self, indices):
         """Inputs and targets of the crops ``indices`` as float tensors in [0, 1] (N x 3 x S x S);
         each target's period-4 pattern replaced by its photo's (the module docstring)."""
-        pairs = np.stack([self.array[i] for i in indices]).astype(np.float32) / 255
+        pairs = np.stack([self.array[i] for i in indices]).astype(np.float32)
+        pairs /= 255
         for photo, target in pairs:     # in place, through channels-last views
             replace_phase_pattern(target.transpose(1, 2, 0), photo.transpose(1, 2, 0), PERIOD)
         np.clip(pairs, 0, 1, out=pairs)
