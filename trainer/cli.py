@@ -107,8 +107,9 @@ def register(subparsers):
 
     distill = kinds.add_parser("distill", help="train a smaller, faster copy of a style model (a lite net)",
                                description="Distil a style model: a smaller net learns to reproduce what the "
-                                           "teacher makes of cached, augmented crops (L1 plus a grid term against "
-                                           "4-px patterns; no VGG, so it fits on a CPU). See docs/models.md.")
+                                           "teacher makes of cached, augmented crops (L1, a grid term against 4-px "
+                                           "patterns and VGG texture terms; the teacher runs once, so it fits "
+                                           "on a CPU). See docs/models.md.")
     options.add_train_distill_arguments(distill)
     distill.set_defaults(func=_train_command("distill"))
 
