@@ -143,8 +143,9 @@ def test_trainer_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
         assert load_checkpoint(path)["iteration"] == int(path.stem.split("_")[1])
     assert len(list(run_dir.glob("checkpoint_*.pt"))) <= 3
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").glob("*.json"))
-    # what a kill during a checkpoint write leaves (the kill above may or may not have hit one)
-    (run_dir / f".checkpoint_{killed_at + 1:07d}.pt.k1ll3d.tmp").write_bytes(bytes(4096))
+    # what a kill during a checkpoint, preview or loss-curve write leaves (the kill above may have hit one)
+    for name in (f"checkpoint_{killed_at + 1:07d}.pt", "preview.png", "loss.png"):
+        (run_dir / f".{name}.k1ll3d.tmp").write_bytes(bytes(4096))
 
     resumed = subprocess.run(train_command(tmp_path, "--resume"), cwd=REPO, env=env, capture_output=True,
                              text=True, timeout=300)
@@ -153,7 +154,7 @@ def test_trainer_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     assert final["iteration"] == 14 and final["history"]["iteration"] == list(range(1, 15))
     assert len(final["commands"]) == 2 and "--resume" in final["commands"][1]
     assert final["history"]["total"][:killed_at] == killed["history"]["total"]
-    assert not list(run_dir.glob(".*.tmp")), "a partial checkpoint was left behind"
+    assert not list(run_dir.glob(".*.tmp")), "a partial write was left behind"
     assert sorted(p.name for p in run_dir.glob("checkpoint_*.pt")) == [f"checkpoint_{i:07d}.pt" for i in (12, 13, 14)]
     store = ModelStore([tmp_path / "models"], include_bundled=False, include_user=False)
     assert store.load(store.get("killed_style")) is not None

@@ -19,7 +19,8 @@ from backend.model_store import user_models_dir
 FORMAT = 1
 KEEP_CHECKPOINTS = 3   # the newest checkpoints a run keeps (each holds the net and Adam's state)
 _NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
-_PARTIAL = re.compile(r"^\.checkpoint_\d+\.pt\..*\.tmp$")   # write_atomic's temp file, left by a kill
+# write_atomic's temp file for a file the run writes (a checkpoint, the preview, the loss curve), left by a kill
+_PARTIAL = re.compile(r"^\.(checkpoint_\d+\.pt|preview\.png|loss\.png)\..*\.tmp$")
 
 
 def checkpoint_path(run_dir, iteration):
@@ -46,9 +47,10 @@ def prune_checkpoints(run_dir, keep=KEEP_CHECKPOINTS):
     return old
 
 
-def remove_partial_checkpoints(run_dir):
-    """Delete the temp files of checkpoint writes that never finished (the process was killed); return them."""
-    partial = [p for p in Path(run_dir).glob(".checkpoint_*.tmp") if _PARTIAL.match(p.name)]
+def remove_partial_writes(run_dir):
+    """Delete the temp files of the run's writes that never finished (the process was killed during a
+    checkpoint, preview or loss-curve write); return them."""
+    partial = [p for p in Path(run_dir).glob(".*.tmp") if _PARTIAL.match(p.name)]
     for path in partial:
         path.unlink(missing_ok=True)
     return partial

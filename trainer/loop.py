@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from trainer.checkpoint import (KEEP_CHECKPOINTS, checkpoint_path, default_run_dir, latest_checkpoint,
-                                load_checkpoint, prune_checkpoints, remove_partial_checkpoints, rng_state,
+                                load_checkpoint, prune_checkpoints, remove_partial_writes, rng_state,
                                 save_checkpoint, set_rng_state)
 from trainer.hardware import (Cluster, autocast_for, hardware_description, loader_threads, net_memory_format,
                               prepare_loss_network, resolve_precision)
@@ -125,7 +125,7 @@ def _train(args, make_task, cluster):
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(task.name)
     if cluster.is_main and not measuring:
         run_dir.mkdir(parents=True, exist_ok=True)
-        remove_partial_checkpoints(run_dir)
+        remove_partial_writes(run_dir)
     layout = net_memory_format(device)
     net = task.net.to(device, memory_format=layout)
     if task.loss.loss_net is not None:

@@ -1,13 +1,12 @@
 """PNG side products of a training run: the preview grid and the loss curve."""
 
-import os
-import tempfile
-from pathlib import Path
+import io
 
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from backend.model_save import write_atomic
 from trainer.data import to_image
 
 
@@ -20,20 +19,6 @@ def run_for_preview(net, inputs):
         return net(inputs.to(device)).float().cpu()
     finally:
         net.train()
-
-
-def _save_atomic(path, save):
-    """Call ``save(file_object)`` on a temp file next to ``path``, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            save(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def image_grid(rows):
@@ -51,7 +36,7 @@ def image_grid(rows):
 
 def save_image(image, path):
     """Write a PIL image as PNG, atomically."""
-    _save_atomic(path, lambda f: image.save(f, format="PNG"))
+    _write_png(path, lambda f: image.save(f, format="PNG"))
 
 
 def save_loss_curve(history, path):
@@ -68,7 +53,14 @@ def save_loss_curve(history, path):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    _save_atomic(path, lambda f: fig.savefig(f, format="png"))
+    _write_png(path, lambda f: fig.savefig(f, format="png"))
+
+
+def _write_png(path, save):
+    """Call ``save(file_object)`` on a buffer and write it to ``path`` atomically."""
+    buffer = io.BytesIO()
+    save(buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def _smooth(values, window=20):
