@@ -19,8 +19,10 @@ from backend.model_store import user_models_dir
 FORMAT = 1
 KEEP_CHECKPOINTS = 3   # the newest checkpoints a run keeps (each holds the net and Adam's state)
 _NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
+PREVIEW_FILE = "preview.png"       # the run dir's preview grid and loss curve (trainer.plots writes them)
+LOSS_CURVE_FILE = "loss.png"
 # write_atomic's temp file for a file the run writes (a checkpoint, the preview, the loss curve), left by a kill
-_PARTIAL = re.compile(r"^\.(checkpoint_\d+\.pt|preview\.png|loss\.png)\..*\.tmp$")
+_PARTIAL = re.compile(rf"^\.(checkpoint_\d+\.pt|{re.escape(PREVIEW_FILE)}|{re.escape(LOSS_CURVE_FILE)})\..*\.tmp$")
 
 
 def checkpoint_path(run_dir, iteration):

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.checkpoint import (KEEP_CHECKPOINTS, checkpoint_path, default_run_dir, latest_checkpoint,
-                                load_checkpoint, prune_checkpoints, remove_partial_writes, rng_state,
-                                save_checkpoint, set_rng_state)
+from trainer.checkpoint import (KEEP_CHECKPOINTS, LOSS_CURVE_FILE, PREVIEW_FILE, checkpoint_path, default_run_dir,
+                                latest_checkpoint, load_checkpoint, prune_checkpoints, remove_partial_writes,
+                                rng_state, save_checkpoint, set_rng_state)
 from trainer.hardware import (Cluster, autocast_for, hardware_description, loader_threads, net_memory_format,
                               prepare_loss_network, resolve_precision)
 from trainer.init_weights import load_init_weights
@@ -166,8 +166,8 @@ def _train(args, make_task, cluster):
             "history": history, "config": config, "commands": commands,
             "wall_time_s": wall_before + time.monotonic() - started})
         prune_checkpoints(run_dir, getattr(args, "keep_checkpoints", KEEP_CHECKPOINTS))
-        save_image(task.preview(net), run_dir / "preview.png")
-        save_loss_curve(history, run_dir / "loss.png")
+        save_image(task.preview(net), run_dir / PREVIEW_FILE)
+        save_loss_curve(history, run_dir / LOSS_CURVE_FILE)
         return path
 
     hardware = f"{hardware_description(device, cluster.world)}, {precision}"
