@@ -83,7 +83,7 @@ class StripConv(nn.Module):
     on a whole image or a whole tensor that copy is as large as the input itself. Inputs of up to
     ``_WHOLE_BYTES`` are padded whole all the same: there the copy is affordable, and the strips'
     extra copies cost more than the convolution of a narrow layer (half the time of a 16-channel
-    net at 1024**2 on a 2-core CPU; docs/models.md, "Lite nets")."""
+    net at 1024**2 on a 2-core CPU; docs/lite_nets_log.md)."""
 
     def __init__(self, layer):
         super().__init__()

@@ -4,7 +4,7 @@ A :class:`backend.nets.StyleNet` works at a quarter of the image's resolution be
 stride-2 convolutions and its two upsampling stages, so every output pixel has one of
 ``STYLE_STRIDE`` x ``STYLE_STRIDE`` places in that grid. A net can learn a brightness that
 depends on the place alone: ``starry_night``'s 4-px "screen door", ``composition_vii``'s faint
-rows (docs/models.md, "Lite nets"). Its *phase pattern* is the mean of the image at each place,
+rows (docs/lite_nets_log.md). Its *phase pattern* is the mean of the image at each place,
 anchored at the top-left corner, minus the mean over places.
 
 :func:`replace_phase_pattern` gives a result its photo's phase pattern instead of its own: an

@@ -40,10 +40,10 @@ from trainer.losses import CONTENT_LAYER, feature_loss, gram_matrix, grid_loss, 
 from trainer.plots import image_grid, run_for_preview
 from trainer.vgg import LAYERS, LossNetwork
 
-STUDENT = {"channels": 8, "blocks": 8}      # chosen by timing and by distillations: docs/models.md, "Lite nets"
+STUDENT = {"channels": 8, "blocks": 8}      # chosen by timing and by distillations: docs/lite_nets_log.md
 # Pixels along each side of a crop that the VGG terms do not see: the student's edges are taught
 # by the L1 term alone, from line-free targets. Seen through VGG's zero padding, the outermost
-# lines could buy texture statistics, and step 2 grew lines along the edges (docs/models.md).
+# lines could buy texture statistics, and step 2 grew lines along the edges (docs/lite_nets_log.md).
 VGG_MARGIN = 8
 
 
