@@ -15,6 +15,7 @@ import torch
 from backend.model_files import FORMAT_VERSION, validate_metadata
 
 THUMBNAIL_SIZE = 128
+_TEMP_SUFFIX = ".tmp"   # write_atomic's temp file: ".NAME.<random>.tmp" beside NAME
 
 
 def write_atomic(path, data):
@@ -23,7 +24,7 @@ def write_atomic(path, data):
     path = Path(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -35,6 +36,15 @@ def write_atomic(path, data):
         if isinstance(exc, OSError):
             raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+
+
+def partial_write_target(name):
+    """The file name that ``name``, a temp file of :func:`write_atomic` (left only when the process
+    was killed mid-write), was to become; None if ``name`` is not such a temp file."""
+    if not (name.startswith(".") and name.endswith(_TEMP_SUFFIX)):
+        return None
+    target = name[1:-len(_TEMP_SUFFIX)].rpartition(".")[0]   # less the random part
+    return target or None
 
 
 def save_model(directory, name, net, metadata, thumbnail=None, half=False):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.model_save import write_atomic
+from backend.model_save import partial_write_target, write_atomic
 from backend.model_store import user_models_dir
 
 FORMAT = 1
@@ -21,8 +21,6 @@ KEEP_CHECKPOINTS = 3   # the newest checkpoints a run keeps (each holds the net 
 _NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
 PREVIEW_FILE = "preview.png"       # the run dir's preview grid and loss curve (trainer.plots writes them)
 LOSS_CURVE_FILE = "loss.png"
-# write_atomic's temp file for a file the run writes (a checkpoint, the preview, the loss curve), left by a kill
-_PARTIAL = re.compile(rf"^\.(checkpoint_\d+\.pt|{re.escape(PREVIEW_FILE)}|{re.escape(LOSS_CURVE_FILE)})\..*\.tmp$")
 
 
 def checkpoint_path(run_dir, iteration):
@@ -49,10 +47,15 @@ def prune_checkpoints(run_dir, keep=KEEP_CHECKPOINTS):
     return old
 
 
+def _is_run_file(name):
+    """Whether ``name`` is a file the run writes with write_atomic: a checkpoint, the preview, the loss curve."""
+    return name is not None and (_NAME.match(name) is not None or name in (PREVIEW_FILE, LOSS_CURVE_FILE))
+
+
 def remove_partial_writes(run_dir):
     """Delete the temp files of the run's writes that never finished (the process was killed during a
     checkpoint, preview or loss-curve write); return them."""
-    partial = [p for p in Path(run_dir).glob(".*.tmp") if _PARTIAL.match(p.name)]
+    partial = [p for p in Path(run_dir).glob(".*") if _is_run_file(partial_write_target(p.name))]
     for path in partial:
         path.unlink(missing_ok=True)
     return partial
